@@ -1,0 +1,15 @@
+"""The exceptions of s3-scheduler, under one base: `S3SchedulerError`."""
+
+from __future__ import annotations
+
+
+class S3SchedulerError(Exception):
+    """Base of every exception this package raises on its own account."""
+
+
+class UnableToMoveFileError(S3SchedulerError):
+    """`move_file` was not given a source bucket, a source key and a target bucket."""
+
+
+class InvalidKeyError(S3SchedulerError, ValueError):
+    """An object name under the scheduler's prefix is not an event this package can read."""

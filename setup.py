@@ -1,0 +1,33 @@
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+here = Path(__file__).parent
+
+setup(
+    name="s3-scheduler",
+    version="0.1.0",
+    description="One-time events on plain S3: a fast, faithful drop-in for s3-scheduler 0.0.3",
+    long_description=(here / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    packages=find_packages(include=["s3_scheduler", "s3_scheduler.*"]),
+    package_data={"s3_scheduler": ["py.typed"]},
+    python_requires=">=3.9",
+    install_requires=["boto3>=1.26", "python-dateutil>=2.8"],
+    extras_require={
+        "test": [
+            "pytest>=7",
+            "moto[s3,server]>=5",
+            "hypothesis>=6",
+        ],
+        "lint": ["ruff>=0.6", "mypy>=1.10", "boto3-stubs[s3]", "types-python-dateutil"],
+    },
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Programming Language :: Python :: 3 :: Only",
+        "License :: OSI Approved :: MIT License",
+        "Operating System :: OS Independent",
+        "Typing :: Typed",
+    ],
+)
