@@ -1,0 +1,206 @@
+"""Shared fixtures: an injected clock, moto in-process, S3 over the wire (moto's server
+or a real S3 server named by the environment), and a counter of S3 requests.
+
+Set ``S3_SCHEDULER_TEST_ENDPOINT`` (with ``S3_SCHEDULER_TEST_ACCESS_KEY`` and
+``S3_SCHEDULER_TEST_SECRET_KEY``) to run every test that takes the ``wire`` fixture
+against that server as well; without it those runs are skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable, Iterator
+
+import boto3
+import pytest
+from botocore.config import Config
+from moto import mock_aws
+from moto.server import ThreadedMotoServer
+
+from s3_scheduler import Scheduler
+
+SCHEDULE_BUCKET = "schedule-bucket"
+TARGET_BUCKET = "target-bucket"
+T0 = datetime(2026, 11, 27, 12, 0, 0, tzinfo=timezone.utc)
+
+REAL_S3_ENDPOINT = "S3_SCHEDULER_TEST_ENDPOINT"
+
+
+class Clock:
+    """A clock that stands still until a test moves it."""
+
+    def __init__(self, now: datetime = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+class RequestCounter:
+    """Counts the S3 requests a client sends, by operation name."""
+
+    def __init__(self) -> None:
+        self.calls: Counter[str] = Counter()
+
+    def attach(self, client: Any) -> RequestCounter:
+        client.meta.events.register("before-call.s3", self._count)
+        return self
+
+    def _count(self, model: Any, **_: Any) -> None:
+        self.calls[model.name] += 1
+
+    @property
+    def lists(self) -> int:
+        return self.calls["ListObjects"] + self.calls["ListObjectsV2"]
+
+    @property
+    def total(self) -> int:
+        return sum(self.calls.values())
+
+
+@dataclass
+class S3:
+    """An S3 to test against: a resource, its client, and the buckets made for the test."""
+
+    resource: Any
+    client: Any
+    schedule_bucket: str
+    target_bucket: str
+    counter: RequestCounter = field(default_factory=RequestCounter)
+
+    def scheduler(self, path: str = "jobs", **options: Any) -> Scheduler:
+        return Scheduler(self.schedule_bucket, path, self.resource, self.client, **options)
+
+    def keys(self, bucket: str) -> list[str]:
+        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+        return [obj["Key"] for page in pages for obj in page.get("Contents", ())]
+
+    def body(self, bucket: str, key: str) -> bytes:
+        return self.client.get_object(Bucket=bucket, Key=key)["Body"].read()
+
+
+@pytest.fixture(autouse=True)
+def _fake_aws_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test runs with fake credentials and no AWS configuration of the machine."""
+    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def s3() -> Iterator[S3]:
+    """moto in-process, with a schedule bucket and a target bucket."""
+    with mock_aws():
+        resource = boto3.resource("s3", region_name="us-east-1")
+        client = resource.meta.client
+        for bucket in (SCHEDULE_BUCKET, TARGET_BUCKET):
+            client.create_bucket(Bucket=bucket)
+        s3 = S3(resource, client, SCHEDULE_BUCKET, TARGET_BUCKET)
+        s3.counter.attach(client)
+        yield s3
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """An S3 reached over HTTP."""
+
+    name: str
+    url: str
+    access_key: str
+    secret_key: str
+
+    def resource(self, **config: Any) -> Any:
+        return boto3.resource(
+            "s3",
+            endpoint_url=self.url,
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+            region_name="us-east-1",
+            config=Config(s3={"addressing_style": "path"}, retries={"mode": "standard"}, **config),
+        )
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[Endpoint]:
+    """moto's server on an ephemeral port of 127.0.0.1, for the whole session."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield Endpoint("moto", f"http://{host}:{port}", "testing", "testing")
+    server.stop()
+
+
+def _real_endpoint() -> Endpoint | None:
+    url = os.environ.get(REAL_S3_ENDPOINT)
+    if not url:
+        return None
+    return Endpoint(
+        "real",
+        url,
+        os.environ.get("S3_SCHEDULER_TEST_ACCESS_KEY", "test"),
+        os.environ.get("S3_SCHEDULER_TEST_SECRET_KEY", "testsecret"),
+    )
+
+
+@pytest.fixture(params=["moto", "real"])
+def endpoint(request: pytest.FixtureRequest) -> Endpoint:
+    """Each S3 over the wire: moto's server, and the real server when one is set."""
+    if request.param == "moto":
+        return request.getfixturevalue("moto_endpoint")
+    real = _real_endpoint()
+    if real is None:
+        pytest.skip(f"no real S3 server: set {REAL_S3_ENDPOINT} (and its credentials) to run")
+    return real
+
+
+def _empty_and_delete(client: Any, bucket: str) -> None:
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+    for page in pages:
+        keys = [{"Key": obj["Key"]} for obj in page.get("Contents", ())]
+        if keys:
+            client.delete_objects(Bucket=bucket, Delete={"Objects": keys})
+    client.delete_bucket(Bucket=bucket)
+
+
+@pytest.fixture
+def make_wire() -> Iterator[Callable[..., S3]]:
+    """Builds an `S3` over the wire with fresh buckets, removed after the test."""
+    made: list[tuple[Any, str]] = []
+
+    def make(endpoint: Endpoint, **config: Any) -> S3:
+        resource = endpoint.resource(**config)
+        client = resource.meta.client
+        suffix = uuid.uuid4().hex[:12]
+        buckets = (f"schedule-{suffix}", f"target-{suffix}")
+        for bucket in buckets:
+            client.create_bucket(Bucket=bucket)
+            made.append((client, bucket))
+        s3 = S3(resource, client, *buckets)
+        s3.counter.attach(client)
+        return s3
+
+    yield make
+    for client, bucket in made:
+        _empty_and_delete(client, bucket)
+
+
+@pytest.fixture
+def wire(endpoint: Endpoint, make_wire: Callable[..., S3]) -> S3:
+    """S3 over HTTP (moto's server, and a real server when set), with fresh buckets."""
+    return make_wire(endpoint)
