@@ -8,6 +8,7 @@ against that server as well; without it those runs are skipped.
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from collections import Counter
@@ -204,3 +205,9 @@ def make_wire() -> Iterator[Callable[..., S3]]:
 def wire(endpoint: Endpoint, make_wire: Callable[..., S3]) -> S3:
     """S3 over HTTP (moto's server, and a real server when set), with fresh buckets."""
     return make_wire(endpoint)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _quiet_moto_server() -> None:
+    """moto's server logs every request at INFO; keep test reports readable."""
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)

@@ -1,0 +1,102 @@
+"""What crosses the wire: real HTTP to moto's server, and to a real S3 server when set.
+
+Special characters in targets and scheduler paths, CopySource quoting, endpoint
+configuration and the client's connection pool.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Callable
+
+import pytest
+
+from s3_scheduler import keys
+
+from .conftest import S3, T0, Clock, Endpoint
+
+TARGETS = [
+    "with space/and  two.txt",
+    "plus+sign",
+    "percent%20literal%",
+    "pipe|in|key",
+    "hash#fragment",
+    "question?versionId=abc",
+    "ünïcødé/日本語/файл",
+    "/leading-slash",
+    "tilde~one~~two~/three",
+    "amp&eq=semi;colon,comma",
+    "dir/sub/deep/file.json",
+]
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_special_targets_are_delivered_to_the_exact_key(wire: S3, clock: Clock, target: str) -> None:
+    """Each target key, whatever its characters, receives exactly its content."""
+    scheduler = wire.scheduler("jobs", clock=clock)
+    scheduler.schedule(T0 - timedelta(minutes=1), wire.target_bucket, target, f"content of {target}")
+
+    scheduler.handle()
+
+    expected = target[1:] if target.startswith("/") else target
+    assert wire.keys(wire.target_bucket) == [expected]
+    assert wire.body(wire.target_bucket, expected) == f"content of {target}".encode()
+    assert wire.keys(wire.schedule_bucket) == []
+
+
+@pytest.mark.parametrize("path", ["/path", "/path/", "team a/jobs+%", "ü/|odd|"])
+def test_scheduler_paths_with_special_characters(wire: S3, clock: Clock, path: str) -> None:
+    """Scheduler paths with a leading '/', spaces, '+', '%', unicode or '|' work end to end."""
+    scheduler = wire.scheduler(path, clock=clock)
+    key = scheduler.schedule(T0 - timedelta(minutes=1), wire.target_bucket, "out.bin", b"\x00\x01\xfe")
+    future = scheduler.schedule(T0 + timedelta(days=1), wire.target_bucket, "later.bin", b"later")
+
+    scheduler.handle()
+
+    assert key.startswith(keys.listing_prefix(path))
+    assert wire.body(wire.target_bucket, "out.bin") == b"\x00\x01\xfe"
+    assert wire.keys(wire.schedule_bucket) == [future]
+
+
+def test_due_window_is_read_in_key_order_over_http(wire: S3, clock: Clock) -> None:
+    """Over HTTP too, one LIST covers the due window ahead of a far-future backlog."""
+    scheduler = wire.scheduler(clock=clock)
+    for i in range(30):
+        scheduler.schedule(T0 + timedelta(days=3, seconds=i), wire.target_bucket, f"later/{i}", "l")
+    for i in range(5):
+        scheduler.schedule(T0 - timedelta(seconds=i + 1), wire.target_bucket, f"now/{i}", str(i))
+    wire.counter.calls.clear()
+
+    scheduler.handle()
+
+    assert wire.counter.lists == 1
+    assert wire.counter.calls["CopyObject"] == 5
+    assert sorted(wire.keys(wire.target_bucket)) == [f"now/{i}" for i in range(5)]
+    assert len(wire.keys(wire.schedule_bucket)) == 30
+
+
+def test_stop_over_http(wire: S3) -> None:
+    """stop() answers True for a present and for a missing event."""
+    scheduler = wire.scheduler()
+    key = scheduler.schedule(T0, wire.target_bucket, "x", "x")
+
+    assert scheduler.stop(key) is True
+    assert scheduler.stop(key) is True
+    assert wire.keys(wire.schedule_bucket) == []
+
+
+def test_delivery_never_overflows_the_connection_pool(
+    endpoint: Endpoint, make_wire: Callable[..., S3], clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Delivering more events than the pool holds never makes urllib3 discard connections."""
+    wire = make_wire(endpoint, max_pool_connections=4)
+    scheduler = wire.scheduler(clock=clock)
+    for i in range(40):
+        scheduler.schedule(T0 - timedelta(seconds=i + 1), wire.target_bucket, f"t/{i}", "x")
+
+    with caplog.at_level(logging.WARNING):
+        scheduler.handle()
+
+    assert len(wire.keys(wire.target_bucket)) == 40
+    assert "Connection pool is full" not in caplog.text
