@@ -19,9 +19,9 @@ setup(
         "test": [
             "pytest>=7",
             "moto[s3,server]>=5",
-            "hypothesis>=6",
+            "hypothesis>=6.89",
         ],
-        "lint": ["ruff>=0.6", "mypy>=1.10", "boto3-stubs[s3]", "types-python-dateutil"],
+        "lint": ["ruff>=0.6", "mypy>=1.10", "types-python-dateutil"],
     },
     classifiers=[
         "Programming Language :: Python :: 3",

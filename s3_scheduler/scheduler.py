@@ -9,13 +9,14 @@ deletes it.
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, BinaryIO, Callable, Iterator, Union
+from typing import Any, BinaryIO, Callable, Union
 
-from .keys import decode_key, encode_key, listing_bound, listing_prefix, normalize_path, to_utc
 from .exceptions import InvalidKeyError
+from .keys import decode_key, encode_key, listing_bound, listing_prefix, normalize_path, to_utc
 from .utils import info, move_file, nowut, warn
 
 Content = Union[str, bytes, bytearray, memoryview, BinaryIO]

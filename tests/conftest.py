@@ -12,9 +12,10 @@ import logging
 import os
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import boto3
 import pytest
@@ -84,7 +85,8 @@ class S3:
         return [obj["Key"] for page in pages for obj in page.get("Contents", ())]
 
     def body(self, bucket: str, key: str) -> bytes:
-        return self.client.get_object(Bucket=bucket, Key=key)["Body"].read()
+        data: bytes = self.client.get_object(Bucket=bucket, Key=key)["Body"].read()
+        return data
 
 
 @pytest.fixture(autouse=True)
@@ -163,7 +165,8 @@ def _real_endpoint() -> Endpoint | None:
 def endpoint(request: pytest.FixtureRequest) -> Endpoint:
     """Each S3 over the wire: moto's server, and the real server when one is set."""
     if request.param == "moto":
-        return request.getfixturevalue("moto_endpoint")
+        moto: Endpoint = request.getfixturevalue("moto_endpoint")
+        return moto
     real = _real_endpoint()
     if real is None:
         pytest.skip(f"no real S3 server: set {REAL_S3_ENDPOINT} (and its credentials) to run")

@@ -16,7 +16,7 @@ UTC = timezone.utc
 PREFIX = keys.listing_prefix("jobs")
 
 # Key text as S3 takes it: any unicode but lone surrogates, which UTF-8 cannot carry.
-key_text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=200)
+key_text = st.text(alphabet=st.characters(codec="utf-8"), min_size=1, max_size=200)
 bucket_names = st.from_regex(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", fullmatch=True)
 utc_times = st.datetimes(min_value=datetime(1000, 1, 1), max_value=datetime(9998, 12, 31), timezones=st.just(UTC))
 
