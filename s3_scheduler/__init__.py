@@ -28,10 +28,14 @@ from __future__ import annotations
 
 import logging
 
-from .exceptions import InvalidKeyError, S3SchedulerError, UnableToMoveFileError
-from .scheduler import ScheduledEvent, Scheduler
+from .exceptions import EventNotPendingError, InvalidKeyError, S3SchedulerError, UnableToMoveFileError
+from .report import FailedDelivery, HandleReport, ScheduledEvent
+from .scheduler import Scheduler
 
 __all__ = [
+    "EventNotPendingError",
+    "FailedDelivery",
+    "HandleReport",
     "InvalidKeyError",
     "S3SchedulerError",
     "ScheduledEvent",

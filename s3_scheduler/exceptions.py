@@ -13,3 +13,7 @@ class UnableToMoveFileError(S3SchedulerError):
 
 class InvalidKeyError(S3SchedulerError, ValueError):
     """An object name under the scheduler's prefix is not an event this package can read."""
+
+
+class EventNotPendingError(S3SchedulerError, LookupError):
+    """The event is no longer pending: delivered, cancelled, or never scheduled."""

@@ -9,14 +9,17 @@ deletes it.
 from __future__ import annotations
 
 import io
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, BinaryIO, Callable, Union
 
-from .exceptions import InvalidKeyError
+from botocore.exceptions import ClientError
+
+from .exceptions import EventNotPendingError, InvalidKeyError
 from .keys import decode_key, encode_key, listing_bound, listing_prefix, normalize_path, to_utc
+from .report import FailedDelivery, HandleReport, ScheduledEvent
 from .utils import info, move_file, nowut, warn
 
 Content = Union[str, bytes, bytearray, memoryview, BinaryIO]
@@ -25,19 +28,8 @@ Content = Union[str, bytes, bytearray, memoryview, BinaryIO]
 DEFAULT_MAX_WORKERS = 10
 """Delivery threads when the client does not tell its pool size (botocore's default)."""
 
-
-@dataclass(frozen=True)
-class ScheduledEvent:
-    """A pending event, read from its name alone.
-
-    ``key`` is the event's object key in the scheduler's bucket, ``when`` the aware UTC
-    time it is due, ``bucket`` and ``path`` the bucket and key it is copied to.
-    """
-
-    key: str
-    when: datetime
-    bucket: str
-    path: str
+MAX_UNTIL = timedelta(minutes=15)
+"""How far ahead `Scheduler.handle` may deliver events at their own time (Lambda's limit)."""
 
 
 def _now() -> datetime:
@@ -55,8 +47,9 @@ class Scheduler:
     Clients are thread-safe and the deliveries share one; the resource is only used to
     list, from the calling thread.
 
-    ``clock`` (keyword-only) returns the current time; it defaults to `nowut` and
-    exists so tests can set the time. A naive time it returns is taken as UTC.
+    ``clock`` and ``sleep`` (keyword-only) default to `nowut` and `time.sleep`; they
+    exist so tests can set the time and wait without waiting. A naive time ``clock``
+    returns is taken as UTC.
     """
 
     def __init__(
@@ -67,6 +60,7 @@ class Scheduler:
         s3_client: Any = None,
         *,
         clock: Callable[[], datetime] | None = None,
+        sleep: Callable[[float], None] | None = None,
     ) -> None:
         if not isinstance(bucket, str) or not bucket:
             msg = f"bucket must be the name of the scheduler's bucket, not {bucket!r}"
@@ -86,6 +80,7 @@ class Scheduler:
         self._s3_resource = s3_resource
         self._s3_client = s3_client
         self._clock = clock if clock is not None else _now
+        self._sleep = sleep if sleep is not None else time.sleep
 
     @property
     def bucket(self) -> str:
@@ -139,25 +134,136 @@ class Scheduler:
             warn("Unable to delete the scheduled event %s: %s", key, exc)
             return False
 
-    def handle(self) -> None:
+    def pending(self, *, until: datetime | None = None) -> Iterator[ScheduledEvent]:
+        """Yield the pending events in key order, read from their names alone.
+
+        Key order is time order for every key this package writes (0.0.3 kept the
+        caller's UTC offset in the name, and such keys sort by their local time). No
+        object is read: one LIST request per 1,000 names, fetched lazily page by page.
+        With ``until`` (naive means UTC), only events due at or before it are yielded
+        and the listing stops at ``until + 14 h``, past which no such event can sort.
+        Names under the prefix that are not events are not yielded.
+        """
+        bound = None if until is None else listing_bound(self._prefix, _check_time("until", until))
+        limit = None if until is None else to_utc(until)
+        return (event for event in self._events(bound) if limit is None or event.when <= limit)
+
+    def cancel(self, key: str) -> bool:
+        """Remove the pending event ``key``; return ``True`` only if this call removed it.
+
+        ``False`` when it was already delivered, cancelled, or never existed. The delete
+        is conditional on the object this call found (S3's ``If-Match`` with its ETag),
+        so a `handle` run that delivers the event meanwhile makes the answer ``False``,
+        never a silent loss: either the event was delivered or ``cancel`` answered
+        ``True`` (if a run was between its copy and its delete, both can hold).
+        On a store that ignores ``If-Match`` on deletes (Ceph radosgw 16 does),
+        ``True`` means the event was pending a moment before the delete: a delivery
+        running at that very moment may still have taken it.
+
+        Raises `InvalidKeyError` for a key that is not an event of this scheduler, and
+        lets every other S3 error (access denied, no such bucket) propagate.
+        `stop` keeps its 0.0.3 meaning.
+        """
+        decode_key(key, self._prefix)
+        try:
+            etag = self._s3_client.head_object(Bucket=self._bucket, Key=key)["ETag"]
+            self._s3_client.delete_object(Bucket=self._bucket, Key=key, IfMatch=etag)
+        except ClientError as exc:
+            if _status(exc) in (404, 412):
+                return False
+            raise
+        info("Cancelled the scheduled event %s", key)
+        return True
+
+    def reschedule(self, key: str, when: datetime) -> str:
+        """Move the pending event ``key`` to ``when`` (naive means UTC); return its new key.
+
+        The event is copied to its new name first and only then removed from the old
+        one (with `cancel`), so at no moment is it in neither place. If the event is no
+        longer pending (delivered, cancelled, never scheduled), even when a `handle`
+        run takes it during the move, `EventNotPendingError` is raised and no new
+        event is left behind. Raises `InvalidKeyError` for a key that is not an event
+        of this scheduler, and `TypeError` for a ``when`` that is not a datetime.
+        """
+        _check_time("when", when)
+        event = decode_key(key, self._prefix)
+        new_key = encode_key(self._prefix, when, event.bucket, event.target)
+        if new_key == key:
+            if not self._exists(key):
+                raise EventNotPendingError(_not_pending(key))
+            return key
+        try:
+            self._s3_client.copy_object(
+                Bucket=self._bucket, Key=new_key, CopySource={"Bucket": self._bucket, "Key": key}
+            )
+        except ClientError as exc:
+            if _status(exc) == 404:
+                raise EventNotPendingError(_not_pending(key)) from exc
+            raise
+        if not self.cancel(key):
+            self._s3_client.delete_object(Bucket=self._bucket, Key=new_key)
+            raise EventNotPendingError(_not_pending(key))
+        info("Rescheduled %s as %s", key, new_key)
+        return new_key
+
+    def handle(self, *, until: datetime | None = None, timeout: float | None = None) -> HandleReport:
         """Deliver every due event: copy it to its target, then delete it.
 
-        The listing is read in key order and stops at the first name past
-        ``now + 14 h`` (see `s3_scheduler.keys.LOOKAHEAD`), so a run costs one LIST
-        request per 1,000 names in that window, however many events lie beyond it.
-        The due events are delivered concurrently, on as many threads as the client's
-        connection pool holds. An event whose copy or delete fails is warned once and
-        stays for the next run; the others still go. A name under the prefix that is
-        not an event is warned and left alone, never deleted. Delivery is
-        at-least-once: a run that fails between copy and delete delivers again next time.
+        Called with no arguments it does what 0.0.3's did, faster: the listing is read
+        in key order and stops at the first name past ``now + 14 h`` (see
+        `s3_scheduler.keys.LOOKAHEAD`), so a run costs one LIST request per 1,000
+        names in that window, however many events lie beyond it. The due events are
+        delivered concurrently, on as many threads as the client's connection pool
+        holds, each one copied and then deleted through `move_file`.
+
+        - ``until`` (at most 15 minutes ahead, naive means UTC): also deliver the
+          events that fall due up to ``until``, each at its own time, waiting in
+          between: second-level precision from a one-minute tick. Events scheduled
+          after the run started are left to the next run.
+        - ``timeout`` (seconds): no delivery starts after it; the events of the window
+          not started stay pending and are counted as ``deferred``.
+
+        An event whose copy or delete fails is warned once and stays for the next run;
+        the others still go. A name under the prefix that is not an event is warned
+        and left alone, never deleted. Delivery is at-least-once: a run that dies
+        between copy and delete delivers again next time. Each delivery is logged at
+        INFO with its key, target and lateness, and the run ends with one INFO summary.
         """
-        now = to_utc(self._clock())
-        due = [event for event in self._events(listing_bound(self._prefix, now)) if event.when <= now]
-        for event, error in zip(due, self._deliver(due)):
-            if error is None:
-                info("Delivered %s to s3://%s/%s", event.key, event.bucket, event.path)
-            else:
-                warn("Unable to deliver %s to s3://%s/%s: %s", event.key, event.bucket, event.path, error)
+        start = to_utc(self._clock())
+        horizon = start
+        if until is not None:
+            horizon = max(start, to_utc(_check_time("until", until)))
+            if horizon - start > MAX_UNTIL:
+                msg = f"until must be at most {MAX_UNTIL} ahead of now, not {horizon - start}"
+                raise ValueError(msg)
+        deadline = None if timeout is None else start + timedelta(seconds=_check_timeout(timeout))
+        report = HandleReport()
+        window = sorted(
+            (e for e in self._events(listing_bound(self._prefix, horizon), report.skipped) if e.when <= horizon),
+            key=lambda e: e.when,
+        )
+        while window:
+            now = to_utc(self._clock())
+            if window[0].when > now:
+                if deadline is not None and window[0].when >= deadline:
+                    report.deferred.extend(window)
+                    break
+                self._sleep((window[0].when - now).total_seconds())
+                continue
+            count = next((i for i, e in enumerate(window) if e.when > now), len(window))
+            batch, window = window[:count], window[count:]
+            self._deliver(batch, deadline, report)
+        info("Handled %s: %s", self._prefix, report.summary())
+        return report
+
+    def _exists(self, key: str) -> bool:
+        try:
+            self._s3_client.head_object(Bucket=self._bucket, Key=key)
+        except ClientError as exc:
+            if _status(exc) == 404:
+                return False
+            raise
+        return True
 
     def _keys(self) -> Iterator[str]:
         """Yield the names under the prefix in key order, page by page."""
@@ -171,15 +277,20 @@ class Scheduler:
                 for obj in page.get("Contents", ()):
                     yield obj["Key"]
 
-    def _events(self, bound: str) -> Iterator[ScheduledEvent]:
-        """Yield the events named up to ``bound`` in key order, warning of other names."""
+    def _events(self, bound: str | None, skipped: list[str] | None = None) -> Iterator[ScheduledEvent]:
+        """Yield the events named up to ``bound`` (all, if None) in key order.
+
+        Other names are passed over; with ``skipped`` given they are warned and added to it.
+        """
         for key in self._keys():
-            if key > bound:
+            if bound is not None and key > bound:
                 return
             try:
                 when, bucket, target = decode_key(key, self._prefix)
             except InvalidKeyError as exc:
-                warn("Ignoring %s: not a scheduled event (%s)", key, exc)
+                if skipped is not None:
+                    warn("Ignoring %s: not a scheduled event (%s)", key, exc)
+                    skipped.append(key)
                 continue
             yield ScheduledEvent(key, when, bucket, target)
 
@@ -187,20 +298,77 @@ class Scheduler:
         size = getattr(getattr(getattr(self._s3_client, "meta", None), "config", None), "max_pool_connections", None)
         return size if isinstance(size, int) and size > 0 else DEFAULT_MAX_WORKERS
 
-    def _deliver(self, events: list[ScheduledEvent]) -> list[Exception | None]:
-        """Move each event to its target; return, in order, each one's error or None."""
+    def _deliver(self, events: list[ScheduledEvent], deadline: datetime | None, report: HandleReport) -> None:
+        """Move each event to its target, concurrently; record each outcome in ``report``."""
         workers = min(len(events), self._max_workers())
-        if workers <= 1:
-            return [self._move(event) for event in events]
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="s3-scheduler") as pool:
-            return list(pool.map(self._move, events))
 
-    def _move(self, event: ScheduledEvent) -> Exception | None:
+        def attempt(event: ScheduledEvent) -> tuple[ScheduledEvent, Exception | _Deferred | None, datetime]:
+            return (event, *self._move(event, deadline))
+
+        if workers <= 1:
+            outcomes = [attempt(event) for event in events]
+        else:
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="s3-scheduler") as pool:
+                outcomes = list(pool.map(attempt, events))
+        for event, outcome, at in outcomes:
+            if outcome is DEFERRED:
+                report.deferred.append(event)
+            elif isinstance(outcome, Exception):
+                report.failed.append(FailedDelivery(event, outcome))
+                warn("Unable to deliver %s to s3://%s/%s: %s", event.key, event.bucket, event.path, outcome)
+            else:
+                report.delivered.append(event)
+                late = (at - event.when).total_seconds()
+                info("Delivered %s to s3://%s/%s, %.3f s late", event.key, event.bucket, event.path, late)
+
+    def _move(self, event: ScheduledEvent, deadline: datetime | None) -> tuple[Exception | _Deferred | None, datetime]:
+        """Deliver one event unless ``deadline`` has passed; return the outcome and when."""
+        now = to_utc(self._clock())
+        if deadline is not None and now >= deadline:
+            return DEFERRED, now
         try:
             move_file(self._bucket, event.bucket, event.key, self._s3_client, event.path)
         except Exception as exc:  # noqa: BLE001 - reported by handle(), the event stays
-            return exc
-        return None
+            return exc, to_utc(self._clock())
+        return None, to_utc(self._clock())
+
+
+class _Deferred:
+    """The outcome of a delivery that did not start because the run's time was up."""
+
+
+DEFERRED = _Deferred()
+
+
+def _check_time(name: str, value: Any) -> datetime:
+    if not isinstance(value, datetime):
+        msg = f"{name} must be a datetime (naive means UTC), not {type(value).__name__}"
+        raise TypeError(msg)
+    return value
+
+
+def _check_timeout(timeout: Any) -> float:
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        msg = f"timeout must be a number of seconds, not {type(timeout).__name__}"
+        raise TypeError(msg)
+    if not timeout >= 0:
+        msg = f"timeout must be zero or more seconds, not {timeout}"
+        raise ValueError(msg)
+    return float(timeout)
+
+
+def _status(error: ClientError) -> int:
+    """Return the HTTP status of an S3 error (404 for NoSuchKey, 412 for a failed If-Match)."""
+    code = str(error.response.get("Error", {}).get("Code", ""))
+    if code in ("NoSuchKey", "NotFound"):
+        return 404
+    if code == "PreconditionFailed":
+        return 412
+    return int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+
+
+def _not_pending(key: str) -> str:
+    return f"{key} is no longer pending: it was delivered, cancelled or never scheduled"
 
 
 def _body(what: Content) -> bytes | BinaryIO:
