@@ -46,12 +46,15 @@ class HandleReport:
     - ``skipped``: keys under the prefix that are not events; left alone.
     - ``deferred``: events due in the run's window whose delivery never started (the
       ``timeout`` passed); they stay for the next run.
+    - ``vanished``: events gone before their copy, cancelled or delivered by another
+      run meanwhile; nothing to do.
     """
 
     delivered: list[ScheduledEvent] = field(default_factory=list)
     failed: list[FailedDelivery] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     deferred: list[ScheduledEvent] = field(default_factory=list)
+    vanished: list[ScheduledEvent] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -59,8 +62,8 @@ class HandleReport:
         return not self.failed
 
     def summary(self) -> str:
-        """Return the counts in one line: ``delivered=3 failed=0 skipped=0 deferred=1``."""
-        return " ".join(f"{name}={len(getattr(self, name))}" for name in ("delivered", "failed", "skipped", "deferred"))
+        """Return the counts in one line: ``delivered=3 failed=0 skipped=0 deferred=1 vanished=0``."""
+        return " ".join(f"{name}={len(getattr(self, name))}" for name in _FIELDS)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the report as plain JSON-ready data (what a Lambda handler returns)."""
@@ -69,7 +72,11 @@ class HandleReport:
             "failed": [failure.to_dict() for failure in self.failed],
             "skipped": list(self.skipped),
             "deferred": [event.to_dict() for event in self.deferred],
+            "vanished": [event.to_dict() for event in self.vanished],
         }
 
     def __repr__(self) -> str:
         return f"HandleReport({self.summary().replace(' ', ', ')})"
+
+
+_FIELDS = ("delivered", "failed", "skipped", "deferred", "vanished")

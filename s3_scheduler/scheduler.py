@@ -165,11 +165,13 @@ class Scheduler:
         `stop` keeps its 0.0.3 meaning.
         """
         decode_key(key, self._prefix)
+        etag = self._etag(key)
+        if etag is None:
+            return False
         try:
-            etag = self._s3_client.head_object(Bucket=self._bucket, Key=key)["ETag"]
             self._s3_client.delete_object(Bucket=self._bucket, Key=key, IfMatch=etag)
         except ClientError as exc:
-            if _status(exc) in (404, 412):
+            if _is_missing(exc) or _code(exc) == "PreconditionFailed":
                 return False
             raise
         info("Cancelled the scheduled event %s", key)
@@ -189,7 +191,7 @@ class Scheduler:
         event = decode_key(key, self._prefix)
         new_key = encode_key(self._prefix, when, event.bucket, event.target)
         if new_key == key:
-            if not self._exists(key):
+            if self._etag(key) is None:
                 raise EventNotPendingError(_not_pending(key))
             return key
         try:
@@ -197,7 +199,7 @@ class Scheduler:
                 Bucket=self._bucket, Key=new_key, CopySource={"Bucket": self._bucket, "Key": key}
             )
         except ClientError as exc:
-            if _status(exc) == 404:
+            if _is_missing(exc):
                 raise EventNotPendingError(_not_pending(key)) from exc
             raise
         if not self.cancel(key):
@@ -224,8 +226,9 @@ class Scheduler:
           not started stay pending and are counted as ``deferred``.
 
         An event whose copy or delete fails is warned once and stays for the next run;
-        the others still go. A name under the prefix that is not an event is warned
-        and left alone, never deleted. Delivery is at-least-once: a run that dies
+        the others still go. An event gone before its copy (cancelled, or delivered by
+        another run) is reported as ``vanished``, not as a failure. A name under the
+        prefix that is not an event is warned and left alone, never deleted. Delivery is at-least-once: a run that dies
         between copy and delete delivers again next time. Each delivery is logged at
         INFO with its key, target and lateness, and the run ends with one INFO summary.
         """
@@ -256,14 +259,20 @@ class Scheduler:
         info("Handled %s: %s", self._prefix, report.summary())
         return report
 
-    def _exists(self, key: str) -> bool:
+    def _etag(self, key: str) -> str | None:
+        """Return the ETag of the object ``key``, or None when there is no such object.
+
+        A HEAD answers a bare 404 for a missing bucket too: that case is told apart by
+        a HEAD of the bucket, which raises.
+        """
         try:
-            self._s3_client.head_object(Bucket=self._bucket, Key=key)
+            etag: str = self._s3_client.head_object(Bucket=self._bucket, Key=key)["ETag"]
         except ClientError as exc:
-            if _status(exc) == 404:
-                return False
-            raise
-        return True
+            if not _is_missing(exc):
+                raise
+            self._s3_client.head_bucket(Bucket=self._bucket)
+            return None
+        return etag
 
     def _keys(self) -> Iterator[str]:
         """Yield the names under the prefix in key order, page by page."""
@@ -313,6 +322,9 @@ class Scheduler:
         for event, outcome, at in outcomes:
             if outcome is DEFERRED:
                 report.deferred.append(event)
+            elif isinstance(outcome, ClientError) and _code(outcome) == "NoSuchKey":
+                report.vanished.append(event)
+                info("Not delivering %s: it was cancelled or delivered by another run", event.key)
             elif isinstance(outcome, Exception):
                 report.failed.append(FailedDelivery(event, outcome))
                 warn("Unable to deliver %s to s3://%s/%s: %s", event.key, event.bucket, event.path, outcome)
@@ -357,14 +369,13 @@ def _check_timeout(timeout: Any) -> float:
     return float(timeout)
 
 
-def _status(error: ClientError) -> int:
-    """Return the HTTP status of an S3 error (404 for NoSuchKey, 412 for a failed If-Match)."""
-    code = str(error.response.get("Error", {}).get("Code", ""))
-    if code in ("NoSuchKey", "NotFound"):
-        return 404
-    if code == "PreconditionFailed":
-        return 412
-    return int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+def _code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))
+
+
+def _is_missing(error: ClientError) -> bool:
+    """Whether S3 answered that the object does not exist (a HEAD says only "404")."""
+    return _code(error) in ("NoSuchKey", "404", "NotFound")
 
 
 def _not_pending(key: str) -> str:

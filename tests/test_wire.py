@@ -12,7 +12,7 @@ from typing import Callable
 
 import pytest
 
-from s3_scheduler import keys
+from s3_scheduler import EventNotPendingError, keys
 
 from .conftest import S3, T0, Clock, Endpoint
 
@@ -100,3 +100,39 @@ def test_delivery_never_overflows_the_connection_pool(
 
     assert len(wire.keys(wire.target_bucket)) == 40
     assert "Connection pool is full" not in caplog.text
+
+
+def test_operations_over_http(wire: S3, clock: Clock) -> None:
+    """pending, cancel, reschedule and handle(until=, timeout=) work against the server."""
+    scheduler = wire.scheduler("ops", clock=clock, sleep=clock.advance)
+    first = scheduler.schedule(T0 + timedelta(seconds=10), wire.target_bucket, "a b/1", "one")
+    second = scheduler.schedule(T0 + timedelta(seconds=20), wire.target_bucket, "ü/2", "two")
+    third = scheduler.schedule(T0 + timedelta(hours=1), wire.target_bucket, "3", "three")
+
+    assert [e.key for e in scheduler.pending()] == [first, second, third]
+    assert [e.key for e in scheduler.pending(until=T0 + timedelta(seconds=15))] == [first]
+    assert scheduler.cancel(third) is True
+    assert scheduler.cancel(third) is False
+    moved = scheduler.reschedule(second, T0 + timedelta(seconds=30))
+    with pytest.raises(EventNotPendingError):
+        scheduler.reschedule(second, T0)
+
+    report = scheduler.handle(until=T0 + timedelta(seconds=40))
+
+    assert [e.key for e in report.delivered] == [first, moved]
+    assert clock.now >= T0 + timedelta(seconds=30)
+    assert wire.body(wire.target_bucket, "ü/2") == b"two"
+    assert scheduler.cancel(first) is False
+    assert list(scheduler.pending()) == []
+
+
+def test_timeout_over_http(wire: S3, clock: Clock) -> None:
+    """A zero timeout starts no delivery: every due event stays and is deferred."""
+    scheduler = wire.scheduler(clock=clock)
+    keys = [scheduler.schedule(T0 - timedelta(seconds=i + 1), wire.target_bucket, f"t{i}", "x") for i in range(3)]
+
+    report = scheduler.handle(timeout=0)
+
+    assert sorted(e.key for e in report.deferred) == sorted(keys)
+    assert report.delivered == []
+    assert sorted(wire.keys(wire.schedule_bucket)) == sorted(keys)
