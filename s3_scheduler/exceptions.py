@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class S3SchedulerError(Exception):
     """Base of every exception this package raises on its own account."""
@@ -17,3 +19,12 @@ class InvalidKeyError(S3SchedulerError, ValueError):
 
 class EventNotPendingError(S3SchedulerError, LookupError):
     """The event is no longer pending: delivered, cancelled, or never scheduled."""
+
+
+class TargetNotAllowedError(S3SchedulerError, ValueError):
+    """A target bucket and key outside the scheduler's ``allowed_targets``."""
+
+
+def s3_error_code(error: Any) -> str:
+    """Return the S3 error code of a botocore ``ClientError`` (``"NoSuchKey"``, ``"404"``...)."""
+    return str(getattr(error, "response", {}).get("Error", {}).get("Code", ""))

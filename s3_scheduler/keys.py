@@ -80,6 +80,22 @@ def listing_prefix(path: str) -> str:
     return f"{normalize_path(path)}/{SEPARATOR}"
 
 
+def lease_key(prefix: str) -> str:
+    """Return the key of the run lease of the scheduler whose prefix is ``prefix``.
+
+    It stands beside the events, outside ``{path}/|``, so no listing of events sees it.
+    """
+    return prefix[: -len(SEPARATOR)] + ".lease"
+
+
+def dead_letter_prefix(prefix: str) -> str:
+    """Return the prefix under which the scheduler whose prefix is ``prefix`` keeps dead letters.
+
+    A dead letter keeps its event's name: ``{path}/.dead-letters/{when}|{bucket}|{target}``.
+    """
+    return prefix[: -len(SEPARATOR)] + ".dead-letters/"
+
+
 def to_utc(when: datetime) -> datetime:
     """Return ``when`` as an aware UTC datetime; a naive ``when`` is taken as UTC."""
     if when.tzinfo is None or when.utcoffset() is None:

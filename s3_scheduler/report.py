@@ -48,6 +48,10 @@ class HandleReport:
       ``timeout`` passed); they stay for the next run.
     - ``vanished``: events gone before their copy, cancelled or delivered by another
       run meanwhile; nothing to do.
+    - ``rejected``: events whose target is outside ``allowed_targets``; never copied,
+      left in place.
+    - ``dead_lettered``: failed or rejected events older than ``dead_letter_after``,
+      moved to the dead letters this run.
     """
 
     delivered: list[ScheduledEvent] = field(default_factory=list)
@@ -55,6 +59,8 @@ class HandleReport:
     skipped: list[str] = field(default_factory=list)
     deferred: list[ScheduledEvent] = field(default_factory=list)
     vanished: list[ScheduledEvent] = field(default_factory=list)
+    rejected: list[ScheduledEvent] = field(default_factory=list)
+    dead_lettered: list[ScheduledEvent] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -62,7 +68,7 @@ class HandleReport:
         return not self.failed
 
     def summary(self) -> str:
-        """Return the counts in one line: ``delivered=3 failed=0 skipped=0 deferred=1 vanished=0``."""
+        """Return the counts in one line: ``delivered=3 failed=0 skipped=0 deferred=1 ...``."""
         return " ".join(f"{name}={len(getattr(self, name))}" for name in _FIELDS)
 
     def to_dict(self) -> dict[str, Any]:
@@ -73,10 +79,12 @@ class HandleReport:
             "skipped": list(self.skipped),
             "deferred": [event.to_dict() for event in self.deferred],
             "vanished": [event.to_dict() for event in self.vanished],
+            "rejected": [event.to_dict() for event in self.rejected],
+            "dead_lettered": [event.to_dict() for event in self.dead_lettered],
         }
 
     def __repr__(self) -> str:
         return f"HandleReport({self.summary().replace(' ', ', ')})"
 
 
-_FIELDS = ("delivered", "failed", "skipped", "deferred", "vanished")
+_FIELDS = ("delivered", "failed", "skipped", "deferred", "vanished", "rejected", "dead_lettered")

@@ -10,16 +10,27 @@ from __future__ import annotations
 
 import io
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any, BinaryIO, Callable, Union
 
 from botocore.exceptions import ClientError
 
-from .exceptions import EventNotPendingError, InvalidKeyError
-from .keys import decode_key, encode_key, listing_bound, listing_prefix, normalize_path, to_utc
+from .exceptions import EventNotPendingError, InvalidKeyError, s3_error_code
+from .keys import (
+    dead_letter_prefix,
+    decode_key,
+    encode_key,
+    lease_key,
+    listing_bound,
+    listing_prefix,
+    normalize_path,
+    to_utc,
+)
+from .lease import Acquired, Lease
 from .report import FailedDelivery, HandleReport, ScheduledEvent
+from .targets import check_allowed, is_allowed, parse_allowed_targets
 from .utils import info, move_file, nowut, warn
 
 Content = Union[str, bytes, bytearray, memoryview, BinaryIO]
@@ -27,6 +38,12 @@ Content = Union[str, bytes, bytearray, memoryview, BinaryIO]
 
 DEFAULT_MAX_WORKERS = 10
 """Delivery threads when the client does not tell its pool size (botocore's default)."""
+
+DEFAULT_LEASE_TTL = timedelta(minutes=15)
+"""How long a run's lease lasts past the end of its ``until`` window (Lambda's longest run)."""
+
+LEASE_MARGIN = timedelta(seconds=30)
+"""No delivery starts this close to the end of the run's lease, so runs never overlap."""
 
 MAX_UNTIL = timedelta(minutes=15)
 """How far ahead `Scheduler.handle` may deliver events at their own time (Lambda's limit)."""
@@ -59,6 +76,10 @@ class Scheduler:
         s3_resource: Any = None,
         s3_client: Any = None,
         *,
+        exclusive: bool = True,
+        allowed_targets: Iterable[str] | None = None,
+        dead_letter_after: timedelta | None = None,
+        lease_ttl: timedelta = DEFAULT_LEASE_TTL,
         clock: Callable[[], datetime] | None = None,
         sleep: Callable[[float], None] | None = None,
     ) -> None:
@@ -68,6 +89,16 @@ class Scheduler:
         if not isinstance(path, str):
             msg = f"path must be a str such as 'jobs', not {type(path).__name__}"
             raise TypeError(msg)
+        if dead_letter_after is not None and (
+            not isinstance(dead_letter_after, timedelta) or dead_letter_after < timedelta(0)
+        ):
+            msg = (
+                f"dead_letter_after must be a timedelta of zero or more (timedelta(days=1)), not {dead_letter_after!r}"
+            )
+            raise ValueError(msg)
+        if not isinstance(lease_ttl, timedelta) or lease_ttl <= LEASE_MARGIN:
+            msg = f"lease_ttl must be a timedelta longer than {LEASE_MARGIN}, not {lease_ttl!r}"
+            raise ValueError(msg)
         if s3_resource is None and s3_client is None:
             import boto3
 
@@ -81,6 +112,12 @@ class Scheduler:
         self._s3_client = s3_client
         self._clock = clock if clock is not None else _now
         self._sleep = sleep if sleep is not None else time.sleep
+        self._exclusive = exclusive
+        self._allowed = None if allowed_targets is None else parse_allowed_targets(allowed_targets)
+        self._dead_letter_after = dead_letter_after
+        self._lease_ttl = lease_ttl
+        self._lease = Lease(s3_client, bucket, lease_key(self._prefix))
+        self._warned_no_lease = False
 
     @property
     def bucket(self) -> str:
@@ -103,7 +140,9 @@ class Scheduler:
 
         Bad input raises before any request to S3: `TypeError` for a ``when`` that is
         not a datetime or a ``what`` of another type, `ValueError` for an empty target
-        bucket or key or a key over S3's 1,024 bytes. The content is never logged.
+        bucket or key or a key over S3's 1,024 bytes, and `TargetNotAllowedError` (a
+        `ValueError`) for a target outside ``allowed_targets``. The content is never
+        logged.
         """
         if not isinstance(when, datetime):
             msg = f"when must be a datetime (naive means UTC), not {type(when).__name__}"
@@ -113,6 +152,7 @@ class Scheduler:
             raise TypeError(msg)
         body = _body(what)
         key = encode_key(self._prefix, when, bucket, path)
+        check_allowed(self._allowed, bucket, path[1:] if path.startswith("/") else path)
         if isinstance(body, bytes):
             self._s3_client.put_object(Bucket=self._bucket, Key=key, Body=body)
         else:
@@ -171,7 +211,7 @@ class Scheduler:
         try:
             self._s3_client.delete_object(Bucket=self._bucket, Key=key, IfMatch=etag)
         except ClientError as exc:
-            if _is_missing(exc) or _code(exc) == "PreconditionFailed":
+            if _is_missing(exc) or s3_error_code(exc) == "PreconditionFailed":
                 return False
             raise
         info("Cancelled the scheduled event %s", key)
@@ -241,23 +281,101 @@ class Scheduler:
                 raise ValueError(msg)
         deadline = None if timeout is None else start + timedelta(seconds=_check_timeout(timeout))
         report = HandleReport()
-        window = sorted(
-            (e for e in self._events(listing_bound(self._prefix, horizon), report.skipped) if e.when <= horizon),
-            key=lambda e: e.when,
-        )
+        window: list[ScheduledEvent] = []
+        for event in self._events(listing_bound(self._prefix, horizon), report.skipped):
+            if event.when > horizon:
+                continue
+            if self._allowed is None or is_allowed(self._allowed, event.bucket, event.path):
+                window.append(event)
+            else:
+                warn("Not delivering %s: s3://%s/%s is not an allowed target", event.key, event.bucket, event.path)
+                report.rejected.append(event)
+        window.sort(key=lambda e: e.when)
+        taken: bool | None = False
+        if window or report.rejected:
+            taken, deadline = self._take_lease(start, horizon, deadline)
+            if taken is None:
+                report.deferred.extend(window)
+                info("Handled %s: another run holds the lease; %s", self._prefix, report.summary())
+                return report
+        try:
+            self._run(window, deadline, report)
+            self._dead_letter(report)
+        finally:
+            if taken:
+                self._lease.release()
+        info("Handled %s: %s", self._prefix, report.summary())
+        return report
+
+    def dead_letters(self) -> Iterator[ScheduledEvent]:
+        """Yield the dead letters in key order, as `ScheduledEvent`s whose ``key`` is the
+        dead letter's own key.
+
+        A dead letter is an event that was still failing, or still rejected, when
+        ``dead_letter_after`` had passed since its time: `handle` moved it (name and body
+        kept) to ``{path}/.dead-letters/``. Nothing delivers or deletes it there.
+        """
+        prefix = dead_letter_prefix(self._prefix)
+        for key in self._keys(prefix):
+            try:
+                when, bucket, target = decode_key(key, prefix)
+            except InvalidKeyError:
+                continue
+            yield ScheduledEvent(key, when, bucket, target)
+
+    def _take_lease(
+        self, start: datetime, horizon: datetime, deadline: datetime | None
+    ) -> tuple[bool | None, datetime | None]:
+        """Take the run lease if the scheduler is exclusive.
+
+        Return whether this run holds it (None: another run does) and the time after
+        which no delivery may start: the timeout's, or the lease's less a margin.
+        """
+        if not self._exclusive:
+            return False, deadline
+        expires = start + (horizon - start) + self._lease_ttl
+        acquired = self._lease.acquire(start, expires)
+        if acquired is Acquired.HELD:
+            return None, deadline
+        if acquired is Acquired.UNSUPPORTED:
+            if not self._warned_no_lease:
+                self._warned_no_lease = True
+                warn("This S3 store rejects conditional writes: running without the lease %s", self._lease.key)
+            return False, deadline
+        cutoff = expires - LEASE_MARGIN
+        return True, cutoff if deadline is None else min(deadline, cutoff)
+
+    def _run(self, window: list[ScheduledEvent], deadline: datetime | None, report: HandleReport) -> None:
+        """Deliver ``window`` (sorted by time), each event once it is due, until ``deadline``."""
         while window:
             now = to_utc(self._clock())
             if window[0].when > now:
                 if deadline is not None and window[0].when >= deadline:
                     report.deferred.extend(window)
-                    break
+                    return
                 self._sleep((window[0].when - now).total_seconds())
                 continue
             count = next((i for i, e in enumerate(window) if e.when > now), len(window))
             batch, window = window[:count], window[count:]
             self._deliver(batch, deadline, report)
-        info("Handled %s: %s", self._prefix, report.summary())
-        return report
+
+    def _dead_letter(self, report: HandleReport) -> None:
+        """Move the failed and rejected events older than ``dead_letter_after`` aside."""
+        if self._dead_letter_after is None:
+            return
+        now = to_utc(self._clock())
+        prefix = dead_letter_prefix(self._prefix)
+        for event in [f.event for f in report.failed] + report.rejected:
+            if now - event.when < self._dead_letter_after:
+                continue
+            target = prefix + event.key[len(self._prefix) :]
+            try:
+                move_file(self._bucket, self._bucket, event.key, self._s3_client, target)
+            except Exception as exc:  # noqa: BLE001 - the event stays where it was
+                warn("Unable to move %s to the dead letters: %s", event.key, exc)
+                continue
+            warn("Moved %s to the dead letters as %s", event.key, target)
+            report.dead_lettered.append(event)
 
     def _etag(self, key: str) -> str | None:
         """Return the ETag of the object ``key``, or None when there is no such object.
@@ -274,15 +392,16 @@ class Scheduler:
             return None
         return etag
 
-    def _keys(self) -> Iterator[str]:
-        """Yield the names under the prefix in key order, page by page."""
+    def _keys(self, prefix: str | None = None) -> Iterator[str]:
+        """Yield the names under ``prefix`` (the events' prefix) in key order, page by page."""
+        prefix = self._prefix if prefix is None else prefix
         if self._s3_resource is not None:
             bucket = self._s3_resource.Bucket(self._bucket)
-            for obj in bucket.objects.filter(Prefix=self._prefix):
+            for obj in bucket.objects.filter(Prefix=prefix):
                 yield obj.key
         else:
             pages = self._s3_client.get_paginator("list_objects_v2")
-            for page in pages.paginate(Bucket=self._bucket, Prefix=self._prefix):
+            for page in pages.paginate(Bucket=self._bucket, Prefix=prefix):
                 for obj in page.get("Contents", ()):
                     yield obj["Key"]
 
@@ -322,7 +441,7 @@ class Scheduler:
         for event, outcome, at in outcomes:
             if outcome is DEFERRED:
                 report.deferred.append(event)
-            elif isinstance(outcome, ClientError) and _code(outcome) == "NoSuchKey":
+            elif isinstance(outcome, ClientError) and s3_error_code(outcome) == "NoSuchKey":
                 report.vanished.append(event)
                 info("Not delivering %s: it was cancelled or delivered by another run", event.key)
             elif isinstance(outcome, Exception):
@@ -369,13 +488,9 @@ def _check_timeout(timeout: Any) -> float:
     return float(timeout)
 
 
-def _code(error: ClientError) -> str:
-    return str(error.response.get("Error", {}).get("Code", ""))
-
-
 def _is_missing(error: ClientError) -> bool:
     """Whether S3 answered that the object does not exist (a HEAD says only "404")."""
-    return _code(error) in ("NoSuchKey", "404", "NotFound")
+    return s3_error_code(error) in ("NoSuchKey", "404", "NotFound")
 
 
 def _not_pending(key: str) -> str:

@@ -430,7 +430,9 @@ def test_handle_report_counts_every_outcome(s3: S3, clock: Clock) -> None:
     assert report.skipped == ["jobs/|2000-13-40|b|k"]
     assert report.deferred == []
     assert not report.ok
-    assert repr(report) == "HandleReport(delivered=1, failed=1, skipped=1, deferred=0, vanished=0)"
+    assert repr(report) == (
+        "HandleReport(delivered=1, failed=1, skipped=1, deferred=0, vanished=0, rejected=0, dead_lettered=0)"
+    )
     data = json.loads(json.dumps(report.to_dict()))
     assert data["delivered"][0] == {
         "key": good,
@@ -454,7 +456,7 @@ def test_each_delivery_and_the_run_are_logged_at_info(s3: S3, clock: Clock, capl
     delivered = [m for m in messages if m.startswith("Delivered")]
     assert delivered == [f"Delivered {key} to s3://{s3.target_bucket}/out, 3.000 s late"]
     assert [m for m in messages if m.startswith("Handled")] == [
-        "Handled jobs/|: delivered=1 failed=0 skipped=0 deferred=0 vanished=0"
+        "Handled jobs/|: delivered=1 failed=0 skipped=0 deferred=0 vanished=0 rejected=0 dead_lettered=0"
     ]
     assert "secret-body" not in caplog.text
 

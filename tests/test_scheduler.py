@@ -191,12 +191,13 @@ def test_a_failed_delete_keeps_the_event_for_another_delivery(s3: S3, clock: Clo
     scheduler = s3.scheduler(clock=clock)
     key = scheduler.schedule(T0 - minutes(1), s3.target_bucket, "t.txt", "body")
 
-    def refuse_delete(**_: Any) -> None:
-        raise RuntimeError("injected delete failure")
+    def refuse_delete(params: dict[str, Any], **_: Any) -> None:
+        if params["Key"] == key:
+            raise RuntimeError("injected delete failure")
 
-    s3.client.meta.events.register("before-call.s3.DeleteObject", refuse_delete)
+    s3.client.meta.events.register("before-parameter-build.s3.DeleteObject", refuse_delete)
     scheduler.handle()
-    s3.client.meta.events.unregister("before-call.s3.DeleteObject", refuse_delete)
+    s3.client.meta.events.unregister("before-parameter-build.s3.DeleteObject", refuse_delete)
 
     assert s3.body(s3.target_bucket, "t.txt") == b"body"
     assert s3.keys(s3.schedule_bucket) == [key]
