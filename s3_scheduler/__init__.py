@@ -28,7 +28,13 @@ from __future__ import annotations
 
 import logging
 
-from .exceptions import EventNotPendingError, InvalidKeyError, S3SchedulerError, UnableToMoveFileError
+from .exceptions import (
+    EventNotPendingError,
+    InvalidKeyError,
+    S3SchedulerError,
+    TargetNotAllowedError,
+    UnableToMoveFileError,
+)
 from .report import FailedDelivery, HandleReport, ScheduledEvent
 from .scheduler import Scheduler
 
@@ -40,6 +46,7 @@ __all__ = [
     "S3SchedulerError",
     "ScheduledEvent",
     "Scheduler",
+    "TargetNotAllowedError",
     "UnableToMoveFileError",
     "__version__",
     "name",

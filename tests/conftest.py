@@ -174,11 +174,15 @@ def endpoint(request: pytest.FixtureRequest) -> Endpoint:
 
 
 def _empty_and_delete(client: Any, bucket: str) -> None:
-    pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket)
-    for page in pages:
-        keys = [{"Key": obj["Key"]} for obj in page.get("Contents", ())]
-        if keys:
-            client.delete_objects(Bucket=bucket, Delete={"Objects": keys})
+    """Delete every version of every object (the bucket may be versioned), then the bucket."""
+    while True:
+        page = client.list_object_versions(Bucket=bucket)
+        versions = page.get("Versions", []) + page.get("DeleteMarkers", [])
+        if not versions:
+            break
+        objects = [{"Key": v["Key"], "VersionId": v["VersionId"]} for v in versions]
+        for start in range(0, len(objects), 1000):
+            client.delete_objects(Bucket=bucket, Delete={"Objects": objects[start : start + 1000]})
     client.delete_bucket(Bucket=bucket)
 
 

@@ -6,13 +6,14 @@ configuration and the client's connection pool.
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import timedelta
 from typing import Callable
 
 import pytest
 
-from s3_scheduler import EventNotPendingError, keys
+from s3_scheduler import EventNotPendingError, TargetNotAllowedError, keys
 
 from .conftest import S3, T0, Clock, Endpoint
 
@@ -136,3 +137,48 @@ def test_timeout_over_http(wire: S3, clock: Clock) -> None:
     assert sorted(e.key for e in report.deferred) == sorted(keys)
     assert report.delivered == []
     assert sorted(wire.keys(wire.schedule_bucket)) == sorted(keys)
+
+
+def test_lease_over_http(wire: S3, clock: Clock) -> None:
+    """The lease is taken, found held, taken over once expired, and released, on the server."""
+    scheduler = wire.scheduler("leased", clock=clock)
+    lease = "leased/.lease"
+    first = scheduler.schedule(T0, wire.target_bucket, "first", "1")
+    wire.client.put_object(
+        Bucket=wire.schedule_bucket,
+        Key=lease,
+        Body=json.dumps({"owner": "other", "expires": (T0 + timedelta(minutes=1)).isoformat()}).encode(),
+    )
+
+    held = scheduler.handle()
+    clock.advance(61)
+    taken_over = scheduler.handle()
+
+    assert [e.key for e in held.deferred] == [first]
+    assert [e.key for e in taken_over.delivered] == [first]
+    assert wire.keys(wire.schedule_bucket) == []
+    second = scheduler.schedule(clock.now, wire.target_bucket, "second", "2")
+    assert [e.key for e in scheduler.handle().delivered] == [second]
+    assert wire.keys(wire.schedule_bucket) == []
+
+
+def test_allowed_targets_and_dead_letters_over_http(wire: S3, clock: Clock) -> None:
+    """An event for a target outside the allowlist is never copied, then dead-lettered."""
+    injected = wire.scheduler("guarded").schedule(T0 - timedelta(hours=2), wire.target_bucket, "secret/x", "evil")
+    scheduler = wire.scheduler(
+        "guarded",
+        clock=clock,
+        allowed_targets=[f"{wire.target_bucket}/public/"],
+        dead_letter_after=timedelta(hours=1),
+    )
+    with pytest.raises(TargetNotAllowedError):
+        scheduler.schedule(T0, wire.target_bucket, "secret/y", "no")
+    allowed = scheduler.schedule(T0, wire.target_bucket, "public/ok", "ok")
+
+    report = scheduler.handle()
+
+    assert [e.key for e in report.rejected] == [injected]
+    assert [e.key for e in report.dead_lettered] == [injected]
+    assert [e.key for e in report.delivered] == [allowed]
+    assert wire.keys(wire.target_bucket) == ["public/ok"]
+    assert [e.path for e in scheduler.dead_letters()] == ["secret/x"]

@@ -1,0 +1,120 @@
+"""Overlapping runs: 4 handlers at once over 500 due events, as threads and as processes,
+against moto's server. With the lease each event is delivered exactly once; without it
+the duplicates show.
+
+The target bucket is versioned, so every copy into a target key leaves a version: the
+number of versions of a key is the number of times the event was delivered. All four
+handlers list before any delivers (a barrier after their listing), so without the lease
+they all race for the same events.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+
+from s3_scheduler import Scheduler
+
+from .conftest import Endpoint
+
+HANDLERS = 4
+EVENTS = 500
+NOW = datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc)
+
+
+def _run_handler(endpoint: Endpoint, bucket: str, exclusive: bool, barrier: Any, results: Any) -> None:
+    """One handler: its own boto3 session, a barrier after its listing, then handle()."""
+    resource = endpoint.resource()
+    client = resource.meta.client
+    client.meta.events.register("after-call.s3.ListObjects", lambda **_: barrier.wait(60))
+    scheduler = Scheduler(bucket, "jobs", resource, client, exclusive=exclusive, clock=lambda: NOW)
+    report = scheduler.handle()
+    results.put((len(report.delivered), len(report.deferred), len(report.vanished), len(report.failed)))
+
+
+def _versions(client: Any, bucket: str) -> Counter[str]:
+    counts: Counter[str] = Counter()
+    for page in client.get_paginator("list_object_versions").paginate(Bucket=bucket):
+        for version in page.get("Versions", ()):
+            counts[version["Key"]] += 1
+    return counts
+
+
+@pytest.fixture
+def setup_events(moto_endpoint: Endpoint, make_wire: Any) -> Any:
+    wire = make_wire(moto_endpoint)
+    wire.client.put_bucket_versioning(Bucket=wire.target_bucket, VersioningConfiguration={"Status": "Enabled"})
+    scheduler = Scheduler(wire.schedule_bucket, "jobs", wire.resource, wire.client)
+    for i in range(EVENTS):
+        scheduler.schedule(NOW - timedelta(seconds=i + 1), wire.target_bucket, f"t/{i:03d}", str(i))
+    return wire
+
+
+def _run_all(kind: str, endpoint: Endpoint, bucket: str, exclusive: bool) -> list[tuple[int, int, int, int]]:
+    if kind == "threads":
+        barrier: Any = threading.Barrier(HANDLERS)
+        import queue
+
+        results: Any = queue.Queue()
+        workers: list[Any] = [
+            threading.Thread(target=_run_handler, args=(endpoint, bucket, exclusive, barrier, results))
+            for _ in range(HANDLERS)
+        ]
+    else:
+        context = multiprocessing.get_context("spawn")
+        barrier = context.Barrier(HANDLERS)
+        results = context.Queue()
+        workers = [
+            context.Process(target=_run_handler, args=(endpoint, bucket, exclusive, barrier, results))
+            for _ in range(HANDLERS)
+        ]
+    for worker in workers:
+        worker.start()
+    outcomes = [results.get(timeout=300) for _ in workers]
+    for worker in workers:
+        worker.join(60)
+    return outcomes
+
+
+@pytest.mark.parametrize("kind", ["threads", "processes"])
+def test_exclusive_runs_deliver_each_event_exactly_once(
+    kind: str, moto_endpoint: Endpoint, setup_events: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With exclusive=True (the default), 4 overlapping handlers deliver each of 500 events once."""
+    wire = setup_events
+
+    outcomes = _run_all(kind, moto_endpoint, wire.schedule_bucket, exclusive=True)
+
+    versions = _versions(wire.client, wire.target_bucket)
+    with capsys.disabled():
+        print(f"\n{kind}, exclusive: (delivered, deferred, vanished, failed) per handler = {sorted(outcomes)}")
+    assert len(versions) == EVENTS
+    assert set(versions.values()) == {1}
+    assert sum(o[0] for o in outcomes) == EVENTS
+    assert wire.keys(wire.schedule_bucket) == []
+
+
+@pytest.mark.parametrize("kind", ["threads", "processes"])
+def test_without_the_lease_overlapping_runs_deliver_twice(
+    kind: str, moto_endpoint: Endpoint, setup_events: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With exclusive=False the same 4 handlers deliver events more than once: what the lease prevents."""
+    wire = setup_events
+
+    outcomes = _run_all(kind, moto_endpoint, wire.schedule_bucket, exclusive=False)
+
+    versions = _versions(wire.client, wire.target_bucket)
+    duplicated = sum(1 for n in versions.values() if n > 1)
+    with capsys.disabled():
+        print(
+            f"\n{kind}, not exclusive: {sum(versions.values())} copies of {EVENTS} events,"
+            f" {duplicated} events delivered more than once; per handler {sorted(outcomes)}"
+        )
+    assert len(versions) == EVENTS
+    assert duplicated > 0
+    assert wire.keys(wire.schedule_bucket) == []
