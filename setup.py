@@ -20,9 +20,13 @@ setup(
             "pytest>=7",
             "moto[s3,server]>=5",
             "hypothesis>=6.89",
+            "cfn-lint>=1",
+            "aws-sam-translator>=1.90",
         ],
+        "local": ["moto[s3,server]>=5"],
         "lint": ["ruff>=0.6", "mypy>=1.10", "types-python-dateutil"],
     },
+    entry_points={"console_scripts": ["s3-scheduler = s3_scheduler.cli:entry_point"]},
     classifiers=[
         "Programming Language :: Python :: 3",
         "Programming Language :: Python :: 3 :: Only",

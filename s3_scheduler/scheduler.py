@@ -248,7 +248,13 @@ class Scheduler:
         info("Rescheduled %s as %s", key, new_key)
         return new_key
 
-    def handle(self, *, until: datetime | None = None, timeout: float | None = None) -> HandleReport:
+    def handle(
+        self,
+        *,
+        until: datetime | None = None,
+        timeout: float | None = None,
+        on_delivery: Callable[[ScheduledEvent, float], None] | None = None,
+    ) -> HandleReport:
         """Deliver every due event: copy it to its target, then delete it.
 
         Called with no arguments it does what 0.0.3's did, faster: the listing is read
@@ -264,6 +270,8 @@ class Scheduler:
           after the run started are left to the next run.
         - ``timeout`` (seconds): no delivery starts after it; the events of the window
           not started stay pending and are counted as ``deferred``.
+        - ``on_delivery``: called in the calling thread after each delivery, with the
+          event and its lateness in seconds (the command line prints deliveries with it).
 
         An event whose copy or delete fails is warned once and stays for the next run;
         the others still go. An event gone before its copy (cancelled, or delivered by
@@ -296,15 +304,17 @@ class Scheduler:
             taken, deadline = self._take_lease(start, horizon, deadline)
             if taken is None:
                 report.deferred.extend(window)
-                info("Handled %s: another run holds the lease; %s", self._prefix, report.summary())
+                info(
+                    "Handled s3://%s/%s: another run holds the lease; %s", self._bucket, self._prefix, report.summary()
+                )
                 return report
         try:
-            self._run(window, deadline, report)
+            self._run(window, deadline, report, on_delivery)
             self._dead_letter(report)
         finally:
             if taken:
                 self._lease.release()
-        info("Handled %s: %s", self._prefix, report.summary())
+        info("Handled s3://%s/%s: %s", self._bucket, self._prefix, report.summary())
         return report
 
     def dead_letters(self) -> Iterator[ScheduledEvent]:
@@ -345,7 +355,13 @@ class Scheduler:
         cutoff = expires - LEASE_MARGIN
         return True, cutoff if deadline is None else min(deadline, cutoff)
 
-    def _run(self, window: list[ScheduledEvent], deadline: datetime | None, report: HandleReport) -> None:
+    def _run(
+        self,
+        window: list[ScheduledEvent],
+        deadline: datetime | None,
+        report: HandleReport,
+        on_delivery: Callable[[ScheduledEvent, float], None] | None,
+    ) -> None:
         """Deliver ``window`` (sorted by time), each event once it is due, until ``deadline``."""
         while window:
             now = to_utc(self._clock())
@@ -357,7 +373,7 @@ class Scheduler:
                 continue
             count = next((i for i, e in enumerate(window) if e.when > now), len(window))
             batch, window = window[:count], window[count:]
-            self._deliver(batch, deadline, report)
+            self._deliver(batch, deadline, report, on_delivery)
 
     def _dead_letter(self, report: HandleReport) -> None:
         """Move the failed and rejected events older than ``dead_letter_after`` aside."""
@@ -426,7 +442,13 @@ class Scheduler:
         size = getattr(getattr(getattr(self._s3_client, "meta", None), "config", None), "max_pool_connections", None)
         return size if isinstance(size, int) and size > 0 else DEFAULT_MAX_WORKERS
 
-    def _deliver(self, events: list[ScheduledEvent], deadline: datetime | None, report: HandleReport) -> None:
+    def _deliver(
+        self,
+        events: list[ScheduledEvent],
+        deadline: datetime | None,
+        report: HandleReport,
+        on_delivery: Callable[[ScheduledEvent, float], None] | None,
+    ) -> None:
         """Move each event to its target, concurrently; record each outcome in ``report``."""
         workers = min(len(events), self._max_workers())
 
@@ -451,6 +473,8 @@ class Scheduler:
                 report.delivered.append(event)
                 late = (at - event.when).total_seconds()
                 info("Delivered %s to s3://%s/%s, %.3f s late", event.key, event.bucket, event.path, late)
+                if on_delivery is not None:
+                    on_delivery(event, late)
 
     def _move(self, event: ScheduledEvent, deadline: datetime | None) -> tuple[Exception | _Deferred | None, datetime]:
         """Deliver one event unless ``deadline`` has passed; return the outcome and when."""

@@ -1,0 +1,5 @@
+"""``python -m s3_scheduler``: the ``s3-scheduler`` command."""
+
+from .cli import entry_point
+
+entry_point()
