@@ -214,6 +214,15 @@ def wire(endpoint: Endpoint, make_wire: Callable[..., S3]) -> S3:
     return make_wire(endpoint)
 
 
+@pytest.fixture(autouse=True)
+def _restore_log_level() -> Iterator[None]:
+    """Code that configures logging (the Lambda handler, the CLI) must not leak into other tests."""
+    logger = logging.getLogger("s3_scheduler")
+    level = logger.level
+    yield
+    logger.setLevel(level)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _quiet_moto_server() -> None:
     """moto's server logs every request at INFO; keep test reports readable."""

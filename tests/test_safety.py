@@ -152,9 +152,14 @@ def test_a_lease_taken_over_mid_run_is_left_to_its_new_holder(
     """If another run took the lease over, this run's release leaves it and says so."""
     scheduler = s3.scheduler(clock=clock)
     scheduler.schedule(T0, s3.target_bucket, "k", "x")
-    s3.client.meta.events.register(
-        "after-call.s3.CopyObject", lambda **_: put_lease(s3, T0 + timedelta(hours=1)) if not caplog.text else None
-    )
+    taken_over: list[bool] = []
+
+    def take_over(**_: Any) -> None:
+        if not taken_over:
+            taken_over.append(True)
+            put_lease(s3, T0 + timedelta(hours=1))
+
+    s3.client.meta.events.register("after-call.s3.CopyObject", take_over)
 
     with caplog.at_level(logging.WARNING, logger="s3_scheduler"):
         scheduler.handle()
