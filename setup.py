@@ -24,6 +24,7 @@ setup(
             "aws-sam-translator>=1.90",
         ],
         "local": ["moto[s3,server]>=5"],
+        "bench": ["moto[s3,server]>=5", "matplotlib>=3.5"],
         "lint": ["ruff>=0.6", "mypy>=1.10", "types-python-dateutil"],
     },
     entry_points={"console_scripts": ["s3-scheduler = s3_scheduler.cli:entry_point"]},

@@ -76,20 +76,29 @@ def main() -> None:
 
 
 def _floor(client: Any, order: dict[str, Any]) -> None:
-    """The floor's requests, sent by bare boto3: one LIST page per 1,000 keys, then a COPY and
-    a DELETE per key over 10 threads (botocore's default pool). No scheduler logic at all."""
+    """The floor's requests, sent by bare boto3: LIST pages up to the last due key, then a COPY
+    and a DELETE per due key over 10 threads (botocore's default pool). No scheduler logic.
+    Run with this package on the path, for its key format."""
     from concurrent.futures import ThreadPoolExecutor
 
-    pages = client.get_paginator("list_objects").paginate(Bucket=order["bucket"], Prefix=order["path"] + "/|")
-    keys = [obj["Key"] for page in pages for obj in page.get("Contents", ())]
+    from s3_scheduler import keys
+
+    prefix = keys.listing_prefix(order["path"])
+    bound = prefix + keys.encode_time(datetime.now(timezone.utc))
+    due: list[str] = []
+    for page in client.get_paginator("list_objects").paginate(Bucket=order["bucket"], Prefix=prefix):
+        names = [obj["Key"] for obj in page.get("Contents", ())]
+        due += [name for name in names if name <= bound]
+        if names and names[-1] > bound:
+            break
 
     def move(key: str) -> None:
-        target = key.rsplit("|", 1)[-1]
+        target = keys.decode_key(key, prefix).target
         client.copy_object(Bucket=order["target"], Key=target, CopySource={"Bucket": order["bucket"], "Key": key})
         client.delete_object(Bucket=order["bucket"], Key=key)
 
     with ThreadPoolExecutor(max_workers=10) as pool:
-        list(pool.map(move, keys))
+        list(pool.map(move, due))
 
 
 def _status_kib(field: str) -> int:

@@ -13,6 +13,7 @@ import os
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
@@ -117,6 +118,16 @@ def s3() -> Iterator[S3]:
         s3 = S3(resource, client, SCHEDULE_BUCKET, TARGET_BUCKET)
         s3.counter.attach(client)
         yield s3
+
+
+@contextmanager
+def pooled_client(pool: int) -> Iterator[Any]:
+    """moto in-process: a client with ``pool`` connections, and buckets 'sched' and 'target'."""
+    with mock_aws():
+        client = boto3.client("s3", config=Config(max_pool_connections=pool))
+        for bucket in ("sched", "target"):
+            client.create_bucket(Bucket=bucket)
+        yield client
 
 
 @dataclass(frozen=True)

@@ -9,15 +9,12 @@ import threading
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
-import boto3
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
-from moto import mock_aws
 
 from s3_scheduler import EventNotPendingError, HandleReport, InvalidKeyError, ScheduledEvent, Scheduler
 
-from .conftest import S3, T0, Clock
+from .conftest import S3, T0, Clock, pooled_client
 
 UTC = timezone.utc
 
@@ -380,10 +377,7 @@ def test_handle_checks_its_options_before_any_request(
 
 def test_timeout_defers_what_has_not_started(clock: Clock) -> None:
     """No delivery starts after the timeout; the rest stay pending, counted as deferred."""
-    with mock_aws():
-        client = boto3.client("s3", config=Config(max_pool_connections=1))
-        for bucket in ("sched", "target"):
-            client.create_bucket(Bucket=bucket)
+    with pooled_client(1) as client:
         scheduler = Scheduler("sched", "jobs", s3_client=client, clock=clock)
         keys = [scheduler.schedule(T0 - seconds(10 - i), "target", f"t{i}", "x") for i in range(5)]
         client.meta.events.register("after-call.s3.CopyObject", lambda **_: clock.advance(10))

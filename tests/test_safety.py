@@ -9,15 +9,12 @@ from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError, EndpointConnectionError
-from moto import mock_aws
 
 from s3_scheduler import Scheduler, TargetNotAllowedError, keys
 
-from .conftest import S3, T0, Clock
+from .conftest import S3, T0, Clock, pooled_client
 
 LEASE = "jobs/.lease"
 
@@ -131,10 +128,7 @@ def test_a_store_rejecting_conditional_writes_warns_once_and_runs(
 
 def test_no_delivery_starts_near_the_end_of_the_lease(clock: Clock) -> None:
     """Deliveries stop 30 s before the lease ends; the rest are deferred."""
-    with mock_aws():
-        client = boto3.client("s3", config=Config(max_pool_connections=1))
-        for bucket in ("sched", "target"):
-            client.create_bucket(Bucket=bucket)
+    with pooled_client(1) as client:
         scheduler = Scheduler("sched", "jobs", s3_client=client, clock=clock, lease_ttl=timedelta(seconds=60))
         for i in range(4):
             scheduler.schedule(T0 - seconds(10 - i), "target", f"t{i}", "x")

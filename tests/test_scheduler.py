@@ -15,7 +15,7 @@ from moto import mock_aws
 import s3_scheduler
 from s3_scheduler import ScheduledEvent, Scheduler, keys
 
-from .conftest import S3, T0, Clock
+from .conftest import S3, T0, Clock, pooled_client
 
 SECRET = "top-secret-content-7f3a"
 
@@ -345,10 +345,7 @@ def test_delivery_uses_threads_up_to_the_clients_pool(clock: Clock) -> None:
     """Deliveries run concurrently, on no more threads than the client's pool holds."""
     import threading
 
-    with mock_aws():
-        client = boto3.client("s3", config=Config(max_pool_connections=3))
-        for bucket in ("sched", "target"):
-            client.create_bucket(Bucket=bucket)
+    with pooled_client(3) as client:
         scheduler = Scheduler("sched", "jobs", s3_client=client, clock=clock)
         for i in range(20):
             scheduler.schedule(T0 - timedelta(seconds=i + 1), "target", f"t{i}", "x")
