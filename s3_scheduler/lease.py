@@ -22,6 +22,9 @@ from .utils import warn
 UNSUPPORTED_CODES = frozenset({"NotImplemented", "InvalidArgument", "InvalidRequest", "NotSupported"})
 """Error codes with which a store says it does not do conditional writes."""
 
+DENIED_CODES = frozenset({"AccessDenied", "403"})
+"""Error codes with which a store refuses these credentials the lease object."""
+
 _LOST = frozenset({"PreconditionFailed", "ConditionalRequestConflict"})
 
 
@@ -34,6 +37,8 @@ class Acquired(enum.Enum):
     """Another run holds a lease that has not expired (or won the race for it)."""
     UNSUPPORTED = "unsupported"
     """The store rejects conditional writes: there is no lease to be had."""
+    DENIED = "denied"
+    """The credentials may not write the lease object (an IAM policy made for 0.0.3)."""
 
 
 class Lease:
@@ -57,6 +62,8 @@ class Lease:
             code = s3_error_code(exc)
             if code in UNSUPPORTED_CODES:
                 return Acquired.UNSUPPORTED
+            if code in DENIED_CODES:
+                return Acquired.DENIED
             if code == "ConditionalRequestConflict":
                 return Acquired.HELD
             if code != "PreconditionFailed":

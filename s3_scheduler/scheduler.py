@@ -300,7 +300,7 @@ class Scheduler:
                 report.rejected.append(event)
         window.sort(key=lambda e: e.when)
         taken: bool | None = False
-        if window or report.rejected:
+        if window or (report.rejected and self._dead_letter_after is not None):
             taken, deadline = self._take_lease(start, horizon, deadline)
             if taken is None:
                 report.deferred.extend(window)
@@ -347,10 +347,17 @@ class Scheduler:
         acquired = self._lease.acquire(start, expires)
         if acquired is Acquired.HELD:
             return None, deadline
-        if acquired is Acquired.UNSUPPORTED:
+        if acquired in (Acquired.UNSUPPORTED, Acquired.DENIED):
             if not self._warned_no_lease:
                 self._warned_no_lease = True
-                warn("This S3 store rejects conditional writes: running without the lease %s", self._lease.key)
+                if acquired is Acquired.UNSUPPORTED:
+                    warn("This S3 store rejects conditional writes: running without the lease %s", self._lease.key)
+                else:
+                    warn(
+                        "Access denied to the lease %s: running without it; grant s3:PutObject, s3:GetObject and"
+                        " s3:DeleteObject on it for exclusive runs, or pass exclusive=False",
+                        self._lease.key,
+                    )
             return False, deadline
         cutoff = expires - LEASE_MARGIN
         return True, cutoff if deadline is None else min(deadline, cutoff)

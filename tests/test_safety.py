@@ -126,6 +126,27 @@ def test_a_store_rejecting_conditional_writes_warns_once_and_runs(
     assert caplog.text.count("rejects conditional writes") == 1
 
 
+def test_credentials_that_may_not_write_the_lease_run_without_it(
+    s3: S3, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An IAM policy made for 0.0.3 (no PutObject on the prefix) still delivers, warned once."""
+
+    def access_denied(params: dict[str, Any], **_: Any) -> None:
+        if params["Key"] == LEASE:
+            raise ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "PutObject")
+
+    s3.client.meta.events.register("before-parameter-build.s3.PutObject", access_denied)
+    scheduler = s3.scheduler(clock=clock)
+
+    with caplog.at_level(logging.WARNING, logger="s3_scheduler"):
+        for i in range(2):
+            scheduler.schedule(T0, s3.target_bucket, f"k{i}", "x")
+            scheduler.handle()
+
+    assert sorted(s3.keys(s3.target_bucket)) == ["k0", "k1"]
+    assert caplog.text.count("Access denied to the lease jobs/.lease") == 1
+
+
 def test_no_delivery_starts_near_the_end_of_the_lease(clock: Clock) -> None:
     """Deliveries stop 30 s before the lease ends; the rest are deferred."""
     with pooled_client(1) as client:
