@@ -64,9 +64,17 @@ class Scheduler:
     Clients are thread-safe and the deliveries share one; the resource is only used to
     list, from the calling thread.
 
-    ``clock`` and ``sleep`` (keyword-only) default to `nowut` and `time.sleep`; they
-    exist so tests can set the time and wait without waiting. A naive time ``clock``
-    returns is taken as UTC.
+    Keyword-only options, beyond 0.0.3:
+
+    - ``exclusive`` (default ``True``): a `handle` run with due work takes a lease object
+      (``{path}/.lease``) with conditional writes, so overlapping runs never deliver the
+      same event twice; ``lease_ttl`` is how long it lasts past the run's window.
+    - ``allowed_targets``: ``"bucket"`` or ``"bucket/key-prefix"`` entries; nothing else
+      is scheduled (`TargetNotAllowedError`) or delivered (reported as rejected).
+    - ``dead_letter_after``: a ``timedelta`` after which an event still failing or
+      rejected is moved to ``{path}/.dead-letters/`` (off by default, as in 0.0.3).
+    - ``clock`` and ``sleep`` default to `nowut` and `time.sleep`; they exist so tests
+      can set the time and wait without waiting. A naive time ``clock`` returns is UTC.
     """
 
     def __init__(
@@ -276,9 +284,12 @@ class Scheduler:
         An event whose copy or delete fails is warned once and stays for the next run;
         the others still go. An event gone before its copy (cancelled, or delivered by
         another run) is reported as ``vanished``, not as a failure. A name under the
-        prefix that is not an event is warned and left alone, never deleted. Delivery is at-least-once: a run that dies
-        between copy and delete delivers again next time. Each delivery is logged at
-        INFO with its key, target and lateness, and the run ends with one INFO summary.
+        prefix that is not an event is warned and left alone, never deleted. Delivery
+        is at-least-once: a run that dies between copy and delete delivers again next
+        time. Each delivery is logged at INFO with its key, target and lateness, and the
+        run ends with one INFO summary. With ``exclusive`` (the default) the run first
+        takes the lease; if another run holds it, it returns at once with its due events
+        counted as ``deferred``.
         """
         start = to_utc(self._clock())
         horizon = start
