@@ -11,13 +11,13 @@ from __future__ import annotations
 import enum
 import json
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from .exceptions import s3_error_code
-from .utils import warn
+from .utils import info, warn
 
 UNSUPPORTED_CODES = frozenset({"NotImplemented", "InvalidArgument", "InvalidRequest", "NotSupported"})
 """Error codes with which a store says it does not do conditional writes."""
@@ -49,6 +49,7 @@ class Lease:
         self._bucket = bucket
         self.key = key
         self._etag: str | None = None
+        self._expires: datetime | None = None
 
     def acquire(self, now: datetime, expires: datetime) -> Acquired:
         """Try to hold the lease until ``expires``; ``now`` decides whether a found one expired.
@@ -56,6 +57,7 @@ class Lease:
         Errors other than a lost race or an unsupported condition propagate.
         """
         body = json.dumps({"owner": uuid.uuid4().hex, "expires": expires.isoformat()}).encode()
+        self._expires = expires
         try:
             self._etag = self._client.put_object(Bucket=self._bucket, Key=self.key, Body=body, IfNoneMatch="*")["ETag"]
         except ClientError as exc:
@@ -92,11 +94,19 @@ class Lease:
             return Acquired.TAKEN
         return Acquired.HELD
 
-    def release(self) -> None:
-        """Delete the lease if this run still holds it. Never raises: an unreleased lease expires."""
+    def release(self, now: datetime, margin: timedelta) -> None:
+        """Delete the lease if this run still holds it. Never raises: an unreleased lease expires.
+
+        A lease within ``margin`` of its end, or past it, is left to expire: another run
+        may have taken it over, and a store that ignores ``If-Match`` on deletes (Ceph
+        radosgw 16) would otherwise delete that run's lease.
+        """
         if self._etag is None:
             return
         etag, self._etag = self._etag, None
+        if self._expires is None or now >= self._expires - margin:
+            info("The lease %s has run out; leaving it to expire", self.key)
+            return
         try:
             self._client.delete_object(Bucket=self._bucket, Key=self.key, IfMatch=etag)
         except ClientError as exc:

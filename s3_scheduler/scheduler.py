@@ -324,7 +324,7 @@ class Scheduler:
             self._dead_letter(report)
         finally:
             if taken:
-                self._lease.release()
+                self._lease.release(to_utc(self._clock()), LEASE_MARGIN)
         info("Handled s3://%s/%s: %s", self._bucket, self._prefix, report.summary())
         return report
 

@@ -120,6 +120,17 @@ def s3() -> Iterator[S3]:
         yield s3
 
 
+def honours_if_match_on_delete(client: Any, bucket: str) -> bool:
+    """Whether the store refuses a DELETE whose If-Match does not hold (moto 5.1 and Ceph 16 ignore it)."""
+    from botocore.exceptions import ClientError
+
+    try:
+        client.delete_object(Bucket=bucket, Key="if-match-probe", IfMatch='"0"')
+    except ClientError:
+        return True
+    return False
+
+
 @contextmanager
 def pooled_client(pool: int) -> Iterator[Any]:
     """moto in-process: a client with ``pool`` connections, and buckets 'sched' and 'target'."""

@@ -14,7 +14,7 @@ from botocore.exceptions import ClientError
 
 from s3_scheduler import EventNotPendingError, HandleReport, InvalidKeyError, ScheduledEvent, Scheduler
 
-from .conftest import S3, T0, Clock, pooled_client
+from .conftest import S3, T0, Clock, honours_if_match_on_delete, pooled_client
 
 UTC = timezone.utc
 
@@ -194,6 +194,8 @@ def test_cancel_during_a_delivery_never_loses_the_event(s3: S3, clock: Clock, mo
 
 def test_a_delivery_between_cancels_look_and_delete_makes_cancel_false(s3: S3, clock: Clock) -> None:
     """If handle() delivers after cancel() found the event, the conditional delete answers False."""
+    if not honours_if_match_on_delete(s3.client, s3.schedule_bucket):
+        pytest.skip("this moto ignores If-Match on DELETE; cancel() then answers as its docstring says")
     scheduler = s3.scheduler(clock=clock)
     key = scheduler.schedule(T0, s3.target_bucket, "k", "x")
     s3.client.meta.events.register("after-call.s3.HeadObject", once(scheduler.handle))
