@@ -105,37 +105,23 @@ def test_exclusive_false_runs_without_the_lease(s3: S3, clock: Clock) -> None:
     assert s3.counter.calls["GetObject"] == 0
 
 
-def test_a_store_rejecting_conditional_writes_warns_once_and_runs(
-    s3: S3, clock: Clock, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize(
+    ("code", "warning"),
+    [
+        ("NotImplemented", "rejects conditional writes"),  # a store without conditional writes
+        ("AccessDenied", "Access denied to the lease jobs/.lease"),  # an IAM policy made for 0.0.3
+    ],
+)
+def test_a_lease_that_cannot_be_written_is_warned_once_and_runs_go_on(
+    s3: S3, clock: Clock, caplog: pytest.LogCaptureFixture, code: str, warning: str
 ) -> None:
-    """Where If-None-Match is not implemented, runs go on without the lease, warned once."""
+    """Where the lease cannot be written, runs deliver without it, warned once."""
 
-    def not_implemented(params: dict[str, Any], **_: Any) -> None:
-        if "IfNoneMatch" in params:
-            raise ClientError({"Error": {"Code": "NotImplemented", "Message": "no"}}, "PutObject")
-
-    s3.client.meta.events.register("before-parameter-build.s3.PutObject", not_implemented)
-    scheduler = s3.scheduler(clock=clock)
-
-    with caplog.at_level(logging.WARNING, logger="s3_scheduler"):
-        for i in range(2):
-            scheduler.schedule(T0, s3.target_bucket, f"k{i}", "x")
-            scheduler.handle()
-
-    assert sorted(s3.keys(s3.target_bucket)) == ["k0", "k1"]
-    assert caplog.text.count("rejects conditional writes") == 1
-
-
-def test_credentials_that_may_not_write_the_lease_run_without_it(
-    s3: S3, clock: Clock, caplog: pytest.LogCaptureFixture
-) -> None:
-    """An IAM policy made for 0.0.3 (no PutObject on the prefix) still delivers, warned once."""
-
-    def access_denied(params: dict[str, Any], **_: Any) -> None:
+    def refuse(params: dict[str, Any], **_: Any) -> None:
         if params["Key"] == LEASE:
-            raise ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "PutObject")
+            raise ClientError({"Error": {"Code": code, "Message": "no"}}, "PutObject")
 
-    s3.client.meta.events.register("before-parameter-build.s3.PutObject", access_denied)
+    s3.client.meta.events.register("before-parameter-build.s3.PutObject", refuse)
     scheduler = s3.scheduler(clock=clock)
 
     with caplog.at_level(logging.WARNING, logger="s3_scheduler"):
@@ -144,7 +130,7 @@ def test_credentials_that_may_not_write_the_lease_run_without_it(
             scheduler.handle()
 
     assert sorted(s3.keys(s3.target_bucket)) == ["k0", "k1"]
-    assert caplog.text.count("Access denied to the lease jobs/.lease") == 1
+    assert caplog.text.count(warning) == 1
 
 
 def test_no_delivery_starts_near_the_end_of_the_lease(clock: Clock) -> None:
