@@ -23,7 +23,7 @@ import logging
 import os
 from collections.abc import Mapping
 from datetime import timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from .report import HandleReport
 from .scheduler import Scheduler
@@ -37,7 +37,18 @@ PRECISE_WINDOW = timedelta(seconds=55)
 released its lease when the next one starts; events of the last seconds of a minute are
 delivered at the start of the next run."""
 
-_cached: tuple[tuple[Any, ...], Scheduler] | None = None
+
+class Settings(NamedTuple):
+    """The handler's configuration, read from the environment."""
+
+    bucket: str
+    prefix: str
+    allowed_targets: tuple[str, ...] | None
+    precise: bool
+    dead_letter_after: float | None
+
+
+_cached: tuple[Settings, Scheduler] | None = None
 
 
 class ConfigurationError(RuntimeError):
@@ -52,13 +63,13 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
     remaining = context.get_remaining_time_in_millis() / 1000.0 - MARGIN_SECONDS
     timeout = max(0.0, remaining)
     until = None
-    if settings[3]:
+    if settings.precise:
         until = nowut() + min(PRECISE_WINDOW, timedelta(seconds=timeout))
     report: HandleReport = scheduler.handle(until=until, timeout=timeout)  # logs the summary line
     return report.to_dict()
 
 
-def _settings(env: Mapping[str, str]) -> tuple[str, str, tuple[str, ...] | None, bool, float | None]:
+def _settings(env: Mapping[str, str]) -> Settings:
     bucket = env.get("S3_SCHEDULER_BUCKET", "").strip()
     if not bucket:
         msg = "S3_SCHEDULER_BUCKET is not set: set it to the bucket that holds the schedule"
@@ -73,18 +84,18 @@ def _settings(env: Mapping[str, str]) -> tuple[str, str, tuple[str, ...] | None,
     except ValueError:
         msg = f"S3_SCHEDULER_DEAD_LETTER_AFTER={dead_letter!r} is not a number of seconds"
         raise ConfigurationError(msg) from None
-    return bucket, prefix, allowed, precise, dead_letter_after
+    return Settings(bucket, prefix, allowed, precise, dead_letter_after)
 
 
-def _scheduler(settings: tuple[str, str, tuple[str, ...] | None, bool, float | None]) -> Scheduler:
+def _scheduler(settings: Settings) -> Scheduler:
     """Return the scheduler for ``settings``, built once per container and reused."""
     global _cached
     if _cached is None or _cached[0] != settings:
-        bucket, prefix, allowed, _, dead_letter = settings
+        dead_letter = settings.dead_letter_after
         scheduler = Scheduler(
-            bucket,
-            prefix,
-            allowed_targets=allowed,
+            settings.bucket,
+            settings.prefix,
+            allowed_targets=settings.allowed_targets,
             dead_letter_after=None if dead_letter is None else timedelta(seconds=dead_letter),
         )
         _cached = (settings, scheduler)

@@ -10,6 +10,7 @@ exit status 2 for usage errors and 1 for failures.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 import os
@@ -25,7 +26,7 @@ from typing import Any, BinaryIO, Callable, TextIO
 from dateutil.parser import isoparse
 
 from . import __version__
-from .exceptions import EventNotPendingError, InvalidKeyError, TargetNotAllowedError
+from .exceptions import EventNotPendingError, InvalidKeyError
 from .keys import to_utc
 from .report import HandleReport, ScheduledEvent
 from .scheduler import MAX_UNTIL, Scheduler
@@ -184,9 +185,7 @@ def _schedule(scheduler: Scheduler, args: argparse.Namespace, out: TextIO) -> in
     with _content(args) as what:
         try:
             event_key = scheduler.schedule(when, bucket, key, what)
-        except TargetNotAllowedError as exc:
-            raise UsageError(str(exc)) from None
-        except ValueError as exc:
+        except ValueError as exc:  # TargetNotAllowedError included
             raise UsageError(str(exc)) from None
     _print(out, args, event_key, {"key": event_key, "when": when.isoformat(), "bucket": bucket, "path": key})
     return 0
@@ -214,7 +213,7 @@ def _list(scheduler: Scheduler, args: argparse.Namespace, out: TextIO) -> int:
         msg = f"--limit {args.limit} must be zero or more"
         raise UsageError(msg)
     events = scheduler.pending(until=until)
-    shown = [event for _, event in zip(range(args.limit), events)] if args.limit is not None else list(events)
+    shown = list(itertools.islice(events, args.limit))
     if args.json:
         for event in shown:
             out.write(json.dumps({**event.to_dict(), "due_in": (event.when - now).total_seconds()}) + "\n")
@@ -250,7 +249,7 @@ def _cancel(scheduler: Scheduler, args: argparse.Namespace, out: TextIO) -> int:
         try:
             cancelled = scheduler.cancel(key)
         except InvalidKeyError as exc:
-            raise UsageError(f"{key!r} is not an event of {scheduler.prefix!r}: {exc}") from None
+            raise _not_an_event(scheduler, key, exc) from None
         status = status or (0 if cancelled else 1)
         word = "cancelled" if cancelled else "not pending (delivered, cancelled or never scheduled)"
         _print(out, args, f"{word}: {key}", {"key": key, "cancelled": cancelled})
@@ -262,11 +261,15 @@ def _reschedule(scheduler: Scheduler, args: argparse.Namespace, out: TextIO) -> 
     try:
         new_key = scheduler.reschedule(args.key, when)
     except InvalidKeyError as exc:
-        raise UsageError(f"{args.key!r} is not an event of {scheduler.prefix!r}: {exc}") from None
+        raise _not_an_event(scheduler, args.key, exc) from None
     except EventNotPendingError as exc:
         raise Failure(str(exc)) from None
     _print(out, args, new_key, {"key": new_key, "old_key": args.key, "when": when.isoformat()})
     return 0
+
+
+def _not_an_event(scheduler: Scheduler, key: str, error: InvalidKeyError) -> UsageError:
+    return UsageError(f"{key!r} is not an event of {scheduler.prefix!r}: {error}")
 
 
 def _handle(scheduler: Scheduler, args: argparse.Namespace, out: TextIO) -> int:

@@ -28,3 +28,8 @@ class TargetNotAllowedError(S3SchedulerError, ValueError):
 def s3_error_code(error: Any) -> str:
     """Return the S3 error code of a botocore ``ClientError`` (``"NoSuchKey"``, ``"404"``...)."""
     return str(getattr(error, "response", {}).get("Error", {}).get("Code", ""))
+
+
+def is_missing_object(error: Any) -> bool:
+    """Whether S3 answered that the object does not exist (a HEAD says only ``"404"``)."""
+    return s3_error_code(error) in ("NoSuchKey", "404", "NotFound")

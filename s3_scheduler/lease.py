@@ -16,7 +16,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from .exceptions import s3_error_code
+from .exceptions import is_missing_object, s3_error_code
 from .utils import info, warn
 
 UNSUPPORTED_CODES = frozenset({"NotImplemented", "InvalidArgument", "InvalidRequest", "NotSupported"})
@@ -75,7 +75,7 @@ class Lease:
         try:
             found = self._client.get_object(Bucket=self._bucket, Key=self.key)
         except ClientError as exc:
-            if s3_error_code(exc) == "NoSuchKey":  # released in between: let the next run have it
+            if is_missing_object(exc):  # released in between: let the next run have it
                 return Acquired.HELD
             raise
         if _expires(found["Body"].read()) > now:
@@ -88,7 +88,7 @@ class Lease:
                     "ETag"
                 ]
             except ClientError as exc:
-                if s3_error_code(exc) in _LOST or s3_error_code(exc) == "NoSuchKey":
+                if s3_error_code(exc) in _LOST or is_missing_object(exc):
                     continue
                 raise
             return Acquired.TAKEN
@@ -112,7 +112,7 @@ class Lease:
         except ClientError as exc:
             if s3_error_code(exc) in _LOST:
                 warn("The lease %s was taken over before this run released it", self.key)
-            elif s3_error_code(exc) != "NoSuchKey":
+            elif not is_missing_object(exc):
                 warn("Unable to release the lease %s (it expires by itself): %s", self.key, exc)
         except Exception as exc:  # noqa: BLE001 - a release never fails a run
             warn("Unable to release the lease %s (it expires by itself): %s", self.key, exc)

@@ -17,7 +17,7 @@ from typing import Any, BinaryIO, Callable, Union
 
 from botocore.exceptions import ClientError
 
-from .exceptions import EventNotPendingError, InvalidKeyError, s3_error_code
+from .exceptions import EventNotPendingError, InvalidKeyError, is_missing_object, s3_error_code
 from .keys import (
     dead_letter_prefix,
     decode_key,
@@ -219,7 +219,7 @@ class Scheduler:
         try:
             self._s3_client.delete_object(Bucket=self._bucket, Key=key, IfMatch=etag)
         except ClientError as exc:
-            if _is_missing(exc) or s3_error_code(exc) == "PreconditionFailed":
+            if is_missing_object(exc) or s3_error_code(exc) == "PreconditionFailed":
                 return False
             raise
         info("Cancelled the scheduled event %s", key)
@@ -247,7 +247,7 @@ class Scheduler:
                 Bucket=self._bucket, Key=new_key, CopySource={"Bucket": self._bucket, "Key": key}
             )
         except ClientError as exc:
-            if _is_missing(exc):
+            if is_missing_object(exc):
                 raise EventNotPendingError(_not_pending(key)) from exc
             raise
         if not self.cancel(key):
@@ -420,7 +420,7 @@ class Scheduler:
         try:
             etag: str = self._s3_client.head_object(Bucket=self._bucket, Key=key)["ETag"]
         except ClientError as exc:
-            if not _is_missing(exc):
+            if not is_missing_object(exc):
                 raise
             self._s3_client.head_bucket(Bucket=self._bucket)
             return None
@@ -528,11 +528,6 @@ def _check_timeout(timeout: Any) -> float:
         msg = f"timeout must be zero or more seconds, not {timeout}"
         raise ValueError(msg)
     return float(timeout)
-
-
-def _is_missing(error: ClientError) -> bool:
-    """Whether S3 answered that the object does not exist (a HEAD says only "404")."""
-    return s3_error_code(error) in ("NoSuchKey", "404", "NotFound")
 
 
 def _not_pending(key: str) -> str:
