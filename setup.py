@@ -23,8 +23,9 @@ setup(
             "cfn-lint>=1",
             "aws-sam-translator>=1.90",
         ],
-        "local": ["moto[s3,server]>=5"],
-        "bench": ["moto[s3,server]>=5", "matplotlib>=3.5"],
+        # An S3-only moto server: moto[server] would pull every AWS service's dependencies.
+        "local": ["moto[s3]>=5", "flask", "flask-cors"],
+        "bench": ["moto[s3]>=5", "flask", "flask-cors", "matplotlib>=3.5"],
         "lint": ["ruff>=0.6", "mypy>=1.10", "types-python-dateutil"],
     },
     entry_points={"console_scripts": ["s3-scheduler = s3_scheduler.cli:entry_point"]},

@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 
 from .exceptions import (
+    EventExistsError,
     EventNotPendingError,
     InvalidKeyError,
     S3SchedulerError,
@@ -39,6 +40,7 @@ from .report import FailedDelivery, HandleReport, ScheduledEvent
 from .scheduler import Scheduler
 
 __all__ = [
+    "EventExistsError",
     "EventNotPendingError",
     "FailedDelivery",
     "HandleReport",

@@ -21,6 +21,10 @@ class EventNotPendingError(S3SchedulerError, LookupError):
     """The event is no longer pending: delivered, cancelled, or never scheduled."""
 
 
+class EventExistsError(S3SchedulerError, ValueError):
+    """An event with that name is already pending, and replacing it was not asked for."""
+
+
 class TargetNotAllowedError(S3SchedulerError, ValueError):
     """A target bucket and key outside the scheduler's ``allowed_targets``."""
 

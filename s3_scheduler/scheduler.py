@@ -9,6 +9,7 @@ deletes it.
 from __future__ import annotations
 
 import io
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -17,7 +18,7 @@ from typing import Any, BinaryIO, Callable, Union
 
 from botocore.exceptions import ClientError
 
-from .exceptions import EventNotPendingError, InvalidKeyError, is_missing_object, s3_error_code
+from .exceptions import EventExistsError, EventNotPendingError, InvalidKeyError, is_missing_object, s3_error_code
 from .keys import (
     dead_letter_prefix,
     decode_key,
@@ -137,7 +138,11 @@ class Scheduler:
         """The prefix every event's key starts with: ``{path}/|``."""
         return self._prefix
 
-    def schedule(self, when: datetime, bucket: str, path: str, what: Content) -> str:
+    def now(self) -> datetime:
+        """Return the scheduler's clock reading, as an aware UTC datetime."""
+        return to_utc(self._clock())
+
+    def schedule(self, when: datetime, bucket: str, path: str, what: Content, *, replace: bool = True) -> str:
         """Schedule ``what`` to be copied to ``bucket``/``path`` at ``when``; return the
         event's key.
 
@@ -162,8 +167,17 @@ class Scheduler:
         key = encode_key(self._prefix, when, bucket, path)
         check_allowed(self._allowed, bucket, path[1:] if path.startswith("/") else path)
         if isinstance(body, bytes):
-            self._s3_client.put_object(Bucket=self._bucket, Key=key, Body=body)
+            extra = {} if replace else {"IfNoneMatch": "*"}
+            try:
+                self._s3_client.put_object(Bucket=self._bucket, Key=key, Body=body, **extra)
+            except ClientError as exc:
+                if not replace and s3_error_code(exc) in ("PreconditionFailed", "ConditionalRequestConflict"):
+                    raise EventExistsError(_exists(key)) from None
+                raise
         else:
+            if not replace:
+                body = io.BytesIO(body.read())
+                return self.schedule(when, bucket, path, body.getvalue(), replace=False)
             self._s3_client.upload_fileobj(body, self._bucket, key)
         info("Scheduled %s to s3://%s/%s at %s", key, bucket, path, to_utc(when).isoformat())
         return key
@@ -262,6 +276,7 @@ class Scheduler:
         until: datetime | None = None,
         timeout: float | None = None,
         on_delivery: Callable[[ScheduledEvent, float], None] | None = None,
+        stop: threading.Event | None = None,
     ) -> HandleReport:
         """Deliver every due event: copy it to its target, then delete it.
 
@@ -280,6 +295,9 @@ class Scheduler:
           not started stay pending and are counted as ``deferred``.
         - ``on_delivery``: called in the calling thread after each delivery, with the
           event and its lateness in seconds (the command line prints deliveries with it).
+        - ``stop``: a `threading.Event`; once it is set no delivery starts, a wait for
+          the next event ends at once, and the run returns its report so far, the events
+          not started counted as ``deferred``. Deliveries in flight finish first.
 
         An event whose copy or delete fails is warned once and stays for the next run;
         the others still go. An event gone before its copy (cancelled, or delivered by
@@ -320,7 +338,7 @@ class Scheduler:
                 )
                 return report
         try:
-            self._run(window, deadline, report, on_delivery)
+            self._run(window, deadline, report, on_delivery, stop)
             self._dead_letter(report)
         finally:
             if taken:
@@ -379,19 +397,30 @@ class Scheduler:
         deadline: datetime | None,
         report: HandleReport,
         on_delivery: Callable[[ScheduledEvent, float], None] | None,
+        stop: threading.Event | None,
     ) -> None:
         """Deliver ``window`` (sorted by time), each event once it is due, until ``deadline``."""
         while window:
+            if stop is not None and stop.is_set():
+                report.deferred.extend(window)
+                return
             now = to_utc(self._clock())
             if window[0].when > now:
                 if deadline is not None and window[0].when >= deadline:
                     report.deferred.extend(window)
                     return
-                self._sleep((window[0].when - now).total_seconds())
+                self._wait((window[0].when - now).total_seconds(), stop)
                 continue
             count = next((i for i, e in enumerate(window) if e.when > now), len(window))
             batch, window = window[:count], window[count:]
             self._deliver(batch, deadline, report, on_delivery)
+
+    def _wait(self, seconds: float, stop: threading.Event | None) -> None:
+        """Wait ``seconds``, or until ``stop`` is set when the scheduler sleeps for real."""
+        if stop is not None and self._sleep is time.sleep:
+            stop.wait(seconds)
+        else:
+            self._sleep(seconds)
 
     def _dead_letter(self, report: HandleReport) -> None:
         """Move the failed and rejected events older than ``dead_letter_after`` aside."""
@@ -528,6 +557,10 @@ def _check_timeout(timeout: Any) -> float:
         msg = f"timeout must be zero or more seconds, not {timeout}"
         raise ValueError(msg)
     return float(timeout)
+
+
+def _exists(key: str) -> str:
+    return f"{key} is already pending: pass replace=True to replace its content"
 
 
 def _not_pending(key: str) -> str:
