@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 
 from .exceptions import (
+    ConfigurationError,
     EventExistsError,
     EventNotPendingError,
     InvalidKeyError,
@@ -40,6 +41,7 @@ from .report import FailedDelivery, HandleReport, ScheduledEvent
 from .scheduler import Scheduler
 
 __all__ = [
+    "ConfigurationError",
     "EventExistsError",
     "EventNotPendingError",
     "FailedDelivery",

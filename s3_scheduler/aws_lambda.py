@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any, NamedTuple
 
+from .exceptions import ConfigurationError
 from .report import HandleReport
 from .scheduler import Scheduler
 from .utils import nowut
@@ -49,10 +50,6 @@ class Settings(NamedTuple):
 
 
 _cached: tuple[Settings, Scheduler] | None = None
-
-
-class ConfigurationError(RuntimeError):
-    """A setting the handler needs is missing or malformed; the message names it."""
 
 
 def handler(event: Any, context: Any) -> dict[str, Any]:

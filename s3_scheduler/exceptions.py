@@ -29,6 +29,10 @@ class TargetNotAllowedError(S3SchedulerError, ValueError):
     """A target bucket and key outside the scheduler's ``allowed_targets``."""
 
 
+class ConfigurationError(S3SchedulerError, ValueError):
+    """A setting read from the environment is missing or malformed; the message names it."""
+
+
 def s3_error_code(error: Any) -> str:
     """Return the S3 error code of a botocore ``ClientError`` (``"NoSuchKey"``, ``"404"``...)."""
     return str(getattr(error, "response", {}).get("Error", {}).get("Code", ""))
