@@ -52,6 +52,8 @@ class HandleReport:
       left in place.
     - ``dead_lettered``: failed or rejected events older than ``dead_letter_after``,
       moved to the dead letters this run.
+    - ``max_lateness``: the largest lateness of a delivery of this run, in seconds
+      (0.0 when nothing was delivered).
     """
 
     delivered: list[ScheduledEvent] = field(default_factory=list)
@@ -61,6 +63,7 @@ class HandleReport:
     vanished: list[ScheduledEvent] = field(default_factory=list)
     rejected: list[ScheduledEvent] = field(default_factory=list)
     dead_lettered: list[ScheduledEvent] = field(default_factory=list)
+    max_lateness: float = 0.0
 
     @property
     def ok(self) -> bool:

@@ -519,6 +519,7 @@ class Scheduler:
             else:
                 report.delivered.append(event)
                 late = (at - event.when).total_seconds()
+                report.max_lateness = max(report.max_lateness, late)
                 info("Delivered %s to s3://%s/%s, %.3f s late", event.key, event.bucket, event.path, late)
                 if on_delivery is not None:
                     on_delivery(event, late)
