@@ -27,7 +27,7 @@ EVENTS = [
     (5.0, "reminders/standup.txt", "Stand-up in 5 minutes"),
     (6.0, "greetings/bye.txt", "Bye from s3-scheduler"),
 ]
-INSTALL = 'pip install -e ".[local]"  (or: pip install "s3-scheduler[local]")'
+INSTALL = 'pip install -e ".[local]"  (from a checkout of this repository)'
 
 
 def run_demo(
