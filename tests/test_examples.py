@@ -1,19 +1,41 @@
-"""The deployment examples: the SAM template passes cfn-lint, the Zappa settings use the ready handler."""
+"""The deployment examples: the SAM template passes cfn-lint, refuses a prefix ending in
+``/`` and alarms on the handler's metrics; the Zappa settings use the ready handler and a
+role of their own; a delivery reaches the target as ``s3:ObjectCreated:Copy``.
+
+The roles themselves are checked against docs/iam/ and run under moto's IAM in
+tests/test_iam.py.
+"""
 
 from __future__ import annotations
 
 import json
+import re
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
+import boto3
 import pytest
+from moto import mock_aws
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+from s3_scheduler import Scheduler
+from s3_scheduler.metrics import DEFAULT_NAMESPACE, METRICS
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
 
 
 def lint(path: Path) -> list[str]:
     from cfnlint.api import lint_file
 
     return [str(match) for match in lint_file(path)]
+
+
+def template() -> dict[str, Any]:
+    from cfnlint.decode import cfn_yaml
+
+    parsed: dict[str, Any] = cfn_yaml.loads((EXAMPLES / "sam" / "template.yaml").read_text())
+    return parsed
 
 
 def test_the_sam_template_passes_cfn_lint() -> None:
@@ -45,3 +67,90 @@ def test_the_zappa_settings_use_the_ready_handler(setting: str) -> None:
 
     assert stage["events"] == [{"function": "s3_scheduler.aws_lambda.handler", "expression": "rate(1 minute)"}]
     assert setting in stage["environment_variables"]
+
+
+@pytest.mark.parametrize(
+    ("prefix", "allowed"),
+    [("jobs", True), ("team/jobs", True), ("jobs/", False), ("/jobs", False), ("team//jobs", False), ("", False)],
+)
+def test_the_sam_template_refuses_a_prefix_with_a_stray_slash(prefix: str, allowed: bool) -> None:
+    """SchedulePrefix's AllowedPattern (matched whole, as CloudFormation does) takes jobs and refuses jobs/."""
+    parameter = template()["Parameters"]["SchedulePrefix"]
+
+    assert (re.fullmatch(parameter["AllowedPattern"], prefix) is not None) == allowed
+    assert parameter["ConstraintDescription"]
+
+
+@pytest.mark.parametrize(("metric", "threshold"), [("Failed", 0), ("OldestDueAgeSeconds", 300)])
+def test_the_sam_template_alarms_on_the_handlers_metrics(metric: str, threshold: int) -> None:
+    """An alarm fires when the metric exceeds its threshold, in metrics.py's namespace, on Bucket and Prefix."""
+    alarms = [r["Properties"] for r in template()["Resources"].values() if r["Type"] == "AWS::CloudWatch::Alarm"]
+
+    (alarm,) = [a for a in alarms if a["MetricName"] == metric]
+
+    assert metric in dict(METRICS)
+    assert alarm["Namespace"] == DEFAULT_NAMESPACE
+    assert [d["Name"] for d in alarm["Dimensions"]] == ["Bucket", "Prefix"]
+    assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("GreaterThanThreshold", threshold)
+
+
+def test_the_alarms_notify_the_topic_only_when_one_is_given() -> None:
+    """AlarmActions name the topic under a condition that holds only for a non-empty AlarmTopicArn."""
+    parsed = template()
+    condition = parsed["Conditions"]["NotifyAlarms"]
+    alarms = [r["Properties"] for r in parsed["Resources"].values() if r["Type"] == "AWS::CloudWatch::Alarm"]
+
+    assert parsed["Parameters"]["AlarmTopicArn"]["Default"] == ""
+    assert condition == {"Fn::Not": [{"Fn::Equals": [{"Ref": "AlarmTopicArn"}, ""]}]}
+    for alarm in alarms:
+        assert alarm["AlarmActions"] == {
+            "Fn::If": ["NotifyAlarms", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]
+        }
+
+
+def test_the_sam_function_installs_the_checkout() -> None:
+    """src/requirements.txt names the checkout relative to examples/sam, where sam build runs."""
+    lines = (EXAMPLES / "sam" / "src" / "requirements.txt").read_text().splitlines()
+
+    (requirement,) = [line for line in lines if line.strip() and not line.startswith("#")]
+
+    assert (EXAMPLES / "sam" / requirement / "setup.py").resolve() == ROOT / "setup.py"
+
+
+def test_the_zappa_settings_use_a_role_of_their_own() -> None:
+    """manage_roles is false and role_name names the role made from the files beside the settings."""
+    stage = json.loads((EXAMPLES / "zappa" / "zappa_settings.json").read_text())["production"]
+    trust = json.loads((EXAMPLES / "zappa" / "trust-policy.json").read_text())
+    readme = (EXAMPLES / "zappa" / "README.md").read_text()
+
+    assert stage["manage_roles"] is False
+    assert f"--role-name {stage['role_name']}" in readme
+    assert trust["Statement"][0]["Principal"] == {"Service": "lambda.amazonaws.com"}
+
+
+@pytest.mark.parametrize(
+    ("notified_on", "expected"), [("s3:ObjectCreated:*", ["ObjectCreated:Copy"]), ("s3:ObjectCreated:Put", [])]
+)
+def test_a_delivery_arrives_at_the_target_as_a_copy(notified_on: str, expected: list[str]) -> None:
+    """The target's notification sees s3:ObjectCreated:Copy: a filter on :* starts the work, one on :Put never does."""
+    now = datetime(2030, 1, 7, 14, 5, tzinfo=timezone.utc)
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        sqs = boto3.client("sqs", region_name="us-east-1")
+        for bucket in ("my-schedule-bucket", "work"):
+            s3.create_bucket(Bucket=bucket)
+        queue = sqs.create_queue(QueueName="work-started")["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        s3.put_bucket_notification_configuration(
+            Bucket="work",
+            NotificationConfiguration={"QueueConfigurations": [{"QueueArn": arn, "Events": [notified_on]}]},
+        )
+        sqs.purge_queue(QueueUrl=queue)  # the s3:TestEvent S3 sends when notifications are set
+        scheduler = Scheduler("my-schedule-bucket", "jobs", s3_client=s3, clock=lambda: now)
+        scheduler.schedule(now - timedelta(seconds=1), "work", "in/report.json", "{}")
+
+        report = scheduler.handle()
+        messages = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", [])
+
+    assert len(report.delivered) == 1
+    assert [record["eventName"] for m in messages for record in json.loads(m["Body"])["Records"]] == expected
