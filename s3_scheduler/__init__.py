@@ -34,13 +34,15 @@ from .exceptions import (
     EventNotPendingError,
     InvalidKeyError,
     S3SchedulerError,
+    ScheduleManyError,
     TargetNotAllowedError,
     UnableToMoveFileError,
 )
-from .report import FailedDelivery, HandleReport, ScheduledEvent
+from .report import CheckReport, FailedDelivery, HandleReport, ScheduledEvent
 from .scheduler import Scheduler
 
 __all__ = [
+    "CheckReport",
     "ConfigurationError",
     "EventExistsError",
     "EventNotPendingError",
@@ -48,6 +50,7 @@ __all__ = [
     "HandleReport",
     "InvalidKeyError",
     "S3SchedulerError",
+    "ScheduleManyError",
     "ScheduledEvent",
     "Scheduler",
     "TargetNotAllowedError",

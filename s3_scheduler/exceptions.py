@@ -29,6 +29,23 @@ class TargetNotAllowedError(S3SchedulerError, ValueError):
     """A target bucket and key outside the scheduler's ``allowed_targets``."""
 
 
+class ScheduleManyError(S3SchedulerError):
+    """Some events of a `Scheduler.schedule_many` batch were not written; the others were.
+
+    ``failures`` holds ``(index, error)`` for each event not written, in batch order;
+    ``keys`` the key of each event of the batch, None for those not written.
+    """
+
+    def __init__(self, failures: list[tuple[int, BaseException]], keys: list[str | None]) -> None:
+        self.failures = failures
+        self.keys = keys
+        lines = [f"event {index}: {type(error).__name__}: {error}" for index, error in failures]
+        written = sum(key is not None for key in keys)
+        super().__init__(
+            f"{len(failures)} of {len(keys)} events were not written ({written} were):\n" + "\n".join(lines)
+        )
+
+
 class ConfigurationError(S3SchedulerError, ValueError):
     """A setting read from the environment is missing or malformed; the message names it."""
 

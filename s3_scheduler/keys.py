@@ -23,7 +23,13 @@ meant (times with any UTC offset included).
 'jobs/|2018-08-05%2010%3A00%3A00%2B00%3A00|s3-bucket|in~~report.csv'
 >>> decode_key(key, prefix)
 DecodedKey(when=datetime.datetime(2018, 8, 5, 10, 0, tzinfo=datetime.timezone.utc), \
-bucket='s3-bucket', target='in/report.csv')
+bucket='s3-bucket', path='in/report.csv')
+
+Times are read strictly: what ``str(datetime)`` writes and ISO 8601 extended format
+(``T`` or a space, optional seconds and fraction, optional ``Z`` or offset, or a date
+alone). Anything a parser would have to guess (zone abbreviations, ``GMT-3``, day and
+month orders, month names) is not an event, so nothing is ever delivered early because
+a guess went wrong.
 """
 
 from __future__ import annotations
@@ -33,9 +39,8 @@ from datetime import datetime, timedelta, timezone
 from typing import NamedTuple
 from urllib.parse import quote, unquote
 
-from dateutil.parser import parse as _parse_date
-
 from .exceptions import InvalidKeyError
+from .report import ScheduledEvent
 
 SEPARATOR = "|"
 """Separates the parts of an event's name."""
@@ -47,15 +52,27 @@ MAX_KEY_BYTES = 1024
 """S3's limit on the length of an object key, in UTF-8 bytes."""
 
 LOOKAHEAD = timedelta(hours=14)
-"""How far past *now* the handler reads the listing.
+"""How far past *now* the handler reads the listing when legacy offsets are on.
 
 Keys sort by the wall-clock time they spell. This package writes UTC, but 0.0.3 kept
 the caller's offset, and the largest offset of any real time zone is +14:00: such a
 key spells a time up to 14 hours later than the instant it is due.
 """
 
-# The form str() gives an aware datetime: what this package and 0.0.3 write.
-_OWN_TIME = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(\.\d{6})?[+-]\d{2}:\d{2}")
+ATTEMPTS_TAG = "s3-scheduler-failed-runs"
+"""The object tag in which an event keeps how many runs failed to deliver it."""
+
+# The form str() gives an aware datetime (what this package and 0.0.3 write), and ISO
+# 8601's extended format: a date, then optionally T or a space and a time of day, then
+# optionally Z or an offset. ASCII digits only.
+_TIME = re.compile(
+    r"(?P<date>[0-9]{4}-[0-9]{2}-[0-9]{2})"
+    r"(?:[T ](?P<hour>[0-9]{2}):(?P<minute>[0-9]{2})(?::(?P<second>[0-9]{2})(?:[.,](?P<fraction>[0-9]{1,9}))?)?"
+    r"(?P<zone>Z|[+-][0-9]{2}(?::?[0-9]{2})?)?)?"
+)
+_BUCKET = re.compile(r"[A-Za-z0-9._-]{3,255}")
+_END_OF_SECOND = "\U0010ffff"
+"""Sorts after every character: a bound ending with it lies past every name of that second."""
 
 
 class DecodedKey(NamedTuple):
@@ -63,12 +80,17 @@ class DecodedKey(NamedTuple):
 
     when: datetime
     bucket: str
-    target: str
+    path: str
 
 
 def normalize_path(path: str) -> str:
     """Return the scheduler path as 0.0.3 stored it: one trailing ``/`` removed."""
     return path[:-1] if path.endswith("/") else path
+
+
+def normalize_target(target: str) -> str:
+    """Return the target key as it is delivered: one leading ``/`` dropped, as 0.0.3 did."""
+    return target[1:] if target.startswith("/") else target
 
 
 def listing_prefix(path: str) -> str:
@@ -96,11 +118,24 @@ def dead_letter_prefix(prefix: str) -> str:
     return prefix[: -len(SEPARATOR)] + ".dead-letters/"
 
 
+def dead_letter_key(prefix: str, key: str) -> str:
+    """Return the name the event ``key`` of the scheduler at ``prefix`` takes among the dead letters."""
+    return dead_letter_prefix(prefix) + key[len(prefix) :]
+
+
 def to_utc(when: datetime) -> datetime:
-    """Return ``when`` as an aware UTC datetime; a naive ``when`` is taken as UTC."""
+    """Return ``when`` as an aware UTC datetime; a naive ``when`` is taken as UTC.
+
+    Raises `ValueError` for a time that has no UTC equivalent (an aware year-1 time
+    east of UTC, or the last hours of year 9999 west of it).
+    """
     if when.tzinfo is None or when.utcoffset() is None:
         return when.replace(tzinfo=timezone.utc)
-    return when.astimezone(timezone.utc)
+    try:
+        return when.astimezone(timezone.utc)
+    except OverflowError:
+        msg = f"{when.isoformat()} is outside the times a datetime can hold in UTC"
+        raise ValueError(msg) from None
 
 
 def encode_time(when: datetime) -> str:
@@ -110,9 +145,7 @@ def encode_time(when: datetime) -> str:
 
 def encode_target(target: str) -> str:
     """Return the ``target`` part of an event's name for the target key ``target``."""
-    if target.startswith("/"):
-        target = target[1:]
-    return quote(target).replace("~", "%7E").replace("/", SLASH_ESCAPE)
+    return quote(normalize_target(target)).replace("~", "%7E").replace("/", SLASH_ESCAPE)
 
 
 def decode_target(part: str) -> str:
@@ -127,17 +160,52 @@ def decode_target(part: str) -> str:
 def parse_time(part: str) -> datetime:
     """Return the aware UTC time that the name part ``part`` spells.
 
-    Any UTC offset is honoured and a time without one is UTC, so a hand-written
-    ``2018-08-05`` is midnight UTC. Raises `InvalidKeyError` when it is not a time.
+    Accepted: ``str(datetime)``'s form and ISO 8601's extended format (``T`` or a space,
+    optional seconds and fraction, ``Z`` or an offset such as ``+02:00``, ``+0200`` or
+    ``+02``); a time without an offset is UTC, and a date alone is midnight UTC.
+    Raises `InvalidKeyError` for anything else, and for a time that does not exist or
+    cannot be had in UTC: nothing is guessed.
     """
     text = unquote(part)
+    match = _TIME.fullmatch(text)
+    if match is None:
+        msg = f"{text!r} is not a time of the form YYYY-MM-DD HH:MM:SS+00:00 (or ISO 8601)"
+        raise InvalidKeyError(msg)
     try:
-        # The form this package writes parses faster without dateutil.
-        when = datetime.fromisoformat(text) if _OWN_TIME.fullmatch(text) else _parse_date(text)
+        return to_utc(_from_match(match))
     except (ValueError, OverflowError) as exc:
-        msg = f"{text!r} is not a time"
-        raise InvalidKeyError(msg) from exc
-    return to_utc(when)
+        msg = f"{text!r} is not a time: {exc}"
+        raise InvalidKeyError(msg) from None
+
+
+def _from_match(match: re.Match[str]) -> datetime:
+    year, month, day = (int(n) for n in match["date"].split("-"))
+    if match["hour"] is None:
+        return datetime(year, month, day, tzinfo=timezone.utc)
+    fraction = (match["fraction"] or "").ljust(6, "0")[:6]
+    when = datetime(
+        year, month, day, int(match["hour"]), int(match["minute"]), int(match["second"] or 0), int(fraction or 0)
+    )
+    zone = match["zone"]
+    if zone is None or zone == "Z":
+        return when.replace(tzinfo=timezone.utc)
+    digits = zone[1:].replace(":", "")
+    offset = timedelta(hours=int(digits[:2]), minutes=int(digits[2:] or 0))
+    return when.replace(tzinfo=timezone(-offset if zone[0] == "-" else offset))
+
+
+def check_bucket_name(bucket: str) -> None:
+    """Raise `ValueError` unless ``bucket`` is a name S3 can accept for a bucket.
+
+    Lenient enough for the legacy names of us-east-1 (upper case, ``_``, up to 255
+    characters): what it refuses, S3 refuses everywhere.
+    """
+    if not _BUCKET.fullmatch(bucket):
+        msg = (
+            f"the target bucket {bucket!r} is not a bucket name: 3 to 63 characters of a-z, 0-9, '.' and '-'"
+            " (legacy us-east-1 names also A-Z and '_')"
+        )
+        raise ValueError(msg)
 
 
 def encode_key(prefix: str, when: datetime, bucket: str, target: str) -> str:
@@ -145,8 +213,8 @@ def encode_key(prefix: str, when: datetime, bucket: str, target: str) -> str:
 
     ``prefix`` is the scheduler's `listing_prefix`.
 
-    Raises `ValueError` when the bucket or the target is empty, or when the name
-    would be longer than S3's 1,024 bytes.
+    Raises `ValueError` when the bucket is not a bucket name, the target is empty, the
+    time has no UTC equivalent, or the name would be longer than S3's 1,024 bytes.
     """
     if not bucket:
         msg = "the target bucket must be a non-empty bucket name"
@@ -154,6 +222,7 @@ def encode_key(prefix: str, when: datetime, bucket: str, target: str) -> str:
     if "/" in bucket:
         msg = f"the target bucket {bucket!r} must be a bucket name, without '/'"
         raise ValueError(msg)
+    check_bucket_name(bucket)
     if not target or target == "/":
         msg = "the target key must be a non-empty S3 key, such as 'in/report.csv'"
         raise ValueError(msg)
@@ -173,10 +242,10 @@ def decode_key(key: str, prefix: str) -> DecodedKey:
     """Return when and where the event named ``key`` goes.
 
     ``prefix`` is the scheduler's `listing_prefix`; it is stripped, not split, so a
-    ``|`` inside the scheduler path is harmless. Raises `InvalidKeyError` for a name
-    that is not ``{prefix}{when}|{bucket}|{target}``.
+    ``|`` inside the scheduler path is harmless. Raises `InvalidKeyError`, and nothing
+    else, for a name that is not ``{prefix}{when}|{bucket}|{target}``.
     """
-    if not key.startswith(prefix):
+    if not isinstance(key, str) or not key.startswith(prefix):
         msg = f"{key!r} does not start with {prefix!r}"
         raise InvalidKeyError(msg)
     parts = key[len(prefix) :].split(SEPARATOR)
@@ -192,10 +261,33 @@ def decode_key(key: str, prefix: str) -> DecodedKey:
     return DecodedKey(parse_time(time_part), bucket, target)
 
 
-def listing_bound(prefix: str, now: datetime) -> str:
-    """Return the greatest name the handler needs to read at ``now``.
+def decode_event(key: str, prefix: str) -> ScheduledEvent:
+    """Return the `ScheduledEvent` named ``key``; `InvalidKeyError` when it is not one."""
+    when, bucket, path = decode_key(key, prefix)
+    return ScheduledEvent(key, when, bucket, path)
 
-    Every event due at ``now`` sorts at or before it (a legacy key with an offset up
-    to +14:00 included); the listing can stop at the first key past it.
+
+def listing_bound(prefix: str, now: datetime, *, legacy_offsets: bool = True) -> str | None:
+    """Return the greatest name the handler needs to read at ``now``, or None for no bound.
+
+    Every event due at ``now`` sorts at or before it (with ``legacy_offsets``, a key
+    0.0.3 wrote with an offset up to +14:00 included); the listing can stop at the
+    first key past it. None when that time lies past what a datetime can hold.
     """
-    return prefix + encode_time(to_utc(now) + LOOKAHEAD)
+    try:
+        end = to_utc(now) + (LOOKAHEAD if legacy_offsets else timedelta(0))
+    except (OverflowError, ValueError):
+        return None
+    return prefix + quote(end.strftime("%Y-%m-%d %H:%M:%S")) + _END_OF_SECOND
+
+
+def is_canonical(key: str, prefix: str, when: datetime) -> bool:
+    """Whether ``key`` spells its time ``when`` as this package writes it (UTC, ``str()`` form)."""
+    return key[len(prefix) :].split(SEPARATOR, 1)[0] == encode_time(when)
+
+
+def sorts_late(key: str, prefix: str, when: datetime, *, legacy_offsets: bool = True) -> bool:
+    """Whether ``key``, due at ``when``, sorts past the listing bound at ``when``: a run
+    then reads it late, once the bound has moved past it."""
+    bound = listing_bound(prefix, when, legacy_offsets=legacy_offsets)
+    return bound is not None and key > bound

@@ -1,34 +1,68 @@
 """The run lease: one object beside the events that makes overlapping runs take turns.
 
-A run that has due work takes the lease with a conditional write (``If-None-Match: *``),
-takes over one that has expired with ``If-Match`` on the ETag it read, and releases it
-with a delete conditional on its own ETag. Every lease body holds a fresh owner token,
-so no two holders ever share an ETag.
+A run with due work takes the lease (`Lease.acquire`) and gets a `RunLease`, its own for
+that run. The lease object's body names the run (a fresh owner token), when it took the
+lease, the end of its window and when the lease expires::
+
+    {"owner": "5f0c...", "since": "...", "until": "...", "expires": "...", "ttl": 60.0}
+
+- **Taking it**: a write with ``If-None-Match: *``; a lease found expired is taken over
+  with ``If-Match`` on the ETag read. When a write is refused because the object changed,
+  the run reads it back: if it names the run's own token, the write had landed and only
+  its reply was lost (botocore retried it), and the run holds the lease.
+- **Keeping it**: while the run lasts, a heartbeat thread rewrites the lease with
+  ``If-Match`` every quarter of ``ttl`` (by the run's clock) to expire ``ttl`` after
+  now, or after the run's window if that is later. A live run keeps its lease however
+  slow one of its requests is; a run that dies lets it lapse within ``ttl``.
+- **Starting work**: a run starts a delivery only while its lease has at least half of
+  ``ttl`` left (`RunLease.may_start`), so a run whose renewals fail stops in time.
+- **Releasing it**: a delete conditional on the run's ETag. Credentials that may write
+  the lease but not delete it rewrite it as expired instead (warned once, naming
+  ``s3:DeleteObject``), so the next run need not wait.
+- **A stale lease**, whose expiry lies further ahead than any run could ask for (hand
+  edited, or written by a runner whose clock was wrong), is taken over with a WARNING.
 """
 
 from __future__ import annotations
 
 import enum
 import json
+import logging
+import threading
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Callable, NamedTuple
 
 from botocore.exceptions import ClientError
 
-from .exceptions import is_missing_object, s3_error_code
-from .utils import info, warn
+from ._s3 import etag_forms, is_denied, is_lost, is_missing, is_unsupported
 
-UNSUPPORTED_CODES = frozenset({"NotImplemented", "InvalidArgument", "InvalidRequest", "NotSupported"})
-"""Error codes with which a store says it does not do conditional writes."""
+logger = logging.getLogger(__name__)
 
-DENIED_CODES = frozenset({"AccessDenied", "403"})
-"""Error codes with which a store refuses these credentials the lease object."""
+MIN_LEASE_TTL = timedelta(seconds=10)
+"""The shortest ``lease_ttl`` a scheduler accepts."""
 
-_LOST = frozenset({"PreconditionFailed", "ConditionalRequestConflict"})
+MAX_LEASE_TTL = timedelta(minutes=2)
+"""The longest ``lease_ttl``: a run that dies holds the others up at most this long."""
+
+DEFAULT_LEASE_TTL = timedelta(seconds=60)
+"""How long a lease lasts past its last renewal (or past the run's window) by default."""
+
+MAX_UNTIL = timedelta(minutes=15)
+"""How far ahead a run may deliver events at their own time (Lambda's longest run)."""
+
+CLOCK_SKEW = timedelta(seconds=30)
+"""How far apart the clocks of the runners may be."""
+
+STALE_AFTER = MAX_UNTIL + MAX_LEASE_TTL + CLOCK_SKEW
+"""A lease expiring further ahead than this was asked by no run: it is stale."""
+
+HEARTBEAT_POLL = 0.1
+"""How often, in real seconds, the heartbeat thread reads the run's clock."""
 
 
-class Acquired(enum.Enum):
+class Outcome(enum.Enum):
     """What `Lease.acquire` found."""
 
     TAKEN = "taken"
@@ -41,90 +75,311 @@ class Acquired(enum.Enum):
     """The credentials may not write the lease object (an IAM policy made for 0.0.3)."""
 
 
-class Lease:
-    """The lease object ``key`` in ``bucket``, reached through ``client``."""
+@dataclass(frozen=True)
+class Holder:
+    """What a lease object says of the run holding it (None where it does not say)."""
 
-    def __init__(self, client: Any, bucket: str, key: str) -> None:
+    owner: str | None
+    since: datetime | None
+    until: datetime | None
+    expires: datetime
+    ttl: float | None
+
+    @classmethod
+    def parse(cls, body: bytes) -> Holder:
+        """Read a lease body; one that does not say when it expires has expired long ago."""
+        try:
+            data = json.loads(body)
+            expires = _time(data["expires"])
+        except (ValueError, KeyError, TypeError):
+            return cls(None, None, None, _EPOCH, None)
+        if not isinstance(data, dict) or expires is None:
+            return cls(None, None, None, _EPOCH, None)
+        ttl = data.get("ttl")
+        return cls(
+            str(data.get("owner")),
+            _time(data.get("since")),
+            _time(data.get("until")),
+            expires,
+            float(ttl) if isinstance(ttl, (int, float)) else None,
+        )
+
+    def overstayed(self, now: datetime) -> timedelta | None:
+        """How long the holder has kept the lease past its first term, or None if it has not."""
+        if self.since is None or self.until is None or self.ttl is None:
+            return None
+        term_end = max(self.since, self.until) + timedelta(seconds=self.ttl)
+        return now - term_end if now > term_end else None
+
+
+class Acquisition(NamedTuple):
+    """The outcome of `Lease.acquire`: the run's lease when taken, the holder when held."""
+
+    outcome: Outcome
+    run: RunLease | None = None
+    holder: Holder | None = None
+
+
+class Lease:
+    """The lease object ``key`` in ``bucket`` of one scheduler, reached through ``client``.
+
+    It keeps no per-run state: each `acquire` returns a `RunLease`, so two threads may
+    run `Scheduler.handle` on one scheduler.
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        bucket: str,
+        key: str,
+        *,
+        ttl: timedelta,
+        clock: Callable[[], datetime],
+        poll: float = HEARTBEAT_POLL,
+    ) -> None:
         self._client = client
         self._bucket = bucket
         self.key = key
-        self._etag: str | None = None
-        self._expires: datetime | None = None
+        self.ttl = ttl
+        self._clock = clock
+        self._poll = poll
+        self._warned_delete = False
 
-    def acquire(self, now: datetime, expires: datetime) -> Acquired:
-        """Try to hold the lease until ``expires``; ``now`` decides whether a found one expired.
+    def acquire(self, window_end: datetime) -> Acquisition:
+        """Try to hold the lease for a run whose window ends at ``window_end``.
 
-        Errors other than a lost race or an unsupported condition propagate.
+        Errors other than a lost race, a refused condition or denied credentials propagate.
         """
-        body = json.dumps({"owner": uuid.uuid4().hex, "expires": expires.isoformat()}).encode()
-        self._expires = expires
+        now = self._clock()
+        run = RunLease(self, uuid.uuid4().hex, now, max(now, window_end))
+        body = run.body(run.until + self.ttl)
         try:
-            self._etag = self._client.put_object(Bucket=self._bucket, Key=self.key, Body=body, IfNoneMatch="*")["ETag"]
+            etag = self._client.put_object(Bucket=self._bucket, Key=self.key, Body=body, IfNoneMatch="*")["ETag"]
         except ClientError as exc:
-            code = s3_error_code(exc)
-            if code in UNSUPPORTED_CODES:
-                return Acquired.UNSUPPORTED
-            if code in DENIED_CODES:
-                return Acquired.DENIED
-            if code == "ConditionalRequestConflict":
-                return Acquired.HELD
-            if code != "PreconditionFailed":
+            if is_unsupported(exc):
+                return Acquisition(Outcome.UNSUPPORTED)
+            if is_denied(exc):
+                return Acquisition(Outcome.DENIED)
+            if not is_lost(exc):
                 raise
         else:
-            return Acquired.TAKEN
+            run.confirm(etag, run.until + self.ttl)
+            return Acquisition(Outcome.TAKEN, run)
+        found = self.read()
+        if found is None:  # released in between: the next run will have it
+            return Acquisition(Outcome.HELD, holder=None)
+        etag, holder = found
+        if holder.owner == run.token:  # our write landed; its reply was lost
+            run.confirm(etag, holder.expires)
+            return Acquisition(Outcome.TAKEN, run)
+        if holder.expires > now and holder.expires - now <= STALE_AFTER:
+            return Acquisition(Outcome.HELD, holder=holder)
+        if holder.expires > now:
+            logger.warning(
+                "Taking over the stale lease %r: it expires at %s, further ahead than any run asks for"
+                " (a hand edit or a runner's wrong clock)",
+                self.key,
+                holder.expires.isoformat(),
+            )
+        for form in etag_forms(etag):
+            try:
+                new_etag = self._client.put_object(Bucket=self._bucket, Key=self.key, Body=body, IfMatch=form)["ETag"]
+            except ClientError as exc:
+                if not (is_lost(exc) or is_missing(exc)):
+                    raise
+                again = self.read()
+                if again is not None and again[1].owner == run.token:  # landed, reply lost
+                    run.confirm(again[0], again[1].expires)
+                    return Acquisition(Outcome.TAKEN, run)
+                if again is None or again[0] != etag:  # another run took it first
+                    return Acquisition(Outcome.HELD, holder=None if again is None else again[1])
+                continue
+            run.confirm(new_etag, run.until + self.ttl)
+            return Acquisition(Outcome.TAKEN, run)
+        return Acquisition(Outcome.HELD, holder=holder)
+
+    def read(self) -> tuple[str, Holder] | None:
+        """Return the lease object's ETag and what it says, or None when there is none."""
         try:
             found = self._client.get_object(Bucket=self._bucket, Key=self.key)
         except ClientError as exc:
-            if is_missing_object(exc):  # released in between: let the next run have it
-                return Acquired.HELD
+            if is_missing(exc):
+                return None
             raise
-        if _expires(found["Body"].read()) > now:
-            return Acquired.HELD
-        # Some stores (Ceph radosgw 16) want the ETag without its quotes in If-Match.
-        etag = found["ETag"]
-        for candidate in dict.fromkeys((etag, etag.strip('"'))):
+        return found["ETag"], Holder.parse(found["Body"].read())
+
+    def _put(self, body: bytes, etag: str) -> str:
+        """Rewrite the lease if it still has ``etag``; return the new ETag. Refusals raise."""
+        last: ClientError | None = None
+        for form in etag_forms(etag):
             try:
-                self._etag = self._client.put_object(Bucket=self._bucket, Key=self.key, Body=body, IfMatch=candidate)[
-                    "ETag"
-                ]
+                new: str = self._client.put_object(Bucket=self._bucket, Key=self.key, Body=body, IfMatch=form)["ETag"]
             except ClientError as exc:
-                if s3_error_code(exc) in _LOST or is_missing_object(exc):
-                    continue
-                raise
-            return Acquired.TAKEN
-        return Acquired.HELD
+                if not is_lost(exc):
+                    raise
+                last = exc
+                continue
+            return new
+        assert last is not None
+        raise last
 
-    def release(self, now: datetime, margin: timedelta) -> None:
-        """Delete the lease if this run still holds it. Never raises: an unreleased lease expires.
 
-        A lease within ``margin`` of its end, or past it, is left to expire: another run
-        may have taken it over, and a store that ignores ``If-Match`` on deletes (Ceph
-        radosgw 16) would otherwise delete that run's lease.
+class RunLease:
+    """The lease as held by one run: its token, its ETag, when it expires, its heartbeat."""
+
+    def __init__(self, lease: Lease, token: str, since: datetime, until: datetime) -> None:
+        self._lease = lease
+        self.token = token
+        self.since = since
+        self.until = until
+        self._lock = threading.Lock()
+        self._etag: str | None = None
+        self._expires = since
+        self._lost = False
+        self._renewed_at = since
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def key(self) -> str:
+        """The lease object's key."""
+        return self._lease.key
+
+    @property
+    def expires(self) -> datetime:
+        """When the lease expires, as last confirmed by S3."""
+        with self._lock:
+            return self._expires
+
+    @property
+    def lost(self) -> bool:
+        """Whether another run took the lease over."""
+        with self._lock:
+            return self._lost
+
+    def body(self, expires: datetime) -> bytes:
+        """Return the lease body naming this run, expiring at ``expires``."""
+        data = {
+            "owner": self.token,
+            "since": self.since.isoformat(),
+            "until": self.until.isoformat(),
+            "expires": expires.isoformat(),
+            "ttl": self._lease.ttl.total_seconds(),
+        }
+        return json.dumps(data).encode()
+
+    def confirm(self, etag: str, expires: datetime) -> None:
+        """Record that S3 holds this run's lease with ``etag`` until ``expires``."""
+        with self._lock:
+            self._etag = etag
+            self._expires = expires
+
+    def may_start(self, now: datetime) -> bool:
+        """Whether a delivery may start: the lease is this run's for at least half its ttl more."""
+        with self._lock:
+            return not self._lost and now + self._lease.ttl / 2 <= self._expires
+
+    def renew(self) -> bool:
+        """Extend the lease to ``ttl`` past now (or past the window); return whether it held.
+
+        A refusal after a lost reply is recognised by the token. A lease taken over is
+        marked lost (WARNING); other errors leave the lease as it was, to be tried again.
         """
-        if self._etag is None:
-            return
-        etag, self._etag = self._etag, None
-        if self._expires is None or now >= self._expires - margin:
-            info("The lease %s has run out; leaving it to expire", self.key)
-            return
+        now = self._lease._clock()
+        expires = max(now, self.until) + self._lease.ttl
+        body = self.body(expires)
+        with self._lock:
+            etag = self._etag
+            if self._lost or etag is None:
+                return False
         try:
-            self._client.delete_object(Bucket=self._bucket, Key=self.key, IfMatch=etag)
+            new_etag = self._lease._put(body, etag)
         except ClientError as exc:
-            if s3_error_code(exc) in _LOST:
-                warn("The lease %s was taken over before this run released it", self.key)
-            elif not is_missing_object(exc):
-                warn("Unable to release the lease %s (it expires by itself): %s", self.key, exc)
+            if not (is_lost(exc) or is_missing(exc)):
+                logger.warning("Unable to renew the lease %r (tried again shortly): %s", self.key, exc)
+                return False
+            found = self._lease.read()
+            if found is not None and found[1].owner == self.token:
+                self.confirm(found[0], found[1].expires)
+                self._renewed_at = now
+                return True
+            with self._lock:
+                self._lost = True
+            logger.warning("The lease %r was taken over by another run: no further delivery starts", self.key)
+            return False
+        except Exception as exc:  # noqa: BLE001 - a network error: the lease stands as it was
+            logger.warning("Unable to renew the lease %r (tried again shortly): %s", self.key, exc)
+            return False
+        self.confirm(new_etag, expires)
+        self._renewed_at = now
+        return True
+
+    def start_heartbeat(self) -> None:
+        """Renew the lease every quarter of its ttl, by the run's clock, until released."""
+        period = self._lease.ttl / 4
+
+        def beat() -> None:
+            while not self._stop.wait(self._lease._poll):
+                if self._lease._clock() - self._renewed_at >= period:
+                    self.renew()
+
+        self._thread = threading.Thread(target=beat, name="s3-scheduler-lease", daemon=True)
+        self._thread.start()
+
+    def release(self) -> None:
+        """Stop the heartbeat and give the lease up. Never raises: an unreleased lease expires.
+
+        A lease taken over, or within half its ttl of its end, is left alone: it may be
+        another run's by then, and a store that ignores ``If-Match`` on deletes (Ceph
+        radosgw 16) would delete that run's lease.
+        """
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=60)
+        with self._lock:
+            etag, lost, expires = self._etag, self._lost, self._expires
+        if lost or etag is None:
+            return
+        now = self._lease._clock()
+        if now + self._lease.ttl / 2 > expires:
+            logger.info("The lease %r is near its end; leaving it to expire", self.key)
+            return
+        client, bucket = self._lease._client, self._lease._bucket
+        try:
+            client.delete_object(Bucket=bucket, Key=self.key, IfMatch=etag)
+        except ClientError as exc:
+            if is_lost(exc):
+                logger.warning("The lease %r was taken over before this run released it", self.key)
+            elif is_denied(exc):
+                self._release_by_rewrite(etag, now)
+            elif not is_missing(exc):
+                logger.warning("Unable to release the lease %r (it expires by itself): %s", self.key, exc)
         except Exception as exc:  # noqa: BLE001 - a release never fails a run
-            warn("Unable to release the lease %s (it expires by itself): %s", self.key, exc)
+            logger.warning("Unable to release the lease %r (it expires by itself): %s", self.key, exc)
+
+    def _release_by_rewrite(self, etag: str, now: datetime) -> None:
+        """Credentials that may not delete the lease rewrite it as expired, so the next run need not wait."""
+        if not self._lease._warned_delete:
+            self._lease._warned_delete = True
+            logger.warning(
+                "Access denied deleting the lease %r: grant s3:DeleteObject on it; until then each run"
+                " rewrites it as expired instead",
+                self.key,
+            )
+        try:
+            self._lease._put(self.body(now), etag)
+        except Exception as exc:  # noqa: BLE001 - the lease expires by itself
+            logger.warning("Unable to release the lease %r (it expires by itself): %s", self.key, exc)
 
 
-def _expires(body: bytes) -> datetime:
-    """Return when a lease body says it expires; a body that does not say is expired."""
+def _time(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
     try:
-        expires = datetime.fromisoformat(json.loads(body)["expires"])
-    except (ValueError, KeyError, TypeError):
-        return _EPOCH
-    return expires if expires.tzinfo else _EPOCH
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else None
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)

@@ -1,10 +1,11 @@
-"""Values the scheduler hands back: `ScheduledEvent`, `FailedDelivery`, `HandleReport`."""
+"""Values the scheduler hands back: `ScheduledEvent`, `FailedDelivery`, `HandleReport`, `CheckReport`."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, overload
 
 
 @dataclass(frozen=True)
@@ -14,6 +15,8 @@ class ScheduledEvent:
     ``key`` is the event's object key in the scheduler's bucket, ``when`` the aware UTC
     time it is due, ``bucket`` and ``path`` the bucket and key it is copied to.
     """
+
+    __slots__ = ("bucket", "key", "path", "when")
 
     key: str
     when: datetime
@@ -37,6 +40,74 @@ class FailedDelivery:
         return {**self.event.to_dict(), "error": f"{type(self.error).__name__}: {self.error}"}
 
 
+class EventList(Sequence[ScheduledEvent]):
+    """A list of events that keeps what the pipeline adds as bare keys, decoded when read.
+
+    A run over 100,000 due events reports each of them; holding each as its key alone
+    keeps the report's memory to about a key's size per event.
+    """
+
+    def __init__(self, events: Iterable[ScheduledEvent] = (), *, prefix: str = "") -> None:
+        self._items: list[str | ScheduledEvent] = list(events)
+        self.prefix = prefix
+
+    def append(self, event: ScheduledEvent) -> None:
+        """Add ``event``."""
+        self._items.append(event)
+
+    def extend(self, events: Iterable[ScheduledEvent]) -> None:
+        """Add each of ``events``."""
+        self._items.extend(events)
+
+    def append_key(self, key: str) -> None:
+        """Add the event named ``key`` (under this list's prefix), kept as its key alone."""
+        self._items.append(key)
+
+    @overload
+    def __getitem__(self, index: int) -> ScheduledEvent: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[ScheduledEvent]: ...
+
+    def __getitem__(self, index: int | slice) -> ScheduledEvent | list[ScheduledEvent]:
+        if isinstance(index, slice):
+            return [self._event(item) for item in self._items[index]]
+        return self._event(self._items[index])
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __iter__(self) -> Iterator[ScheduledEvent]:
+        return (self._event(item) for item in self._items)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (EventList, list)):
+            return list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __add__(self, other: Iterable[ScheduledEvent]) -> list[ScheduledEvent]:
+        return [*self, *other]
+
+    def __radd__(self, other: Iterable[ScheduledEvent]) -> list[ScheduledEvent]:
+        return [*other, *self]
+
+    def __repr__(self) -> str:
+        return repr(list(self))
+
+    def _event(self, item: str | ScheduledEvent) -> ScheduledEvent:
+        if isinstance(item, ScheduledEvent):
+            return item
+        from .keys import decode_event
+
+        return decode_event(item, self.prefix)
+
+
+def _events(prefix: str = "") -> EventList:
+    return EventList(prefix=prefix)
+
+
 @dataclass
 class HandleReport:
     """What one `Scheduler.handle` run did.
@@ -56,14 +127,20 @@ class HandleReport:
       (0.0 when nothing was delivered).
     """
 
-    delivered: list[ScheduledEvent] = field(default_factory=list)
+    delivered: EventList = field(default_factory=_events)
     failed: list[FailedDelivery] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
-    deferred: list[ScheduledEvent] = field(default_factory=list)
-    vanished: list[ScheduledEvent] = field(default_factory=list)
-    rejected: list[ScheduledEvent] = field(default_factory=list)
-    dead_lettered: list[ScheduledEvent] = field(default_factory=list)
+    deferred: EventList = field(default_factory=_events)
+    vanished: EventList = field(default_factory=_events)
+    rejected: EventList = field(default_factory=_events)
+    dead_lettered: EventList = field(default_factory=_events)
     max_lateness: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in _EVENT_FIELDS:
+            value = getattr(self, name)
+            if not isinstance(value, EventList):
+                setattr(self, name, EventList(value))
 
     @property
     def ok(self) -> bool:
@@ -76,18 +153,54 @@ class HandleReport:
 
     def to_dict(self) -> dict[str, Any]:
         """Return the report as plain JSON-ready data (what a Lambda handler returns)."""
-        return {
-            "delivered": [event.to_dict() for event in self.delivered],
-            "failed": [failure.to_dict() for failure in self.failed],
-            "skipped": list(self.skipped),
-            "deferred": [event.to_dict() for event in self.deferred],
-            "vanished": [event.to_dict() for event in self.vanished],
-            "rejected": [event.to_dict() for event in self.rejected],
-            "dead_lettered": [event.to_dict() for event in self.dead_lettered],
-        }
+        data: dict[str, Any] = {}
+        for name in _FIELDS:
+            items = getattr(self, name)
+            data[name] = [item if isinstance(item, str) else item.to_dict() for item in items]
+        return data
 
     def __repr__(self) -> str:
         return f"HandleReport({self.summary().replace(' ', ', ')})"
 
 
 _FIELDS = ("delivered", "failed", "skipped", "deferred", "vanished", "rejected", "dead_lettered")
+_EVENT_FIELDS = ("delivered", "deferred", "vanished", "rejected", "dead_lettered")
+
+
+@dataclass
+class CheckReport:
+    """What `Scheduler.check` found under the scheduler's prefix.
+
+    - ``not_events``: names that are not events, with the reason; `handle` skips them.
+    - ``late``: events whose name sorts past where `handle` reads at their time, with
+      the reason; they are delivered late (when the listing bound passes them).
+    - ``offset_keys``: events named with a UTC offset other than ``+00:00`` (as 0.0.3
+      wrote them); they need ``legacy_offsets=True`` (the default) to be found in time.
+    - ``events``: how many events were read in all.
+    """
+
+    not_events: list[tuple[str, str]] = field(default_factory=list)
+    late: list[tuple[str, str]] = field(default_factory=list)
+    offset_keys: list[str] = field(default_factory=list)
+    events: int = 0
+
+    @property
+    def ok(self) -> bool:
+        """Whether every name is an event that `handle` reads in time."""
+        return not self.not_events and not self.late
+
+    def summary(self) -> str:
+        """Return the counts in one line."""
+        return (
+            f"events={self.events} not_events={len(self.not_events)} late={len(self.late)}"
+            f" offset_keys={len(self.offset_keys)}"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the findings as plain JSON-ready data."""
+        return {
+            "events": self.events,
+            "not_events": [{"key": key, "reason": reason} for key, reason in self.not_events],
+            "late": [{"key": key, "reason": reason} for key, reason in self.late],
+            "offset_keys": list(self.offset_keys),
+        }

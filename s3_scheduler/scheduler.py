@@ -3,7 +3,11 @@
 An event is one object under ``{path}/|`` in the scheduler's bucket. Its name says when
 it is due and where it goes (see `s3_scheduler.keys`); its body is what gets delivered.
 `Scheduler.handle`, run every minute, copies each due event to its target and then
-deletes it.
+deletes it (see `s3_scheduler.delivery`).
+
+The public API lives here and delegates: names to `keys`, a run to `delivery`, the run
+lease to `lease`, what stores differ in to `_s3`. ``move_file`` and ``warn`` are looked
+up in this module at call time, so tests written for 0.0.3 that patch them still work.
 """
 
 from __future__ import annotations
@@ -18,36 +22,52 @@ from typing import Any, BinaryIO, Callable, Union
 
 from botocore.exceptions import ClientError
 
-from .exceptions import EventExistsError, EventNotPendingError, InvalidKeyError, is_missing_object, s3_error_code
+from . import _s3, delivery
+from .exceptions import EventExistsError, EventNotPendingError, InvalidKeyError, ScheduleManyError
 from .keys import (
     dead_letter_prefix,
+    decode_event,
     decode_key,
     encode_key,
+    is_canonical,
     lease_key,
     listing_bound,
     listing_prefix,
     normalize_path,
+    normalize_target,
+    sorts_late,
     to_utc,
 )
-from .lease import Acquired, Lease
-from .report import FailedDelivery, HandleReport, ScheduledEvent
-from .targets import check_allowed, is_allowed, parse_allowed_targets
+from .lease import CLOCK_SKEW, DEFAULT_LEASE_TTL, MAX_LEASE_TTL, MAX_UNTIL, MIN_LEASE_TTL, Lease, Outcome
+from .report import CheckReport, HandleReport, ScheduledEvent
+from .targets import check_allowed, parse_allowed_targets
 from .utils import info, move_file, nowut, warn
+
+__all__ = [
+    "DEFAULT_LEASE_TTL",
+    "DEFAULT_MAX_WORKERS",
+    "MAX_UNTIL",
+    "Content",
+    "Scheduler",
+    "info",
+    "move_file",
+    "nowut",
+    "warn",
+]
 
 Content = Union[str, bytes, bytearray, memoryview, BinaryIO]
 """What `Scheduler.schedule` delivers: text (sent as UTF-8), bytes, or a binary file."""
 
-DEFAULT_MAX_WORKERS = 10
-"""Delivery threads when the client does not tell its pool size (botocore's default)."""
+When = Union[datetime, timedelta]
+"""When an event is due: a datetime (naive means UTC), or a timedelta from now."""
 
-DEFAULT_LEASE_TTL = timedelta(minutes=15)
-"""How long a run's lease lasts past the end of its ``until`` window (Lambda's longest run)."""
+DEFAULT_MAX_WORKERS = 32
+"""Copies in flight at once by default (S3's round trips of 20-50 ms want many)."""
 
-LEASE_MARGIN = timedelta(seconds=30)
-"""No delivery starts this close to the end of the run's lease, so runs never overlap."""
+DEFAULT_DEAD_LETTER_ATTEMPTS = 3
+"""Runs that must have failed to deliver an event before it may be dead-lettered."""
 
-MAX_UNTIL = timedelta(minutes=15)
-"""How far ahead `Scheduler.handle` may deliver events at their own time (Lambda's limit)."""
+_MAX_TIMEOUT = timedelta(days=365 * 100)
 
 
 def _now() -> datetime:
@@ -61,19 +81,27 @@ class Scheduler:
 
     ``s3_resource`` and ``s3_client`` are boto3's S3 resource and client, as in 0.0.3.
     Either may be left out: the client then defaults to the resource's own client, and
-    both to ``boto3.resource("s3")``. Given only a client, the scheduler lists with it.
-    Clients are thread-safe and the deliveries share one; the resource is only used to
-    list, from the calling thread.
+    with neither the scheduler builds its own client (a pool of ``max_workers``
+    connections, response timestamps left unparsed). A resource of boto3's is listed
+    through its client; the deliveries share the client, which is thread-safe.
 
     Keyword-only options, beyond 0.0.3:
 
-    - ``exclusive`` (default ``True``): a `handle` run with due work takes a lease object
-      (``{path}/.lease``) with conditional writes, so overlapping runs never deliver the
-      same event twice; ``lease_ttl`` is how long it lasts past the run's window.
+    - ``exclusive`` (default ``True``): a `handle` run with due work holds a lease object
+      (``{path}/.lease``), so overlapping runs never copy the same event twice;
+      ``lease_ttl`` (10 s to 2 min, default 60 s) is how long a lease outlives its last
+      renewal, hence how long a run that died holds the others up.
     - ``allowed_targets``: ``"bucket"`` or ``"bucket/key-prefix"`` entries; nothing else
       is scheduled (`TargetNotAllowedError`) or delivered (reported as rejected).
-    - ``dead_letter_after``: a ``timedelta`` after which an event still failing or
-      rejected is moved to ``{path}/.dead-letters/`` (off by default, as in 0.0.3).
+    - ``dead_letter_after`` and ``dead_letter_attempts`` (default 3): an event still
+      failing after it failed in that many separate runs, and that long after its time,
+      or still rejected that long after its time, is moved to ``{path}/.dead-letters/``
+      (off by default, as in 0.0.3). The count of failed runs is kept in the event's tags.
+    - ``max_workers`` (default 32): copies in flight at once; with a client passed in, at
+      most its connection pool (``Config(max_pool_connections=...)``).
+    - ``legacy_offsets`` (default ``True``): read names with a UTC offset up to +14:00,
+      as 0.0.3 wrote them, in time, by listing 14 hours past the window. ``False`` lists
+      only up to the window's end; `check` says whether any such name exists.
     - ``clock`` and ``sleep`` default to `nowut` and `time.sleep`; they exist so tests
       can set the time and wait without waiting. A naive time ``clock`` returns is UTC.
     """
@@ -88,7 +116,10 @@ class Scheduler:
         exclusive: bool = True,
         allowed_targets: Iterable[str] | None = None,
         dead_letter_after: timedelta | None = None,
+        dead_letter_attempts: int = DEFAULT_DEAD_LETTER_ATTEMPTS,
         lease_ttl: timedelta = DEFAULT_LEASE_TTL,
+        max_workers: int = DEFAULT_MAX_WORKERS,
+        legacy_offsets: bool = True,
         clock: Callable[[], datetime] | None = None,
         sleep: Callable[[float], None] | None = None,
     ) -> None:
@@ -105,15 +136,15 @@ class Scheduler:
                 f"dead_letter_after must be a timedelta of zero or more (timedelta(days=1)), not {dead_letter_after!r}"
             )
             raise ValueError(msg)
-        if not isinstance(lease_ttl, timedelta) or lease_ttl <= LEASE_MARGIN:
-            msg = f"lease_ttl must be a timedelta longer than {LEASE_MARGIN}, not {lease_ttl!r}"
+        _check_count("dead_letter_attempts", dead_letter_attempts)
+        _check_count("max_workers", max_workers)
+        if not isinstance(lease_ttl, timedelta) or not MIN_LEASE_TTL <= lease_ttl <= MAX_LEASE_TTL:
+            msg = f"lease_ttl must be a timedelta from {MIN_LEASE_TTL} to {MAX_LEASE_TTL}, not {lease_ttl!r}"
             raise ValueError(msg)
-        if s3_resource is None and s3_client is None:
-            import boto3
-
-            s3_resource = boto3.resource("s3")
-        if s3_client is None:
+        if s3_resource is not None and s3_client is None:
             s3_client = s3_resource.meta.client
+        if s3_client is None:
+            s3_client = _s3.fast_client(max_workers)
         self._bucket = bucket
         self._path = normalize_path(path)
         self._prefix = listing_prefix(path)
@@ -124,9 +155,12 @@ class Scheduler:
         self._exclusive = exclusive
         self._allowed = None if allowed_targets is None else parse_allowed_targets(allowed_targets)
         self._dead_letter_after = dead_letter_after
+        self._dead_letter_attempts = dead_letter_attempts
         self._lease_ttl = lease_ttl
-        self._lease = Lease(s3_client, bucket, lease_key(self._prefix))
-        self._warned_no_lease = False
+        self._max_workers = min(max_workers, _pool_size(s3_client) or max_workers)
+        self._legacy_offsets = legacy_offsets
+        self._lease = Lease(s3_client, bucket, lease_key(self._prefix), ttl=lease_ttl, clock=self.now)
+        self._notices: set[str] = set()
 
     @property
     def bucket(self) -> str:
@@ -138,49 +172,111 @@ class Scheduler:
         """The prefix every event's key starts with: ``{path}/|``."""
         return self._prefix
 
+    @property
+    def max_workers(self) -> int:
+        """Copies in flight at once, at most."""
+        return self._max_workers
+
     def now(self) -> datetime:
         """Return the scheduler's clock reading, as an aware UTC datetime."""
         return to_utc(self._clock())
 
-    def schedule(self, when: datetime, bucket: str, path: str, what: Content, *, replace: bool = True) -> str:
+    # scheduling ----------------------------------------------------------------------
+
+    def schedule(self, when: When, bucket: str, path: str, what: Content, *, replace: bool = True) -> str:
         """Schedule ``what`` to be copied to ``bucket``/``path`` at ``when``; return the
         event's key.
 
-        ``when`` is a datetime; a naive one means UTC, an aware one is stored in UTC.
-        A time already past is delivered by the next `handle`. ``path`` is the target
-        key; one leading ``/`` is dropped. ``what`` is ``str`` (sent as UTF-8),
-        bytes-like, or a binary file object (streamed, in parts when large).
+        ``when`` is a datetime (naive means UTC, an aware one is stored in UTC) or a
+        ``timedelta`` from now. A time already past is delivered by the next `handle`.
+        ``path`` is the target key; one leading ``/`` is dropped. ``what`` is ``str``
+        (sent as UTF-8), bytes-like, or a binary file object (streamed, in parts when
+        large).
+
+        An event with the same time and target is replaced, as in 0.0.3; with
+        ``replace=False`` the write is conditional (``If-None-Match: *``) and an existing
+        event raises `EventExistsError`, leaving it as it was.
 
         Bad input raises before any request to S3: `TypeError` for a ``when`` that is
-        not a datetime or a ``what`` of another type, `ValueError` for an empty target
-        bucket or key or a key over S3's 1,024 bytes, and `TargetNotAllowedError` (a
-        `ValueError`) for a target outside ``allowed_targets``. The content is never
-        logged.
+        not a datetime or timedelta, or a ``what`` of another type; `ValueError` for a
+        target bucket S3 cannot accept, an empty key, a time with no UTC equivalent, or
+        a name over S3's 1,024 bytes; `TargetNotAllowedError` (a `ValueError`) for a
+        target outside ``allowed_targets``. The content is never logged.
         """
+        key, body = self._prepare(when, bucket, path, what)
+        self._write(key, body, replace)
+        info("Scheduled %r to s3://%s/%s", key, bucket, normalize_target(path))
+        return key
+
+    def schedule_many(self, events: Iterable[tuple[When, str, str, Content]], *, replace: bool = True) -> list[str]:
+        """Schedule each ``(when, bucket, path, what)`` of ``events``; return their keys in order.
+
+        Every event is checked as `schedule` checks it before any request is sent, and
+        two events of the batch with one name raise `ValueError`. The writes then go
+        ``max_workers`` at a time. When some fail, `ScheduleManyError` lists them (index
+        and error); every event written stays written, and its key is in the error's
+        ``keys`` (None for the failed ones).
+        """
+        prepared = []
+        for index, (when, bucket, path, what) in enumerate(events):
+            try:
+                prepared.append(self._prepare(when, bucket, path, what))
+            except (TypeError, ValueError) as exc:
+                msg = f"event {index} of the batch: {exc}"
+                raise type(exc)(msg) from exc
+        seen: dict[str, int] = {}
+        for index, (key, _) in enumerate(prepared):
+            if key in seen:
+                msg = f"events {seen[key]} and {index} of the batch have the same time and target: {key!r}"
+                raise ValueError(msg)
+            seen[key] = index
+
+        def write(item: tuple[str, bytes | BinaryIO]) -> BaseException | None:
+            try:
+                self._write(item[0], item[1], replace)
+            except Exception as exc:  # noqa: BLE001 - gathered into ScheduleManyError
+                return exc
+            return None
+
+        workers = max(1, min(self._max_workers, len(prepared)))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="s3-scheduler-put") as pool:
+            errors = list(pool.map(write, prepared))
+        failures = [(index, error) for index, error in enumerate(errors) if error is not None]
+        keys = [key for key, _ in prepared]
+        if failures:
+            raise ScheduleManyError(failures, [None if e is not None else k for k, e in zip(keys, errors)])
+        info("Scheduled %d events under %r", len(keys), self._prefix)
+        return keys
+
+    def _prepare(self, when: Any, bucket: Any, path: Any, what: Content) -> tuple[str, bytes | BinaryIO]:
+        if isinstance(when, timedelta):
+            when = self.now() + when
         if not isinstance(when, datetime):
-            msg = f"when must be a datetime (naive means UTC), not {type(when).__name__}"
+            msg = f"when must be a datetime (naive means UTC) or a timedelta from now, not {type(when).__name__}"
             raise TypeError(msg)
         if not isinstance(bucket, str) or not isinstance(path, str):
             msg = "bucket and path must be str: the target bucket name and object key"
             raise TypeError(msg)
         body = _body(what)
         key = encode_key(self._prefix, when, bucket, path)
-        check_allowed(self._allowed, bucket, path[1:] if path.startswith("/") else path)
-        if isinstance(body, bytes):
-            extra = {} if replace else {"IfNoneMatch": "*"}
-            try:
-                self._s3_client.put_object(Bucket=self._bucket, Key=key, Body=body, **extra)
-            except ClientError as exc:
-                if not replace and s3_error_code(exc) in ("PreconditionFailed", "ConditionalRequestConflict"):
-                    raise EventExistsError(_exists(key)) from None
-                raise
-        else:
-            if not replace:
-                body = io.BytesIO(body.read())
-                return self.schedule(when, bucket, path, body.getvalue(), replace=False)
-            self._s3_client.upload_fileobj(body, self._bucket, key)
-        info("Scheduled %s to s3://%s/%s at %s", key, bucket, path, to_utc(when).isoformat())
-        return key
+        check_allowed(self._allowed, bucket, normalize_target(path))
+        return key, body
+
+    def _write(self, key: str, body: bytes | BinaryIO, replace: bool) -> None:
+        if not isinstance(body, bytes):
+            if replace:
+                self._s3_client.upload_fileobj(body, self._bucket, key)
+                return
+            body = body.read()
+        condition = {} if replace else {"IfNoneMatch": "*"}
+        try:
+            self._s3_client.put_object(Bucket=self._bucket, Key=key, Body=body, **condition)
+        except ClientError as exc:
+            if not replace and _s3.is_lost(exc):
+                raise EventExistsError(_exists(key)) from None
+            raise
+
+    # inspecting and changing ---------------------------------------------------------
 
     def stop(self, key: Any) -> bool:
         """Delete the event ``key``; return whether S3 accepted the delete.
@@ -190,10 +286,10 @@ class Scheduler:
         """
         try:
             result = self._s3_client.delete_object(Bucket=self._bucket, Key=key)
-            info("Deleted the scheduled event %s", key)
+            info("Deleted the scheduled event %r", key)
             return result["ResponseMetadata"]["HTTPStatusCode"] in (200, 204)
         except Exception as exc:  # noqa: BLE001 - 0.0.3's contract: never raises
-            warn("Unable to delete the scheduled event %s: %s", key, exc)
+            warn("Unable to delete the scheduled event %r: %s", key, exc)
             return False
 
     def pending(self, *, until: datetime | None = None) -> Iterator[ScheduledEvent]:
@@ -203,12 +299,13 @@ class Scheduler:
         caller's UTC offset in the name, and such keys sort by their local time). No
         object is read: one LIST request per 1,000 names, fetched lazily page by page.
         With ``until`` (naive means UTC), only events due at or before it are yielded
-        and the listing stops at ``until + 14 h``, past which no such event can sort.
-        Names under the prefix that are not events are not yielded.
+        and the listing stops where `handle` would stop at ``until`` (14 hours later
+        with ``legacy_offsets``). Names under the prefix that are not events are not
+        yielded; `check` reports them.
         """
-        bound = None if until is None else listing_bound(self._prefix, _check_time("until", until))
-        limit = None if until is None else to_utc(until)
-        return (event for event in self._events(bound) if limit is None or event.when <= limit)
+        limit = None if until is None else _utc("until", until)
+        bound = None if limit is None else listing_bound(self._prefix, limit, legacy_offsets=self._legacy_offsets)
+        return (event for event, _ in self._events(bound) if limit is None or event.when <= limit)
 
     def cancel(self, key: str) -> bool:
         """Remove the pending event ``key``; return ``True`` only if this call removed it.
@@ -227,48 +324,143 @@ class Scheduler:
         `stop` keeps its 0.0.3 meaning.
         """
         decode_key(key, self._prefix)
-        etag = self._etag(key)
+        etag = _s3.head_etag(self._s3_client, self._bucket, key)
         if etag is None:
             return False
         try:
             self._s3_client.delete_object(Bucket=self._bucket, Key=key, IfMatch=etag)
         except ClientError as exc:
-            if is_missing_object(exc) or s3_error_code(exc) == "PreconditionFailed":
+            if _s3.is_missing(exc) or _s3.is_lost(exc):
                 return False
             raise
-        info("Cancelled the scheduled event %s", key)
+        info("Cancelled the scheduled event %r", key)
         return True
 
-    def reschedule(self, key: str, when: datetime) -> str:
-        """Move the pending event ``key`` to ``when`` (naive means UTC); return its new key.
+    def reschedule(self, key: str, when: When) -> str:
+        """Move the pending event ``key`` to ``when``; return its new key.
 
-        The event is copied to its new name first and only then removed from the old
-        one (with `cancel`), so at no moment is it in neither place. If the event is no
-        longer pending (delivered, cancelled, never scheduled), even when a `handle`
-        run takes it during the move, `EventNotPendingError` is raised and no new
-        event is left behind. Raises `InvalidKeyError` for a key that is not an event
-        of this scheduler, and `TypeError` for a ``when`` that is not a datetime.
+        ``when`` is a datetime (naive means UTC) or a timedelta from now. The event is
+        copied to its new name before the old one is removed, so at no moment is it in
+        neither place. It raises `EventNotPendingError` (a `LookupError`) when the event
+        is no longer pending, creating nothing, also when a delivery takes it during the
+        move; `EventExistsError` (a `ValueError`) when another event is pending at the
+        new name, leaving both as they were; `InvalidKeyError` for a key that is not an
+        event of this scheduler; `TypeError` for a ``when`` of another type.
+
+        With ``exclusive`` (the default), when both the old and the new time are within
+        a run's reach (15 minutes and a lease ahead), the move holds the run lease, so a
+        run delivers the event once, under one name or the other; if a run holds the
+        lease it waits for it up to one ``lease_ttl``, then raises `EventNotPendingError`
+        only if the event was delivered meanwhile and otherwise moves it without the
+        lease. Without the lease a run that lists both names between the copy and the
+        delete can deliver both: the Guarantees section of the README says so.
         """
-        _check_time("when", when)
-        event = decode_key(key, self._prefix)
-        new_key = encode_key(self._prefix, when, event.bucket, event.target)
+        event = decode_event(key, self._prefix)
+        if isinstance(when, timedelta):
+            when = self.now() + when
+        new_key = encode_key(self._prefix, _utc("when", when), event.bucket, event.path)
         if new_key == key:
-            if self._etag(key) is None:
+            if _s3.head_etag(self._s3_client, self._bucket, key) is None:
                 raise EventNotPendingError(_not_pending(key))
             return key
+        reach = self.now() + MAX_UNTIL + self._lease_ttl + CLOCK_SKEW
+        run = self._lease_for_move() if self._exclusive and max(event.when, to_utc(when)) <= reach else None
+        try:
+            self._move(key, new_key)
+        finally:
+            if run is not None:
+                run.release()
+        info("Rescheduled %r as %r", key, new_key)
+        return new_key
+
+    def _move(self, key: str, new_key: str) -> None:
         try:
             self._s3_client.copy_object(
-                Bucket=self._bucket, Key=new_key, CopySource={"Bucket": self._bucket, "Key": key}
+                Bucket=self._bucket,
+                Key=new_key,
+                CopySource={"Bucket": self._bucket, "Key": key},
+                IfNoneMatch="*",
             )
         except ClientError as exc:
-            if is_missing_object(exc):
+            if _s3.is_missing(exc):
                 raise EventNotPendingError(_not_pending(key)) from exc
+            if _s3.is_lost(exc):
+                raise EventExistsError(f"{new_key} is already pending: reschedule would replace it") from None
             raise
         if not self.cancel(key):
             self._s3_client.delete_object(Bucket=self._bucket, Key=new_key)
             raise EventNotPendingError(_not_pending(key))
-        info("Rescheduled %s as %s", key, new_key)
-        return new_key
+
+    def _lease_for_move(self) -> Any:
+        """Hold the run lease for a move, waiting up to one lease_ttl; None when not had."""
+        waited = 0.0
+        while True:
+            acquired = self._lease.acquire(self.now())
+            if acquired.outcome is Outcome.TAKEN:
+                assert acquired.run is not None
+                acquired.run.start_heartbeat()
+                return acquired.run
+            if acquired.outcome is not Outcome.HELD or waited >= self._lease_ttl.total_seconds():
+                return None
+            self._sleep(1.0)
+            waited += 1.0
+
+    def dead_letters(self) -> Iterator[ScheduledEvent]:
+        """Yield the dead letters in key order, as `ScheduledEvent`s whose ``key`` is the
+        dead letter's own key.
+
+        A dead letter is an event that failed in ``dead_letter_attempts`` runs, or was
+        still rejected, when ``dead_letter_after`` had passed since its time: `handle`
+        moved it (name and body kept) to ``{path}/.dead-letters/``. Nothing delivers or
+        deletes it there.
+        """
+        prefix = dead_letter_prefix(self._prefix)
+        for page in _s3.list_pages(self._s3_resource, self._s3_client, self._bucket, prefix):
+            for listed in page:
+                try:
+                    yield decode_event(listed.key, prefix)
+                except InvalidKeyError:
+                    continue
+
+    def check(self) -> CheckReport:
+        """Scan every name under the prefix once and report what a run will not read in time.
+
+        - ``not_events``: names that are not events (with the reason): `handle` skips them.
+        - ``late``: events whose name sorts past the listing bound at their own time (a
+          ``T``-separated or otherwise non-canonical time): `handle` reads them only once
+          the bound passes them. The reason gives the name to rename them to.
+        - ``offset_keys``: events named with an offset other than UTC, as 0.0.3 wrote
+          them; ``legacy_offsets=False`` is safe only when there is none.
+
+        Costs one LIST per 1,000 names of the whole prefix.
+        """
+        report = CheckReport()
+        for page in _s3.list_pages(self._s3_resource, self._s3_client, self._bucket, self._prefix):
+            for listed in page:
+                key = listed.key
+                try:
+                    event = decode_event(key, self._prefix)
+                except InvalidKeyError as exc:
+                    report.not_events.append((key, str(exc)))
+                    continue
+                report.events += 1
+                if is_canonical(key, self._prefix, event.when):
+                    continue
+                canonical = encode_key(self._prefix, event.when, event.bucket, event.path)
+                if canonical[len(self._prefix) :].split("|", 1)[1] == key[len(self._prefix) :].split("|", 1)[1]:
+                    time_part = key[len(self._prefix) :].split("|", 1)[0]
+                    if _has_offset(time_part):
+                        report.offset_keys.append(key)
+                if sorts_late(key, self._prefix, event.when, legacy_offsets=self._legacy_offsets):
+                    report.late.append(
+                        (
+                            key,
+                            f"its time sorts after the names due then; handle() reads it late: rename it {canonical!r}",
+                        )
+                    )
+        return report
+
+    # delivering ----------------------------------------------------------------------
 
     def handle(
         self,
@@ -281,139 +473,73 @@ class Scheduler:
         """Deliver every due event: copy it to its target, then delete it.
 
         Called with no arguments it does what 0.0.3's did, faster: the listing is read
-        in key order and stops at the first name past ``now + 14 h`` (see
-        `s3_scheduler.keys.LOOKAHEAD`), so a run costs one LIST request per 1,000
-        names in that window, however many events lie beyond it. The due events are
-        delivered concurrently, on as many threads as the client's connection pool
-        holds, each one copied and then deleted through `move_file`.
+        in key order and stops at the first name past the window (14 hours past it with
+        ``legacy_offsets``, see `s3_scheduler.keys.LOOKAHEAD`), so a run costs one LIST
+        request per 1,000 names in that window, however many events lie beyond it.
+        Delivery starts after the first page: each due event is copied to its target
+        (``max_workers`` at a time, conditional on the ETag listed), and the copied
+        events are removed with one ``DeleteObjects`` per 1,000 (see
+        `s3_scheduler.delivery`).
 
         - ``until`` (at most 15 minutes ahead, naive means UTC): also deliver the
           events that fall due up to ``until``, each at its own time, waiting in
-          between: second-level precision from a one-minute tick. Events scheduled
-          after the run started are left to the next run.
-        - ``timeout`` (seconds): no delivery starts after it; the events of the window
-          not started stay pending and are counted as ``deferred``.
-        - ``on_delivery``: called in the calling thread after each delivery, with the
+          between: second-level precision from a one-minute tick.
+        - ``timeout`` (seconds): no delivery starts after it; the events read and not
+          started stay pending and are counted as ``deferred``.
+        - ``on_delivery``: called in the calling thread after each copy, with the
           event and its lateness in seconds (the command line prints deliveries with it).
         - ``stop``: a `threading.Event`; once it is set no delivery starts, a wait for
           the next event ends at once, and the run returns its report so far, the events
-          not started counted as ``deferred``. Deliveries in flight finish first.
+          read and not started counted as ``deferred``. Copies in flight finish first.
 
-        An event whose copy or delete fails is warned once and stays for the next run;
-        the others still go. An event gone before its copy (cancelled, or delivered by
-        another run) is reported as ``vanished``, not as a failure. A name under the
-        prefix that is not an event is warned and left alone, never deleted. Delivery
-        is at-least-once: a run that dies between copy and delete delivers again next
-        time. Each delivery is logged at INFO with its key, target and lateness, and the
-        run ends with one INFO summary. With ``exclusive`` (the default) the run first
-        takes the lease; if another run holds it, it returns at once with its due events
-        counted as ``deferred``.
+        An event whose copy fails is warned once and stays for the next run; the others
+        still go. An event gone before its copy (cancelled, or delivered by another run)
+        is reported as ``vanished``; one rewritten since it was listed stays pending for
+        the next run (``deferred``). A copied event that the batch delete could not
+        remove is reported as ``failed`` too: a later run delivers it again. A name under
+        the prefix that is not an event is warned and left alone, never deleted.
+        Delivery is at-least-once: a run that dies between copy and delete delivers
+        again next time. With ``exclusive`` (the default) the run takes the lease before
+        its first copy; if another run holds it, the run returns at once, the due events
+        it read counted as ``deferred``. A run that stops early (timeout, stop, lease)
+        reads no further in the listing. A listing error is raised once the copies
+        already started have finished.
         """
-        start = to_utc(self._clock())
+        start = self.now()
         horizon = start
         if until is not None:
-            horizon = max(start, to_utc(_check_time("until", until)))
+            horizon = max(start, _utc("until", until))
             if horizon - start > MAX_UNTIL:
                 msg = f"until must be at most {MAX_UNTIL} ahead of now, not {horizon - start}"
                 raise ValueError(msg)
-        deadline = None if timeout is None else start + timedelta(seconds=_check_timeout(timeout))
-        report = HandleReport()
-        window: list[ScheduledEvent] = []
-        for event in self._events(listing_bound(self._prefix, horizon), report.skipped):
-            if event.when > horizon:
-                continue
-            if self._allowed is None or is_allowed(self._allowed, event.bucket, event.path):
-                window.append(event)
-            else:
-                warn("Not delivering %s: s3://%s/%s is not an allowed target", event.key, event.bucket, event.path)
-                report.rejected.append(event)
-        window.sort(key=lambda e: e.when)
-        taken: bool | None = False
-        if window or (report.rejected and self._dead_letter_after is not None):
-            taken, deadline = self._take_lease(start, horizon, deadline)
-            if taken is None:
-                report.deferred.extend(window)
-                info(
-                    "Handled s3://%s/%s: another run holds the lease; %s", self._bucket, self._prefix, report.summary()
-                )
-                return report
-        try:
-            self._run(window, deadline, report, on_delivery, stop)
-            self._dead_letter(report)
-        finally:
-            if taken:
-                self._lease.release(to_utc(self._clock()), LEASE_MARGIN)
+        deadline = None
+        if timeout is not None:
+            seconds = _check_timeout(timeout)
+            deadline = None if seconds >= _MAX_TIMEOUT.total_seconds() else start + timedelta(seconds=seconds)
+        settings = delivery.Settings(
+            bucket=self._bucket,
+            prefix=self._prefix,
+            client=self._s3_client,
+            resource=self._s3_resource,
+            allowed=self._allowed,
+            dead_letter_after=self._dead_letter_after,
+            dead_letter_attempts=self._dead_letter_attempts,
+            max_workers=self._max_workers,
+            clock=self.now,
+            wait=self._wait,
+            lease=self._lease if self._exclusive else None,
+            notices=self._notices,
+        )
+        report = delivery.run(
+            settings,
+            bound=listing_bound(self._prefix, horizon, legacy_offsets=self._legacy_offsets),
+            horizon=horizon,
+            deadline=deadline,
+            on_delivery=on_delivery,
+            stop=stop,
+        )
         info("Handled s3://%s/%s: %s", self._bucket, self._prefix, report.summary())
         return report
-
-    def dead_letters(self) -> Iterator[ScheduledEvent]:
-        """Yield the dead letters in key order, as `ScheduledEvent`s whose ``key`` is the
-        dead letter's own key.
-
-        A dead letter is an event that was still failing, or still rejected, when
-        ``dead_letter_after`` had passed since its time: `handle` moved it (name and body
-        kept) to ``{path}/.dead-letters/``. Nothing delivers or deletes it there.
-        """
-        prefix = dead_letter_prefix(self._prefix)
-        for key in self._keys(prefix):
-            try:
-                when, bucket, target = decode_key(key, prefix)
-            except InvalidKeyError:
-                continue
-            yield ScheduledEvent(key, when, bucket, target)
-
-    def _take_lease(
-        self, start: datetime, horizon: datetime, deadline: datetime | None
-    ) -> tuple[bool | None, datetime | None]:
-        """Take the run lease if the scheduler is exclusive.
-
-        Return whether this run holds it (None: another run does) and the time after
-        which no delivery may start: the timeout's, or the lease's less a margin.
-        """
-        if not self._exclusive:
-            return False, deadline
-        expires = start + (horizon - start) + self._lease_ttl
-        acquired = self._lease.acquire(start, expires)
-        if acquired is Acquired.HELD:
-            return None, deadline
-        if acquired in (Acquired.UNSUPPORTED, Acquired.DENIED):
-            if not self._warned_no_lease:
-                self._warned_no_lease = True
-                if acquired is Acquired.UNSUPPORTED:
-                    warn("This S3 store rejects conditional writes: running without the lease %s", self._lease.key)
-                else:
-                    warn(
-                        "Access denied to the lease %s: running without it; grant s3:PutObject, s3:GetObject and"
-                        " s3:DeleteObject on it for exclusive runs, or pass exclusive=False",
-                        self._lease.key,
-                    )
-            return False, deadline
-        cutoff = expires - LEASE_MARGIN
-        return True, cutoff if deadline is None else min(deadline, cutoff)
-
-    def _run(
-        self,
-        window: list[ScheduledEvent],
-        deadline: datetime | None,
-        report: HandleReport,
-        on_delivery: Callable[[ScheduledEvent, float], None] | None,
-        stop: threading.Event | None,
-    ) -> None:
-        """Deliver ``window`` (sorted by time), each event once it is due, until ``deadline``."""
-        while window:
-            if stop is not None and stop.is_set():
-                report.deferred.extend(window)
-                return
-            now = to_utc(self._clock())
-            if window[0].when > now:
-                if deadline is not None and window[0].when >= deadline:
-                    report.deferred.extend(window)
-                    return
-                self._wait((window[0].when - now).total_seconds(), stop)
-                continue
-            count = next((i for i, e in enumerate(window) if e.when > now), len(window))
-            batch, window = window[:count], window[count:]
-            self._deliver(batch, deadline, report, on_delivery)
 
     def _wait(self, seconds: float, stop: threading.Event | None) -> None:
         """Wait ``seconds``, or until ``stop`` is set when the scheduler sleeps for real."""
@@ -422,132 +548,41 @@ class Scheduler:
         else:
             self._sleep(seconds)
 
-    def _dead_letter(self, report: HandleReport) -> None:
-        """Move the failed and rejected events older than ``dead_letter_after`` aside."""
-        if self._dead_letter_after is None:
-            return
-        now = to_utc(self._clock())
-        prefix = dead_letter_prefix(self._prefix)
-        for event in [f.event for f in report.failed] + report.rejected:
-            if now - event.when < self._dead_letter_after:
-                continue
-            target = prefix + event.key[len(self._prefix) :]
-            try:
-                move_file(self._bucket, self._bucket, event.key, self._s3_client, target)
-            except Exception as exc:  # noqa: BLE001 - the event stays where it was
-                warn("Unable to move %s to the dead letters: %s", event.key, exc)
-                continue
-            warn("Moved %s to the dead letters as %s", event.key, target)
-            report.dead_lettered.append(event)
-
-    def _etag(self, key: str) -> str | None:
-        """Return the ETag of the object ``key``, or None when there is no such object.
-
-        A HEAD answers a bare 404 for a missing bucket too: that case is told apart by
-        a HEAD of the bucket, which raises.
-        """
-        try:
-            etag: str = self._s3_client.head_object(Bucket=self._bucket, Key=key)["ETag"]
-        except ClientError as exc:
-            if not is_missing_object(exc):
-                raise
-            self._s3_client.head_bucket(Bucket=self._bucket)
-            return None
-        return etag
-
-    def _keys(self, prefix: str | None = None) -> Iterator[str]:
-        """Yield the names under ``prefix`` (the events' prefix) in key order, page by page."""
-        prefix = self._prefix if prefix is None else prefix
-        if self._s3_resource is not None:
-            bucket = self._s3_resource.Bucket(self._bucket)
-            for obj in bucket.objects.filter(Prefix=prefix):
-                yield obj.key
-        else:
-            pages = self._s3_client.get_paginator("list_objects_v2")
-            for page in pages.paginate(Bucket=self._bucket, Prefix=prefix):
-                for obj in page.get("Contents", ()):
-                    yield obj["Key"]
-
-    def _events(self, bound: str | None, skipped: list[str] | None = None) -> Iterator[ScheduledEvent]:
-        """Yield the events named up to ``bound`` (all, if None) in key order.
-
-        Other names are passed over; with ``skipped`` given they are warned and added to it.
-        """
-        for key in self._keys():
-            if bound is not None and key > bound:
-                return
-            try:
-                when, bucket, target = decode_key(key, self._prefix)
-            except InvalidKeyError as exc:
-                if skipped is not None:
-                    warn("Ignoring %s: not a scheduled event (%s)", key, exc)
-                    skipped.append(key)
-                continue
-            yield ScheduledEvent(key, when, bucket, target)
-
-    def _max_workers(self) -> int:
-        size = getattr(getattr(getattr(self._s3_client, "meta", None), "config", None), "max_pool_connections", None)
-        return size if isinstance(size, int) and size > 0 else DEFAULT_MAX_WORKERS
-
-    def _deliver(
-        self,
-        events: list[ScheduledEvent],
-        deadline: datetime | None,
-        report: HandleReport,
-        on_delivery: Callable[[ScheduledEvent, float], None] | None,
-    ) -> None:
-        """Move each event to its target, concurrently; record each outcome in ``report``."""
-        workers = min(len(events), self._max_workers())
-
-        def attempt(event: ScheduledEvent) -> tuple[ScheduledEvent, Exception | _Deferred | None, datetime]:
-            return (event, *self._move(event, deadline))
-
-        if workers <= 1:
-            outcomes = [attempt(event) for event in events]
-        else:
-            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="s3-scheduler") as pool:
-                outcomes = list(pool.map(attempt, events))
-        for event, outcome, at in outcomes:
-            if outcome is DEFERRED:
-                report.deferred.append(event)
-            elif isinstance(outcome, ClientError) and s3_error_code(outcome) == "NoSuchKey":
-                report.vanished.append(event)
-                info("Not delivering %s: it was cancelled or delivered by another run", event.key)
-            elif isinstance(outcome, Exception):
-                report.failed.append(FailedDelivery(event, outcome))
-                warn("Unable to deliver %s to s3://%s/%s: %s", event.key, event.bucket, event.path, outcome)
-            else:
-                report.delivered.append(event)
-                late = (at - event.when).total_seconds()
-                report.max_lateness = max(report.max_lateness, late)
-                info("Delivered %s to s3://%s/%s, %.3f s late", event.key, event.bucket, event.path, late)
-                if on_delivery is not None:
-                    on_delivery(event, late)
-
-    def _move(self, event: ScheduledEvent, deadline: datetime | None) -> tuple[Exception | _Deferred | None, datetime]:
-        """Deliver one event unless ``deadline`` has passed; return the outcome and when."""
-        now = to_utc(self._clock())
-        if deadline is not None and now >= deadline:
-            return DEFERRED, now
-        try:
-            move_file(self._bucket, event.bucket, event.key, self._s3_client, event.path)
-        except Exception as exc:  # noqa: BLE001 - reported by handle(), the event stays
-            return exc, to_utc(self._clock())
-        return None, to_utc(self._clock())
+    def _events(self, bound: str | None) -> Iterator[tuple[ScheduledEvent, str | None]]:
+        """Yield the events named up to ``bound`` (all, if None) in key order, with their ETags."""
+        for page in _s3.list_pages(self._s3_resource, self._s3_client, self._bucket, self._prefix):
+            for listed in page:
+                if bound is not None and listed.key > bound:
+                    return
+                try:
+                    yield decode_event(listed.key, self._prefix), listed.etag
+                except InvalidKeyError:
+                    continue
 
 
-class _Deferred:
-    """The outcome of a delivery that did not start because the run's time was up."""
+def _pool_size(client: Any) -> int | None:
+    size = getattr(getattr(getattr(client, "meta", None), "config", None), "max_pool_connections", None)
+    return size if isinstance(size, int) and not isinstance(size, bool) and size > 0 else None
 
 
-DEFERRED = _Deferred()
+def _has_offset(time_part: str) -> bool:
+    from urllib.parse import unquote
+
+    text = unquote(time_part)
+    return len(text) > 10 and text[-6] in "+-" and text[-5:] != "00:00"
 
 
-def _check_time(name: str, value: Any) -> datetime:
+def _check_count(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        msg = f"{name} must be a whole number of 1 or more, not {value!r}"
+        raise ValueError(msg)
+
+
+def _utc(name: str, value: Any) -> datetime:
     if not isinstance(value, datetime):
         msg = f"{name} must be a datetime (naive means UTC), not {type(value).__name__}"
         raise TypeError(msg)
-    return value
+    return to_utc(value)
 
 
 def _check_timeout(timeout: Any) -> float:

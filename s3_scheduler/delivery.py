@@ -1,0 +1,633 @@
+"""One run's delivery pipeline: list, copy, delete, record outcomes, dead letters.
+
+A run is three kinds of thread around a loop in the calling thread:
+
+- the **lister** reads the listing page by page, in key order, up to the listing bound,
+  decodes each name and hands it on through a bounded queue: delivery starts after the
+  first page, and memory does not grow with the number of due events;
+- the **copiers** (up to ``max_workers``, fewer while S3 asks to slow down) copy each due
+  event to its target, conditional on the ETag the listing gave (``CopySourceIfMatch``),
+  so a name rewritten since it was listed is left for the next run;
+- the **deleter** removes the copied events with ``DeleteObjects``, up to 1,000 keys a
+  request, each conditional on its listed ETag; a key the batch does not delete stays
+  pending, is reported, and is delivered again by a later run.
+
+The calling thread takes the lease before the first copy, waits for events of the run's
+window that are not yet due, records every outcome in the `HandleReport` and calls
+``on_delivery``. When the run must stop (its timeout, a stop event, its lease), no copy
+starts, the copies in flight finish, and what was read but not started is ``deferred``.
+
+0.0.3's tests replace ``s3_scheduler.scheduler.move_file`` and ``warn``: both are looked
+up there at call time, and a replaced ``move_file`` delivers each event (copy and delete
+in one call) instead of the copy and the batched delete.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import queue
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Callable, NamedTuple, Union
+
+from botocore.exceptions import ClientError
+
+from . import _s3
+from .exceptions import InvalidKeyError
+from .keys import ATTEMPTS_TAG, dead_letter_key, decode_event
+from .lease import Lease, Outcome, RunLease
+from .report import FailedDelivery, HandleReport, ScheduledEvent
+from .targets import AllowedTarget, is_allowed
+from .utils import move_file as _original_move_file
+
+logger = logging.getLogger(__name__)
+
+DELETE_BATCH = 1000
+"""Keys per ``DeleteObjects`` request: S3's limit."""
+
+DELETE_FLUSH_SECONDS = 0.2
+"""How long (real seconds) a copied event waits at most for its batch delete to be sent."""
+
+QUEUE_SIZE = 2000
+"""How many listed names may wait for the calling thread: two LIST pages."""
+
+_POLL = 0.05
+"""How long (real seconds) the calling thread waits at once for the lister or a copier."""
+
+
+@dataclass
+class Settings:
+    """What a run needs of its scheduler."""
+
+    bucket: str
+    prefix: str
+    client: Any
+    resource: Any
+    allowed: tuple[AllowedTarget, ...] | None
+    dead_letter_after: timedelta | None
+    dead_letter_attempts: int
+    max_workers: int
+    clock: Callable[[], datetime]
+    wait: Callable[[float, threading.Event | None], None]
+    lease: Lease | None
+    notices: set[str] = field(default_factory=set)
+    """Warnings given once per scheduler, by name."""
+
+
+class Due(NamedTuple):
+    """An event read from the listing, with the ETag the listing gave."""
+
+    event: ScheduledEvent
+    etag: str | None
+
+
+class _Skip(NamedTuple):
+    key: str
+    reason: str
+
+
+class _Reject(NamedTuple):
+    due: Due
+
+
+class _End(NamedTuple):
+    error: BaseException | None
+
+
+_Item = Union[Due, _Skip, _Reject, _End]
+
+
+def run(
+    settings: Settings,
+    *,
+    bound: str | None,
+    horizon: datetime,
+    deadline: datetime | None,
+    on_delivery: Callable[[ScheduledEvent, float], None] | None,
+    stop: threading.Event | None,
+) -> HandleReport:
+    """Deliver the events due by ``horizon`` found up to ``bound``; return the report.
+
+    Raises what the listing raised, after the deliveries already started have finished.
+    """
+    return _Run(settings, bound, horizon, deadline, on_delivery, stop).go()
+
+
+class _Limit:
+    """At most ``limit`` copies in flight: halved when S3 asks to slow down, grown back by
+    one after ``limit`` copies in a row went through."""
+
+    def __init__(self, maximum: int) -> None:
+        self.maximum = maximum
+        self.limit = maximum
+        self.in_flight = 0
+        self._streak = 0
+        self._cond = threading.Condition()
+
+    def acquire(self, timeout: float) -> bool:
+        with self._cond:
+            if self.in_flight >= self.limit:
+                self._cond.wait(timeout)
+            if self.in_flight >= self.limit:
+                return False
+            self.in_flight += 1
+            return True
+
+    def release(self, throttled: bool) -> None:
+        with self._cond:
+            self.in_flight -= 1
+            if throttled:
+                if self.limit > 1:
+                    logger.warning("S3 asks to slow down: %d copies at once from now on", max(1, self.limit // 2))
+                self.limit = max(1, self.limit // 2)
+                self._streak = 0
+            else:
+                self._streak += 1
+                if self._streak >= self.limit and self.limit < self.maximum:
+                    self.limit += 1
+                    self._streak = 0
+            self._cond.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        with self._cond:
+            if self.in_flight:
+                self._cond.wait(timeout)
+            return self.in_flight == 0
+
+
+class _Lister:
+    """Reads the listing in a thread of its own and hands on what it reads."""
+
+    def __init__(self, settings: Settings, bound: str | None) -> None:
+        self._settings = settings
+        self._bound = bound
+        self.items: queue.Queue[_Item] = queue.Queue(maxsize=QUEUE_SIZE)
+        self._cancel = threading.Event()
+        self._thread = threading.Thread(target=self._read, name="s3-scheduler-list", daemon=True)
+        self._thread.start()
+
+    def cancel(self) -> None:
+        self._cancel.set()
+        while self._thread.is_alive():
+            self._drain()
+            self._thread.join(_POLL)
+
+    def _drain(self) -> None:
+        try:
+            while True:
+                self.items.get_nowait()
+        except queue.Empty:
+            pass
+
+    def _put(self, item: _Item) -> bool:
+        while not self._cancel.is_set():
+            try:
+                self.items.put(item, timeout=_POLL)
+            except queue.Full:
+                continue
+            return True
+        return False
+
+    def _read(self) -> None:
+        s = self._settings
+        error: BaseException | None = None
+        try:
+            for page in _s3.list_pages(s.resource, s.client, s.bucket, s.prefix):
+                for listed in page:
+                    if self._bound is not None and listed.key > self._bound:
+                        return
+                    if not self._put(self._classify(listed)):
+                        return
+        except BaseException as exc:  # noqa: BLE001 - raised in the calling thread
+            error = exc
+        finally:
+            self._put(_End(error))
+
+    def _classify(self, listed: _s3.Listed) -> _Item:
+        try:
+            event = decode_event(listed.key, self._settings.prefix)
+        except InvalidKeyError as exc:
+            return _Skip(listed.key, str(exc))
+        due = Due(event, listed.etag)
+        allowed = self._settings.allowed
+        if allowed is not None and not is_allowed(allowed, event.bucket, event.path):
+            return _Reject(due)
+        return due
+
+
+class _Run:
+    def __init__(
+        self,
+        settings: Settings,
+        bound: str | None,
+        horizon: datetime,
+        deadline: datetime | None,
+        on_delivery: Callable[[ScheduledEvent, float], None] | None,
+        stop: threading.Event | None,
+    ) -> None:
+        from . import scheduler as api  # looked up at call time: 0.0.3's tests patch it
+
+        self.s = settings
+        self.bound = bound
+        self.horizon = horizon
+        self.deadline = deadline
+        self.on_delivery = on_delivery
+        self.stop = stop
+        self.api = api
+        self.legacy_move = api.move_file is not _original_move_file
+        self.report = HandleReport()
+        for events in (
+            self.report.delivered,
+            self.report.deferred,
+            self.report.vanished,
+            self.report.rejected,
+            self.report.dead_lettered,
+        ):
+            events.prefix = settings.prefix
+        self.results: queue.Queue[tuple[str, Due, Any, datetime]] = queue.Queue()
+        self.limit = _Limit(settings.max_workers)
+        self.lease: RunLease | None = None
+        self.lease_state = "none" if settings.lease is not None else "off"
+        self.failed: list[Due] = []
+        self.rejected: list[Due] = []
+        self.deleter: _Deleter | None = None
+        self.stopped_by: str | None = None
+
+    # the loop ------------------------------------------------------------------------
+
+    def go(self) -> HandleReport:
+        lister = _Lister(self.s, self.bound)
+        pool = ThreadPoolExecutor(max_workers=self.s.max_workers, thread_name_prefix="s3-scheduler")
+        if not self.legacy_move:
+            self.deleter = _Deleter(self.s, self.results)
+        waiting: list[tuple[datetime, int, Due]] = []
+        order = itertools.count()
+        listing_error: BaseException | None = None
+        listing_done = False
+        try:
+            while True:
+                self._drain()
+                now = self._now()
+                if self._must_stop(now):
+                    break
+                due: Due | None = None
+                if waiting and waiting[0][0] <= now:
+                    due = heapq.heappop(waiting)[2]
+                elif not listing_done:
+                    try:
+                        item = lister.items.get(timeout=_POLL)
+                    except queue.Empty:
+                        continue
+                    if isinstance(item, _End):
+                        listing_done, listing_error = True, item.error
+                        if listing_error is not None:
+                            break
+                        continue
+                    if isinstance(item, _Skip):
+                        logger.warning("Ignoring %r: not a scheduled event (%s)", item.key, item.reason)
+                        self.report.skipped.append(item.key)
+                        continue
+                    if isinstance(item, _Reject):
+                        self._reject(item.due)
+                        continue
+                    if item.event.when > self.horizon:
+                        continue
+                    if item.event.when > now:
+                        heapq.heappush(waiting, (item.event.when, next(order), item))
+                        continue
+                    due = item
+                elif waiting:
+                    self._wait_for(waiting[0][0], now)
+                    continue
+                else:
+                    break
+                if not self._hold_lease():
+                    self.report.deferred.append(due.event)
+                    break
+                while not self.limit.acquire(_POLL):
+                    self._drain()
+                pool.submit(self._copy, due)
+        finally:
+            for _, _, due in waiting:
+                self.report.deferred.append(due.event)
+            if not listing_done:
+                self._defer_unread(lister)
+            lister.cancel()
+            pool.shutdown(wait=True)
+            if self.deleter is not None:
+                self.deleter.close()
+            self._drain()
+            try:
+                self._dead_letter()
+            finally:
+                if self.lease is not None:
+                    self.lease.release()
+        if listing_error is not None:
+            raise listing_error
+        return self.report
+
+    def _now(self) -> datetime:
+        from .keys import to_utc
+
+        return to_utc(self.s.clock())
+
+    def _must_stop(self, now: datetime) -> bool:
+        if self.stopped_by is None:
+            if self.stop is not None and self.stop.is_set():
+                self.stopped_by = "stop"
+            elif self.deadline is not None and now >= self.deadline:
+                self.stopped_by = "timeout"
+            elif self.lease is not None and not self.lease.may_start(now):
+                self.stopped_by = "lease"
+                logger.warning(
+                    "The lease %r is no longer this run's for long enough: no further delivery starts", self.lease.key
+                )
+        return self.stopped_by is not None
+
+    def _defer_unread(self, lister: _Lister) -> None:
+        """Count the due events the lister already read as deferred; read no further."""
+        try:
+            while True:
+                item = lister.items.get_nowait()
+                if isinstance(item, Due) and item.event.when <= self.horizon:
+                    self.report.deferred.append(item.event)
+        except queue.Empty:
+            pass
+
+    def _wait_for(self, when: datetime, now: datetime) -> None:
+        """Wait for the next event of the window, once the copies in flight are recorded."""
+        if self.deadline is not None and when >= self.deadline:
+            self.stopped_by = "timeout"
+            return
+        while not self.limit.wait_idle(_POLL):
+            self._drain()
+        self._drain()
+        now = self._now()
+        if when > now:
+            self.s.wait((when - now).total_seconds(), self.stop)
+
+    # the lease -----------------------------------------------------------------------
+
+    def _hold_lease(self) -> bool:
+        """Take the lease before the run's first change; False when another run holds it."""
+        if self.lease_state != "none":
+            return self.lease_state != "held"
+        assert self.s.lease is not None
+        acquired = self.s.lease.acquire(self.horizon)
+        if acquired.outcome is Outcome.TAKEN:
+            assert acquired.run is not None
+            self.lease = acquired.run
+            self.lease.start_heartbeat()
+            self.lease_state = "taken"
+            return True
+        if acquired.outcome is Outcome.HELD:
+            self.lease_state = "held"
+            self.stopped_by = "lease"
+            holder = acquired.holder
+            overstayed = None if holder is None else holder.overstayed(self._now())
+            if holder is not None and overstayed is not None:
+                logger.warning(
+                    "Deferred: another run has held the lease %r since %s, %.0f s past its term; one of its"
+                    " requests may hang. Runs wait until it ends or its lease lapses (at %s)",
+                    self.s.lease.key,
+                    holder.since.isoformat() if holder.since else "?",
+                    overstayed.total_seconds(),
+                    holder.expires.isoformat(),
+                )
+            else:
+                logger.info("Deferred: another run holds the lease %r", self.s.lease.key)
+            return False
+        self.lease_state = "off"
+        name = acquired.outcome.value
+        if name not in self.s.notices:
+            self.s.notices.add(name)
+            if acquired.outcome is Outcome.UNSUPPORTED:
+                logger.warning(
+                    "This S3 store rejects conditional writes: running without the lease %r", self.s.lease.key
+                )
+            else:
+                logger.warning(
+                    "Access denied to the lease %r: running without it; grant s3:PutObject, s3:GetObject and"
+                    " s3:DeleteObject on it for exclusive runs, or pass exclusive=False",
+                    self.s.lease.key,
+                )
+        return True
+
+    # copies --------------------------------------------------------------------------
+
+    def _copy(self, due: Due) -> None:
+        """In a copier thread: deliver one event; hand the outcome to the calling thread."""
+        event = due.event
+        outcome: BaseException | None = None
+        try:
+            if self.legacy_move:
+                self.api.move_file(self.s.bucket, event.bucket, event.key, self.s.client, event.path)
+            else:
+                extra: dict[str, Any] = {}
+                if due.etag:
+                    extra["CopySourceIfMatch"] = due.etag
+                if self.s.dead_letter_after is not None:
+                    extra["TaggingDirective"] = "REPLACE"  # the attempts tag stays behind
+                self.s.client.copy_object(
+                    Bucket=event.bucket,
+                    Key=event.path,
+                    CopySource={"Bucket": self.s.bucket, "Key": event.key},
+                    **extra,
+                )
+        except Exception as exc:  # noqa: BLE001 - recorded by the calling thread
+            outcome = exc
+        finally:
+            self.limit.release(throttled=outcome is not None and _s3.is_throttled(outcome))
+        at = self._now()
+        self.results.put(("copy", due, outcome, at))
+        if outcome is None and self.deleter is not None:
+            self.deleter.add(due)
+
+    def _drain(self) -> None:
+        """Record the outcomes the copiers and the deleter have handed on."""
+        while True:
+            try:
+                kind, due, outcome, at = self.results.get_nowait()
+            except queue.Empty:
+                return
+            if kind == "copy":
+                self._copied(due, outcome, at)
+            else:
+                self._deleted(due, outcome)
+
+    def _copied(self, due: Due, error: BaseException | None, at: datetime) -> None:
+        event = due.event
+        if error is None:
+            self.report.delivered.append_key(event.key)
+            late = (at - event.when).total_seconds()
+            self.report.max_lateness = max(self.report.max_lateness, late)
+            logger.info("Delivered %r to s3://%s/%s, %.3f s late", event.key, event.bucket, event.path, late)
+            if self.on_delivery is not None:
+                self.on_delivery(event, late)
+        elif _s3.is_missing(error) and not _target_bucket_missing(error):
+            self.report.vanished.append_key(event.key)
+            logger.info("Not delivering %r: it was cancelled or delivered by another run", event.key)
+        elif _s3.is_lost(error):
+            self.report.deferred.append_key(event.key)
+            logger.info(
+                "Not delivering %r now: it was rewritten since it was listed; the next run delivers it", event.key
+            )
+        else:
+            self.report.failed.append(FailedDelivery(event, error))
+            self.failed.append(due)
+            self.api.warn("Unable to deliver %r to s3://%s/%s: %s", event.key, event.bucket, event.path, error)
+
+    def _deleted(self, due: Due, error: BaseException | None) -> None:
+        event = due.event
+        if error is None or _s3.is_missing(error):
+            return
+        if _s3.is_lost(error):
+            logger.info("%r was rewritten after its copy: its new content stays pending", event.key)
+            return
+        self.report.failed.append(FailedDelivery(event, error))
+        logger.warning(
+            "Delivered %r but could not remove it (%s): a later run delivers it again", event.key, _describe(error)
+        )
+
+    def _reject(self, due: Due) -> None:
+        event = due.event
+        logger.warning("Not delivering %r: s3://%s/%s is not an allowed target", event.key, event.bucket, event.path)
+        self.report.rejected.append_key(event.key)
+        if self.s.dead_letter_after is not None:
+            self.rejected.append(due)
+
+    # dead letters --------------------------------------------------------------------
+
+    def _dead_letter(self) -> None:
+        """Move aside the events that failed in enough runs, or stay rejected, past ``dead_letter_after``."""
+        after = self.s.dead_letter_after
+        if after is None or not (self.failed or self.rejected):
+            return
+        now = self._now()
+        candidates = [d for d in self.rejected if now - d.event.when >= after]
+        for due in self.failed:
+            runs = self._count_failed_run(due)
+            if runs >= self.s.dead_letter_attempts and now - due.event.when >= after:
+                candidates.append(due)
+        if not candidates or not self._hold_lease():
+            return
+        for due in candidates:
+            self._move_aside(due)
+
+    def _count_failed_run(self, due: Due) -> int:
+        """Add this run to the failed runs the event's tag counts; return the new count (0: unknown)."""
+        client, bucket, key = self.s.client, self.s.bucket, due.event.key
+        try:
+            tags = client.get_object_tagging(Bucket=bucket, Key=key).get("TagSet", [])
+            counts = [t["Value"] for t in tags if t.get("Key") == ATTEMPTS_TAG]
+            runs = (int(counts[0]) if counts and counts[0].isdigit() else 0) + 1
+            others = [t for t in tags if t.get("Key") != ATTEMPTS_TAG]
+            client.put_object_tagging(
+                Bucket=bucket, Key=key, Tagging={"TagSet": [*others, {"Key": ATTEMPTS_TAG, "Value": str(runs)}]}
+            )
+        except Exception as exc:  # noqa: BLE001 - without the count, the event is never dead-lettered
+            if _s3.is_missing(exc):
+                return 0
+            if "tagging" not in self.s.notices:
+                self.s.notices.add("tagging")
+                logger.warning(
+                    "Unable to count the failed runs of %r in its tags (%s): grant s3:GetObjectTagging and"
+                    " s3:PutObjectTagging on the events; until then no event is dead-lettered",
+                    key,
+                    _describe(exc),
+                )
+            return 0
+        return runs
+
+    def _move_aside(self, due: Due) -> None:
+        event, client, bucket = due.event, self.s.client, self.s.bucket
+        target = dead_letter_key(self.s.prefix, event.key)
+        condition = {"CopySourceIfMatch": due.etag} if due.etag else {}
+        try:
+            client.copy_object(Bucket=bucket, Key=target, CopySource={"Bucket": bucket, "Key": event.key}, **condition)
+            delete_condition = {"IfMatch": due.etag} if due.etag else {}
+            client.delete_object(Bucket=bucket, Key=event.key, **delete_condition)
+        except Exception as exc:  # noqa: BLE001 - the event stays where it was
+            logger.warning("Unable to move %r to the dead letters: %s", event.key, _describe(exc))
+            return
+        logger.warning("Moved %r to the dead letters as %r", event.key, target)
+        self.report.dead_lettered.append_key(event.key)
+
+
+class _Deleter:
+    """Removes copied events in batches of up to 1,000 keys, in a thread of its own."""
+
+    def __init__(self, settings: Settings, results: queue.Queue[tuple[str, Due, Any, datetime]]) -> None:
+        self._s = settings
+        self._results = results
+        self._queue: queue.Queue[Due | None] = queue.Queue()
+        self._with_etags = True
+        self._thread = threading.Thread(target=self._work, name="s3-scheduler-delete", daemon=True)
+        self._thread.start()
+
+    def add(self, due: Due) -> None:
+        self._queue.put(due)
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+
+    def _work(self) -> None:
+        batch: list[Due] = []
+        while True:
+            try:
+                item = self._queue.get(timeout=DELETE_FLUSH_SECONDS if batch else None)
+            except queue.Empty:
+                self._flush(batch)
+                batch = []
+                continue
+            if item is None:
+                self._flush(batch)
+                return
+            batch.append(item)
+            if len(batch) >= DELETE_BATCH:
+                self._flush(batch)
+                batch = []
+
+    def _flush(self, batch: list[Due]) -> None:
+        if not batch:
+            return
+        try:
+            errors = self._delete(batch)
+        except Exception as exc:  # noqa: BLE001 - every key of the batch stays pending
+            errors = {due.event.key: exc for due in batch}
+        at = self._s.clock()
+        for due in batch:
+            self._results.put(("delete", due, errors.get(due.event.key), at))
+
+    def _delete(self, batch: list[Due]) -> dict[str, BaseException]:
+        """Send one ``DeleteObjects``; return the error of each key not deleted."""
+        objects = [
+            {"Key": due.event.key, **({"ETag": due.etag} if due.etag and self._with_etags else {})} for due in batch
+        ]
+        try:
+            response = self._s.client.delete_objects(Bucket=self._s.bucket, Delete={"Objects": objects, "Quiet": True})
+        except ClientError as exc:
+            if not (self._with_etags and _s3.error_code(exc) in ("MalformedXML", *_s3.UNSUPPORTED)):
+                raise
+            logger.warning("This S3 store refuses ETags in DeleteObjects (%s): deleting without them", exc)
+            self._with_etags = False
+            return self._delete(batch)
+        errors: dict[str, BaseException] = {}
+        for error in response.get("Errors", ()):
+            errors[error.get("Key", "")] = ClientError(
+                {"Error": {"Code": error.get("Code", ""), "Message": error.get("Message", "")}}, "DeleteObjects"
+            )
+        return errors
+
+
+def _target_bucket_missing(error: BaseException) -> bool:
+    return _s3.error_code(error) in _s3.NO_BUCKET
+
+
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"
