@@ -154,3 +154,30 @@ def test_a_delivery_arrives_at_the_target_as_a_copy(notified_on: str, expected: 
 
     assert len(report.delivered) == 1
     assert [record["eventName"] for m in messages for record in json.loads(m["Body"])["Records"]] == expected
+
+
+def readme_section(title: str) -> str:
+    text = (ROOT / "README.md").read_text()
+    start = text.index(f"\n## {title}\n")
+    return text[start : text.index("\n## ", start + 1)]
+
+
+@pytest.mark.parametrize("section", ["Install", "Deploying on AWS"])
+def test_the_readme_names_tests_that_exist(section: str) -> None:
+    """Every test the README's Install and Deploying sections cite is defined in tests/."""
+    cited = set(re.findall(r"`(test_\w+)`", readme_section(section)))
+    defined = {
+        name for path in (ROOT / "tests").glob("test_*.py") for name in re.findall(r"def (test_\w+)", path.read_text())
+    }
+
+    assert cited
+    assert cited - defined == set()
+
+
+def test_the_notification_examples_filter_on_every_object_created_event() -> None:
+    """The README's and the SAM example's notifications select s3:ObjectCreated:*, which includes a delivery's Copy."""
+    readme = readme_section("Deploying on AWS")
+    sam = (EXAMPLES / "sam" / "README.md").read_text()
+
+    assert '"Events": ["s3:ObjectCreated:*"]' in readme
+    assert "Events: s3:ObjectCreated:*" in sam
