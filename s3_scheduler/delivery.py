@@ -310,6 +310,10 @@ class _Run:
                     break
                 while not self.limit.acquire(_POLL):
                     self._drain()
+                if self._must_stop(self._now()):  # the time waited for a free copier counts
+                    self.limit.release(throttled=False)
+                    self.report.deferred.append(due.event)
+                    break
                 pool.submit(self._copy, due)
         finally:
             for _, _, due in waiting:

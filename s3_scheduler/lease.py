@@ -11,8 +11,8 @@ lease, the end of its window and when the lease expires::
   the run reads it back: if it names the run's own token, the write had landed and only
   its reply was lost (botocore retried it), and the run holds the lease.
 - **Keeping it**: while the run lasts, a heartbeat thread rewrites the lease with
-  ``If-Match`` every quarter of ``ttl`` (by the run's clock) to expire ``ttl`` after
-  now, or after the run's window if that is later. A live run keeps its lease however
+  ``If-Match`` every quarter of ``ttl`` (in real seconds) to expire ``ttl`` after now
+  by the run's clock, or after the run's window if that is later. A live run keeps its lease however
   slow one of its requests is; a run that dies lets it lapse within ``ttl``.
 - **Starting work**: a run starts a delivery only while its lease has at least half of
   ``ttl`` left (`RunLease.may_start`), so a run whose renewals fail stops in time.
@@ -57,9 +57,6 @@ CLOCK_SKEW = timedelta(seconds=30)
 
 STALE_AFTER = MAX_UNTIL + MAX_LEASE_TTL + CLOCK_SKEW
 """A lease expiring further ahead than this was asked by no run: it is stale."""
-
-HEARTBEAT_POLL = 0.1
-"""How often, in real seconds, the heartbeat thread reads the run's clock."""
 
 
 class Outcome(enum.Enum):
@@ -135,14 +132,12 @@ class Lease:
         *,
         ttl: timedelta,
         clock: Callable[[], datetime],
-        poll: float = HEARTBEAT_POLL,
     ) -> None:
         self._client = client
         self._bucket = bucket
         self.key = key
         self.ttl = ttl
         self._clock = clock
-        self._poll = poll
         self._warned_delete = False
 
     def acquire(self, window_end: datetime) -> Acquisition:
@@ -236,7 +231,6 @@ class RunLease:
         self._etag: str | None = None
         self._expires = since
         self._lost = False
-        self._renewed_at = since
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -301,7 +295,6 @@ class RunLease:
             found = self._lease.read()
             if found is not None and found[1].owner == self.token:
                 self.confirm(found[0], found[1].expires)
-                self._renewed_at = now
                 return True
             with self._lock:
                 self._lost = True
@@ -311,17 +304,15 @@ class RunLease:
             logger.warning("Unable to renew the lease %r (tried again shortly): %s", self.key, exc)
             return False
         self.confirm(new_etag, expires)
-        self._renewed_at = now
         return True
 
     def start_heartbeat(self) -> None:
-        """Renew the lease every quarter of its ttl, by the run's clock, until released."""
-        period = self._lease.ttl / 4
+        """Renew the lease every quarter of its ttl, in real seconds, until released."""
+        period = self._lease.ttl.total_seconds() / 4
 
         def beat() -> None:
-            while not self._stop.wait(self._lease._poll):
-                if self._lease._clock() - self._renewed_at >= period:
-                    self.renew()
+            while not self._stop.wait(period):
+                self.renew()
 
         self._thread = threading.Thread(target=beat, name="s3-scheduler-lease", daemon=True)
         self._thread.start()

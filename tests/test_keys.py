@@ -30,18 +30,18 @@ def test_utc_key_is_the_one_0_0_3_wrote() -> None:
 
 def test_naive_time_means_utc_and_keeps_microseconds() -> None:
     """A naive time is written as UTC, microseconds kept as str() gives them."""
-    key = keys.encode_key(PREFIX, datetime(2018, 8, 5, 10, 0, 0, 1500), "b", "k")
+    key = keys.encode_key(PREFIX, datetime(2018, 8, 5, 10, 0, 0, 1500), "bkt", "k")
 
-    assert key == "jobs/|2018-08-05%2010%3A00%3A00.001500%2B00%3A00|b|k"
+    assert key == "jobs/|2018-08-05%2010%3A00%3A00.001500%2B00%3A00|bkt|k"
 
 
 def test_aware_time_is_written_in_utc() -> None:
     """An aware time with an offset is converted to UTC, so key order is time order."""
     plus_two = timezone(timedelta(hours=2))
 
-    key = keys.encode_key(PREFIX, datetime(2018, 8, 5, 12, 0, tzinfo=plus_two), "b", "k")
+    key = keys.encode_key(PREFIX, datetime(2018, 8, 5, 12, 0, tzinfo=plus_two), "bkt", "k")
 
-    assert key == "jobs/|2018-08-05%2010%3A00%3A00%2B00%3A00|b|k"
+    assert key == "jobs/|2018-08-05%2010%3A00%3A00%2B00%3A00|bkt|k"
 
 
 @pytest.mark.parametrize(
@@ -65,7 +65,7 @@ def test_legacy_tilde_keys_read_as_0_0_3_meant() -> None:
     """A 0.0.3 name whose target held no '~' decodes exactly as 0.0.3 decoded it."""
     legacy = "jobs/|2018-08-05%2010%3A00%3A00%2B00%3A00|b|dir~~sub~~file%20name.txt"
 
-    assert keys.decode_key(legacy, PREFIX).target == "dir/sub/file name.txt"
+    assert keys.decode_key(legacy, PREFIX).path == "dir/sub/file name.txt"
 
 
 @given(target=key_text)
@@ -75,7 +75,7 @@ def test_every_text_target_round_trips(target: str) -> None:
         target = "x" + target
     key = keys.encode_key(PREFIX, datetime(2020, 1, 1), "bucket", target)
 
-    assert keys.decode_key(key, PREFIX).target == target
+    assert keys.decode_key(key, PREFIX).path == target
 
 
 @given(bucket=bucket_names, target=key_text.filter(lambda t: t != "/"))
@@ -149,7 +149,7 @@ def test_a_pipe_in_the_scheduler_path_is_harmless() -> None:
     key = keys.encode_key(prefix, datetime(2020, 1, 1), "bucket", "t")
 
     assert prefix == "a|b/|"
-    assert keys.decode_key(key, prefix).target == "t"
+    assert keys.decode_key(key, prefix).path == "t"
 
 
 def test_listing_prefix_keeps_a_leading_slash_and_drops_one_trailing() -> None:
@@ -165,8 +165,8 @@ def test_listing_prefix_keeps_a_leading_slash_and_drops_one_trailing() -> None:
     [
         ("", "k", "non-empty bucket name"),
         ("a/b", "k", "without '/'"),
-        ("b", "", "non-empty S3 key"),
-        ("b", "/", "non-empty S3 key"),
+        ("bkt", "", "non-empty S3 key"),
+        ("bkt", "/", "non-empty S3 key"),
     ],
 )
 def test_bad_targets_raise_value_error(bucket: str, target: str, message: str) -> None:
@@ -177,12 +177,12 @@ def test_bad_targets_raise_value_error(bucket: str, target: str, message: str) -
 
 def test_key_length_limit_is_s3s_1024_bytes() -> None:
     """A name of exactly 1,024 UTF-8 bytes is allowed; one more byte is refused."""
-    base = keys.encode_key(PREFIX, datetime(2020, 1, 1), "b", "x")
+    base = keys.encode_key(PREFIX, datetime(2020, 1, 1), "bkt", "x")
     fits = "x" * (keys.MAX_KEY_BYTES - len(base) + 1)
 
-    assert len(keys.encode_key(PREFIX, datetime(2020, 1, 1), "b", fits).encode()) == 1024
+    assert len(keys.encode_key(PREFIX, datetime(2020, 1, 1), "bkt", fits).encode()) == 1024
     with pytest.raises(ValueError, match="1024-byte limit"):
-        keys.encode_key(PREFIX, datetime(2020, 1, 1), "b", fits + "x")
+        keys.encode_key(PREFIX, datetime(2020, 1, 1), "bkt", fits + "x")
 
 
 def test_key_length_counts_utf8_bytes_of_the_path() -> None:
@@ -190,7 +190,7 @@ def test_key_length_counts_utf8_bytes_of_the_path() -> None:
     prefix = keys.listing_prefix("é" * 500)
 
     with pytest.raises(ValueError, match="1024-byte limit"):
-        keys.encode_key(prefix, datetime(2020, 1, 1), "b", "k")
+        keys.encode_key(prefix, datetime(2020, 1, 1), "bkt", "k")
 
 
 def test_bound_covers_a_legacy_plus_14_key_due_now() -> None:
@@ -200,14 +200,19 @@ def test_bound_covers_a_legacy_plus_14_key_due_now() -> None:
     legacy_due = PREFIX + "|".join([quote(str(datetime(2026, 11, 28, 0, 0, tzinfo=kiribati))), "b", "k"])
 
     assert keys.decode_key(legacy_due, PREFIX).when <= now
-    assert legacy_due <= keys.listing_bound(PREFIX, now)
+    bound = keys.listing_bound(PREFIX, now)
+    assert bound is not None
+    assert legacy_due <= bound
 
 
 def test_bound_excludes_events_past_the_lookahead() -> None:
     """An event due more than 14 hours ahead sorts after the bound."""
     now = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
-    later = keys.encode_key(PREFIX, now + timedelta(hours=14, seconds=1), "b", "k")
-    sooner = keys.encode_key(PREFIX, now + timedelta(hours=13, minutes=59), "b", "k")
+    later = keys.encode_key(PREFIX, now + timedelta(hours=14, seconds=1), "bkt", "k")
+    sooner = keys.encode_key(PREFIX, now + timedelta(hours=13, minutes=59), "bkt", "k")
 
-    assert later > keys.listing_bound(PREFIX, now)
-    assert sooner <= keys.listing_bound(PREFIX, now)
+    bound = keys.listing_bound(PREFIX, now)
+
+    assert bound is not None
+    assert later > bound
+    assert sooner <= bound

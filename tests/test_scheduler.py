@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import logging
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
@@ -70,14 +71,14 @@ def test_schedule_streams_a_large_binary_file_in_parts(s3: S3) -> None:
 @pytest.mark.parametrize(
     ("when", "bucket", "path", "what", "error", "message"),
     [
-        ("2030-01-01", "b", "k", "x", TypeError, "when must be a datetime"),
-        (date(2030, 1, 1), "b", "k", "x", TypeError, "when must be a datetime"),
+        ("2030-01-01", "bkt", "k", "x", TypeError, "when must be a datetime"),
+        (date(2030, 1, 1), "bkt", "k", "x", TypeError, "when must be a datetime"),
         (T0, "", "k", "x", ValueError, "non-empty bucket name"),
-        (T0, "b", "", "x", ValueError, "non-empty S3 key"),
-        (T0, "b", "k" * 1100, "x", ValueError, "1024-byte limit"),
-        (T0, "b", "k", 42, TypeError, "what must be str"),
-        (T0, "b", "k", None, TypeError, "what must be str"),
-        (T0, "b", "k", io.StringIO("text"), TypeError, "binary file object"),
+        (T0, "bkt", "", "x", ValueError, "non-empty S3 key"),
+        (T0, "bkt", "k" * 1100, "x", ValueError, "1024-byte limit"),
+        (T0, "bkt", "k", 42, TypeError, "what must be str"),
+        (T0, "bkt", "k", None, TypeError, "what must be str"),
+        (T0, "bkt", "k", io.StringIO("text"), TypeError, "binary file object"),
         (T0, None, "k", "x", TypeError, "must be str"),
     ],
 )
@@ -192,15 +193,17 @@ def test_a_failed_delete_keeps_the_event_for_another_delivery(s3: S3, clock: Clo
     key = scheduler.schedule(T0 - minutes(1), s3.target_bucket, "t.txt", "body")
 
     def refuse_delete(params: dict[str, Any], **_: Any) -> None:
-        if params["Key"] == key:
+        if any(o["Key"] == key for o in params["Delete"]["Objects"]):
             raise RuntimeError("injected delete failure")
 
-    s3.client.meta.events.register("before-parameter-build.s3.DeleteObject", refuse_delete)
-    scheduler.handle()
-    s3.client.meta.events.unregister("before-parameter-build.s3.DeleteObject", refuse_delete)
+    s3.client.meta.events.register("before-parameter-build.s3.DeleteObjects", refuse_delete)
+    report = scheduler.handle()
+    s3.client.meta.events.unregister("before-parameter-build.s3.DeleteObjects", refuse_delete)
 
     assert s3.body(s3.target_bucket, "t.txt") == b"body"
     assert s3.keys(s3.schedule_bucket) == [key]
+    assert [f.event.key for f in report.failed] == [key]
+    assert "injected delete failure" in str(report.failed[0].error)
     scheduler.handle()
     assert s3.keys(s3.schedule_bucket) == []
 
@@ -342,7 +345,7 @@ def test_constructor_checks_its_arguments(s3: S3, bucket: Any, path: Any, error:
 
 
 def test_delivery_uses_threads_up_to_the_clients_pool(clock: Clock) -> None:
-    """Deliveries run concurrently, on no more threads than the client's pool holds."""
+    """Deliveries run concurrently, three copies in flight at once, on no more threads than the client's pool holds."""
     import threading
 
     with pooled_client(3) as client:
@@ -350,11 +353,21 @@ def test_delivery_uses_threads_up_to_the_clients_pool(clock: Clock) -> None:
         for i in range(20):
             scheduler.schedule(T0 - timedelta(seconds=i + 1), "target", f"t{i}", "x")
         threads: set[int] = set()
-        client.meta.events.register("before-call.s3.CopyObject", lambda **_: threads.add(threading.get_ident()))
+        together = threading.Barrier(3, timeout=20)  # only passes with three copies in flight at once
+        order = itertools.count(1)
 
-        scheduler.handle()
+        def copying(**_: Any) -> None:
+            threads.add(threading.get_ident())
+            if next(order) <= 3:
+                together.wait()
 
-        assert 1 < len(threads) <= 3
+        client.meta.events.register("before-call.s3.CopyObject", copying)
+
+        report = scheduler.handle()
+
+        assert scheduler.max_workers == 3
+        assert len(report.delivered) == 20
+        assert len(threads) <= 3
         assert threading.get_ident() not in threads
         assert client.list_objects_v2(Bucket="target")["KeyCount"] == 20
 
