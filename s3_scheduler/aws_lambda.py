@@ -1,20 +1,27 @@
 """The ready Lambda handler: point a function at ``s3_scheduler.aws_lambda.handler``.
 
-Configured by the environment:
+Configured by the environment; each malformed value fails the invocation with a
+`ConfigurationError` naming the variable and the accepted forms:
 
 - ``S3_SCHEDULER_BUCKET`` (required): the schedule bucket.
 - ``S3_SCHEDULER_PREFIX`` (default ``jobs``): the scheduler path.
 - ``S3_SCHEDULER_ALLOWED_TARGETS``: comma-separated ``bucket`` or ``bucket/prefix``
-  entries; when set, nothing else is delivered.
-- ``S3_SCHEDULER_PRECISE=1``: deliver each event on its second within the coming
-  minute (``handle(until=now + 55 s)``; those of the minute's last 5 s go at the next
-  run's start); give the function a timeout over 60 s.
-- ``S3_SCHEDULER_DEAD_LETTER_AFTER``: seconds after which a failing event is moved to the
-  dead letters (off when unset).
+  entries; when set, nothing else is delivered. Set but empty is refused: it would
+  reject every event.
+- ``S3_SCHEDULER_PRECISE`` (``1``/``0``, ``true``/``false``, ``yes``/``no``,
+  ``on``/``off``): deliver each event on its second within the coming minute
+  (``handle(until=now + 55 s)``; those of the minute's last 5 s go at the next run's
+  start); give the function a timeout of 70 s or more.
+- ``S3_SCHEDULER_DEAD_LETTER_AFTER`` (``90``, ``90s``, ``10m``, ``2h``, ``1d``): how long
+  after its time a failing event is moved to the dead letters (off when unset).
+- ``S3_SCHEDULER_LOG_LEVEL`` (``DEBUG``, ``INFO``, ``WARNING``, ``ERROR``, ``CRITICAL``;
+  default ``INFO``).
 
 Run it every minute (an EventBridge ``rate(1 minute)`` rule). It passes the invocation's
-remaining time, less a margin, as ``timeout``, logs one summary line and returns the
-report's ``to_dict()``.
+remaining time less a margin (`margin`: a tenth of it, at least a second, never all of
+it) as ``timeout``, so a slow run defers instead of being killed mid-way, logs one
+summary line and returns the report's ``to_dict()``. The scheduler and its client are
+built once per container.
 """
 
 from __future__ import annotations
@@ -22,21 +29,33 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
-from datetime import timedelta
-from typing import Any, NamedTuple
+from datetime import datetime, timedelta
+from typing import Any, Callable, NamedTuple
 
+from .cli import DEFAULT_MAX_WORKERS, bucket_problem, duration_seconds, flag_value
 from .exceptions import ConfigurationError
-from .report import HandleReport
 from .scheduler import Scheduler
-from .utils import nowut
+from .utils import warn
 
-MARGIN_SECONDS = 5.0
-"""Time kept back from the invocation's remaining time, to finish and return."""
+MARGIN_FRACTION = 0.1
+"""The share of the invocation's remaining time kept back to finish and return."""
+
+MIN_MARGIN_SECONDS = 1.0
+"""The least time kept back, unless that would be all of it (then half is kept)."""
+
+SHORT_TIMEOUT_SECONDS = 1.0
+"""Below this much time for deliveries, each run warns that the function's timeout is too short."""
+
+RECOMMENDED_TIMEOUT = "10 s or more (70 s or more with S3_SCHEDULER_PRECISE)"
+"""The function timeout the warnings advise."""
 
 PRECISE_WINDOW = timedelta(seconds=55)
 """How far ahead a precise run delivers. Short of the one-minute tick, so that a run has
 released its lease when the next one starts; events of the last seconds of a minute are
 delivered at the start of the next run."""
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+"""The values of ``S3_SCHEDULER_LOG_LEVEL``, in any case."""
 
 
 class Settings(NamedTuple):
@@ -47,61 +66,175 @@ class Settings(NamedTuple):
     allowed_targets: tuple[str, ...] | None
     precise: bool
     dead_letter_after: float | None
+    log_level: str = "INFO"
 
 
-_cached: tuple[Settings, Scheduler] | None = None
+def margin(remaining: float) -> float:
+    """Return the seconds kept back from ``remaining``: a tenth, at least 1 s, at most half.
+
+    >>> margin(3.0), margin(60.0), margin(1.0), margin(0.0)
+    (1.0, 6.0, 0.5, 0.0)
+    """
+    if remaining <= 0:
+        return 0.0
+    return min(max(MIN_MARGIN_SECONDS, MARGIN_FRACTION * remaining), remaining / 2)
+
+
+class LambdaHandler:
+    """A Lambda handler: ``LambdaHandler()(event, context)`` delivers the due events.
+
+    `handler` is one, made with the defaults. ``clock`` and ``sleep`` are handed to the
+    `Scheduler` (tests set the time with them); ``environ`` defaults to ``os.environ``,
+    read at each invocation. The scheduler and its client are built at the first
+    invocation and kept while the settings stay the same.
+    """
+
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], datetime] | None = None,
+        sleep: Callable[[float], None] | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        self._clock = clock
+        self._sleep = sleep
+        self._environ = environ
+        self._cached: tuple[Settings, Scheduler] | None = None
+
+    def __call__(self, event: Any, context: Any) -> dict[str, Any]:
+        """Deliver the due events; return the run's report as plain data."""
+        settings = read_settings(os.environ if self._environ is None else self._environ)
+        _configure_logging(settings.log_level)
+        scheduler = self.scheduler(settings)
+        remaining = context.get_remaining_time_in_millis() / 1000.0
+        timeout = max(0.0, remaining - margin(remaining))
+        if timeout < SHORT_TIMEOUT_SECONDS:
+            warn(
+                "Only %.1f s of this invocation left for deliveries: due events will be deferred;"
+                " set the function's timeout to %s",
+                timeout,
+                RECOMMENDED_TIMEOUT,
+            )
+        until = None
+        if settings.precise:
+            window = min(PRECISE_WINDOW, timedelta(seconds=timeout))
+            if window < PRECISE_WINDOW:
+                warn(
+                    "S3_SCHEDULER_PRECISE: only the coming %.1f s can be covered, later events wait for the next"
+                    " run; set the function's timeout to 70 s or more",
+                    window.total_seconds(),
+                )
+            until = scheduler.now() + window
+        report = scheduler.handle(until=until, timeout=timeout)  # logs the summary line
+        return report.to_dict()
+
+    def scheduler(self, settings: Settings) -> Scheduler:
+        """Return the scheduler for ``settings``, built once and reused while they hold."""
+        if self._cached is None or self._cached[0] != settings:
+            self._cached = (settings, self._build(settings))
+        return self._cached[1]
+
+    def _build(self, settings: Settings) -> Scheduler:
+        import boto3
+        from botocore.config import Config
+
+        client = boto3.client("s3", config=Config(max_pool_connections=DEFAULT_MAX_WORKERS))
+        dead_letter = settings.dead_letter_after
+        return Scheduler(
+            settings.bucket,
+            settings.prefix,
+            s3_client=client,
+            allowed_targets=settings.allowed_targets,
+            dead_letter_after=None if dead_letter is None else timedelta(seconds=dead_letter),
+            clock=self._clock,
+            sleep=self._sleep,
+        )
+
+
+_default = LambdaHandler()
 
 
 def handler(event: Any, context: Any) -> dict[str, Any]:
-    """Deliver the due events; return the run's report as plain data."""
-    _configure_logging()
-    settings = _settings(os.environ)
-    scheduler = _scheduler(settings)
-    remaining = context.get_remaining_time_in_millis() / 1000.0 - MARGIN_SECONDS
-    timeout = max(0.0, remaining)
-    until = None
-    if settings.precise:
-        until = nowut() + min(PRECISE_WINDOW, timedelta(seconds=timeout))
-    report: HandleReport = scheduler.handle(until=until, timeout=timeout)  # logs the summary line
-    return report.to_dict()
+    """The ready Lambda handler: deliver the due events; return the run's report as plain data."""
+    return _default(event, context)
 
 
-def _settings(env: Mapping[str, str]) -> Settings:
+def read_settings(env: Mapping[str, str]) -> Settings:
+    """Return the handler's settings read from ``env``.
+
+    Raises `ConfigurationError` naming the variable and the accepted forms for a
+    missing bucket or any malformed value.
+    """
     bucket = env.get("S3_SCHEDULER_BUCKET", "").strip()
     if not bucket:
         msg = "S3_SCHEDULER_BUCKET is not set: set it to the bucket that holds the schedule"
         raise ConfigurationError(msg)
-    prefix = env.get("S3_SCHEDULER_PREFIX", "jobs")
-    targets = env.get("S3_SCHEDULER_ALLOWED_TARGETS")
-    allowed = None if targets is None else tuple(t.strip() for t in targets.split(",") if t.strip())
-    precise = env.get("S3_SCHEDULER_PRECISE", "0").strip().lower() in ("1", "true", "yes")
-    dead_letter = env.get("S3_SCHEDULER_DEAD_LETTER_AFTER")
-    try:
-        dead_letter_after = None if not dead_letter else float(dead_letter)
-    except ValueError:
-        msg = f"S3_SCHEDULER_DEAD_LETTER_AFTER={dead_letter!r} is not a number of seconds"
-        raise ConfigurationError(msg) from None
-    return Settings(bucket, prefix, allowed, precise, dead_letter_after)
+    problem = bucket_problem(bucket)
+    if problem:
+        msg = f"S3_SCHEDULER_BUCKET: {problem}"
+        raise ConfigurationError(msg)
+    return Settings(
+        bucket=bucket,
+        prefix=env.get("S3_SCHEDULER_PREFIX", "jobs"),
+        allowed_targets=_allowed_targets(env.get("S3_SCHEDULER_ALLOWED_TARGETS")),
+        precise=_flag(env, "S3_SCHEDULER_PRECISE", default=False),
+        dead_letter_after=_duration(env, "S3_SCHEDULER_DEAD_LETTER_AFTER"),
+        log_level=_log_level(env.get("S3_SCHEDULER_LOG_LEVEL", "INFO")),
+    )
 
 
-def _scheduler(settings: Settings) -> Scheduler:
-    """Return the scheduler for ``settings``, built once per container and reused."""
-    global _cached
-    if _cached is None or _cached[0] != settings:
-        dead_letter = settings.dead_letter_after
-        scheduler = Scheduler(
-            settings.bucket,
-            settings.prefix,
-            allowed_targets=settings.allowed_targets,
-            dead_letter_after=None if dead_letter is None else timedelta(seconds=dead_letter),
+def _allowed_targets(text: str | None) -> tuple[str, ...] | None:
+    if text is None:
+        return None
+    entries = tuple(entry.strip() for entry in text.split(",") if entry.strip())
+    if not entries:
+        msg = (
+            f"S3_SCHEDULER_ALLOWED_TARGETS={text!r} is set but empty, which would reject every event: list"
+            " 'bucket' or 'bucket/prefix' entries separated by commas, or unset it to allow any target"
         )
-        _cached = (settings, scheduler)
-    return _cached[1]
+        raise ConfigurationError(msg)
+    for entry in entries:
+        bucket = (entry[len("s3://") :] if entry.startswith("s3://") else entry).partition("/")[0]
+        problem = bucket_problem(bucket)
+        if problem:
+            msg = f"S3_SCHEDULER_ALLOWED_TARGETS entry {entry!r}: {problem}; entries are 'bucket' or 'bucket/prefix'"
+            raise ConfigurationError(msg)
+    return entries
 
 
-def _configure_logging() -> None:
-    """Show the package's INFO lines in CloudWatch (Lambda's root logger has the handler)."""
+def _flag(env: Mapping[str, str], name: str, *, default: bool) -> bool:
+    text = env.get(name)
+    if text is None or not text.strip():
+        return default
+    try:
+        return flag_value(text)
+    except ValueError:
+        msg = f"{name}={text!r} is not yes or no: use 1/0, true/false, yes/no or on/off"
+        raise ConfigurationError(msg) from None
+
+
+def _duration(env: Mapping[str, str], name: str) -> float | None:
+    text = env.get(name)
+    if text is None or not text.strip():
+        return None
+    try:
+        return duration_seconds(text)
+    except ValueError:
+        msg = f"{name}={text!r} is not a duration: use seconds or 90s, 10m, 2h, 1d"
+        raise ConfigurationError(msg) from None
+
+
+def _log_level(text: str) -> str:
+    level = text.strip().upper()
+    if level not in LOG_LEVELS:
+        msg = f"S3_SCHEDULER_LOG_LEVEL={text!r} is not a log level: use one of {', '.join(LOG_LEVELS)}"
+        raise ConfigurationError(msg)
+    return level
+
+
+def _configure_logging(level: str) -> None:
+    """Show the package's lines in CloudWatch at ``level`` (Lambda's root logger has the handler)."""
     root = logging.getLogger()
     if not root.handlers:
         logging.basicConfig()
-    logging.getLogger("s3_scheduler").setLevel(os.environ.get("S3_SCHEDULER_LOG_LEVEL", "INFO").upper())
+    logging.getLogger("s3_scheduler").setLevel(level)

@@ -1,10 +1,14 @@
 """The ``s3-scheduler`` command: schedule, list, cancel, reschedule, handle, run, demo.
 
-A thin layer on `Scheduler`, standard library only. Global options fall back on the
-environment: ``--bucket`` on ``S3_SCHEDULER_BUCKET``, ``--prefix`` on
-``S3_SCHEDULER_PREFIX`` (then ``jobs``); boto3 itself honours ``AWS_ENDPOINT_URL`` and
-``AWS_REGION``. Errors a user can cause print one line on stderr naming the fix, with
-exit status 2 for usage errors and 1 for failures.
+A thin layer on `Scheduler`. Each subcommand is registered once, in `build_parser`, with
+the function that runs it (``set_defaults(func=...)``). The global options (``--bucket``,
+``--prefix``, ``--endpoint-url``, ``--region``, ``--json``, ``-v``) may come before or
+after the subcommand, and fall back on the environment: ``--bucket`` on
+``S3_SCHEDULER_BUCKET``, ``--prefix`` on ``S3_SCHEDULER_PREFIX`` (then ``jobs``); boto3
+itself reads ``AWS_ENDPOINT_URL`` and ``AWS_REGION``.
+
+Every mistake prints one line on stderr naming the fix, never a traceback: exit status 2
+for usage errors (checked before any request to S3), 1 for failures.
 """
 
 from __future__ import annotations
@@ -15,177 +19,540 @@ import json
 import logging
 import os
 import re
-import signal
+import shlex
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Any, BinaryIO, Callable, TextIO
+from urllib.parse import urlsplit
 
 from dateutil.parser import isoparse
 
 from . import __version__
-from .exceptions import EventNotPendingError, InvalidKeyError
-from .keys import to_utc
+from .exceptions import EventExistsError, EventNotPendingError, InvalidKeyError
+from .keys import decode_key
 from .report import HandleReport, ScheduledEvent
+from .runner import one_line, run_until_stopped, stop_on_signals
 from .scheduler import MAX_UNTIL, Scheduler
-from .utils import nowut
 
 DEFAULT_PREFIX = "jobs"
 """The scheduler path when neither ``--prefix`` nor ``S3_SCHEDULER_PREFIX`` is given."""
 
-_RELATIVE = re.compile(r"\+(\d+(?:\.\d+)?)([smhd])")
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smh]?)")
+DEFAULT_MAX_WORKERS = 32
+"""Concurrent deliveries, and the S3 client's connection pool, unless ``--max-workers`` says."""
+
+EARLIEST = datetime(1, 1, 2, tzinfo=timezone.utc)
+"""The earliest time accepted: ``datetime``'s own range, less a margin for the listing."""
+
+LATEST = datetime(9999, 12, 30, tzinfo=timezone.utc)
+"""The latest time accepted: the listing reads 14 hours past it, and ``datetime`` ends at year 9999."""
+
+FLAG_WORDS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
+"""The words accepted for a yes/no setting, in any case."""
+
+UTC = timezone.utc
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "": 1}
+_RELATIVE = re.compile(r"([+-])(\d+(?:\.\d+)?)([smhd])")
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd]?)")
+_ZONE = re.compile(r"[A-Za-z][A-Za-z0-9_+-]*(?:/[A-Za-z0-9_+-]+)*")
+_BUCKET = re.compile(r"[A-Za-z0-9._-]{3,255}")
+_WHEN_OPTIONS = ("--at", "--until")
+WHEN_FORMS = (
+    "ISO 8601 (2030-01-07T14:05, no offset = UTC), a time and an IANA zone ('2030-01-07 14:05 Europe/Paris'),"
+    " or relative: +90s, +10m, +2h, +1d, -5m"
+)
+BUCKET_RULE = "3 to 63 lowercase letters, digits, dots and hyphens, such as my-schedule-bucket"
 
 
 class UsageError(Exception):
-    """A mistake in the command line: exit status 2."""
+    """A mistake in the command line, found before any request: exit status 2."""
 
 
 class Failure(Exception):
     """A failure to report in one line: exit status 1."""
 
 
-def parse_when(text: str, now: datetime) -> datetime:
-    """Return the time ``text`` names: ISO 8601 (no offset = UTC) or ``+90s``, ``+10m``, ``+2h``, ``+1d``."""
-    match = _RELATIVE.fullmatch(text.strip())
-    if match:
-        return now + timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+# parsing ---------------------------------------------------------------------------------
+
+
+def parse_when(text: str, now: datetime, option: str = "--at") -> datetime:
+    """Return the aware UTC time ``text`` names, relative to ``now``.
+
+    Accepted: ISO 8601 (no offset = UTC); a date and time followed by an IANA zone name
+    (``2030-01-07 14:05 Europe/Paris``); ``+90s``, ``+10m``, ``+2h``, ``+1d`` from now and
+    ``-5m`` before it. A local time a zone skips (the hour clocks jump over in spring) or
+    lives twice (the hour they go back over in autumn) is refused, naming the change; for
+    the second, give the offset instead. Times outside `EARLIEST` to `LATEST` are
+    refused. Errors are `UsageError` naming ``option``.
+    """
+    stripped = text.strip()
+    relative = _RELATIVE.fullmatch(stripped)
     try:
-        return to_utc(isoparse(text.strip()))
-    except (ValueError, OverflowError):
+        if relative:
+            sign = 1 if relative.group(1) == "+" else -1
+            when = now + sign * timedelta(seconds=float(relative.group(2)) * _UNITS[relative.group(3)])
+        else:
+            when = _absolute(stripped, text, option)
+    except OverflowError:
+        when = None
+    if when is None or not EARLIEST <= when <= LATEST:
+        msg = f"{option} {text!r} is out of range: use a time from 0001-01-02 to 9999-12-30"
+        raise UsageError(msg)
+    return when
+
+
+def _absolute(stripped: str, text: str, option: str) -> datetime:
+    head, _, tail = stripped.rpartition(" ")
+    zone = _zone(tail, option) if head and _ZONE.fullmatch(tail) else None
+    try:
+        parsed = isoparse(head.strip() if zone is not None else stripped)
+    except ValueError:
+        msg = f"{option} {text!r} is not a time: use {WHEN_FORMS}"
+        raise UsageError(msg) from None
+    if zone is None:
+        return _utc(parsed)
+    if parsed.tzinfo is not None:
+        msg = f"{option} {text!r} gives both an offset and a zone: give one of them"
+        raise UsageError(msg)
+    return _in_zone(parsed, zone, text, option)
+
+
+def _zone(name: str, option: str) -> tzinfo:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
         msg = (
-            f"--at {text!r} is not a time: use ISO 8601 (2030-01-07T14:05:00, no offset = UTC) or +90s, +10m, +2h, +1d"
+            f"{option}: unknown time zone {name!r}: use an IANA name such as Europe/Paris or America/New_York"
+            " (without a system zone database: pip install tzdata)"
         )
         raise UsageError(msg) from None
 
 
-def parse_duration(text: str, option: str) -> float:
-    """Return the seconds ``text`` names: ``10``, ``10s``, ``2m``, ``1h``."""
+def _in_zone(local: datetime, zone: tzinfo, text: str, option: str) -> datetime:
+    """Return the wall time ``local`` of ``zone`` in UTC, refusing one that does not exist
+    or exists twice."""
+    first, second = local.replace(tzinfo=zone, fold=0), local.replace(tzinfo=zone, fold=1)
+    if first.utcoffset() == second.utcoffset():
+        return first.astimezone(UTC)
+    instants = sorted((first.astimezone(UTC), second.astimezone(UTC)))
+    change = _change(instants[0], instants[1], zone)
+    before = (change + (instants[0].astimezone(zone).utcoffset() or timedelta(0))).replace(tzinfo=None)
+    after = (change + (instants[1].astimezone(zone).utcoffset() or timedelta(0))).replace(tzinfo=None)
+    if first.astimezone(UTC).astimezone(zone).replace(tzinfo=None) != local:
+        msg = (
+            f"{option} {text!r} does not exist: in {zone} the clocks jump from {before:%H:%M} to {after:%H:%M}"
+            f" on {before:%Y-%m-%d}; pick a time outside that gap"
+        )
+    else:
+        msg = (
+            f"{option} {text!r} happens twice: in {zone} the clocks go back from {before:%H:%M} to"
+            f" {after:%H:%M} on {before:%Y-%m-%d}; give the offset instead:"
+            f" {first.isoformat(timespec='minutes')} (the first) or {second.isoformat(timespec='minutes')} (the second)"
+        )
+    raise UsageError(msg)
+
+
+def _change(low: datetime, high: datetime, zone: tzinfo) -> datetime:
+    """Return the first UTC second after ``low``, up to ``high``, with ``high``'s offset in ``zone``."""
+    target = high.astimezone(zone).utcoffset()
+    lo, hi = 0, int((high - low).total_seconds())
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if (low + timedelta(seconds=mid)).astimezone(zone).utcoffset() == target:
+            hi = mid
+        else:
+            lo = mid
+    return (low + timedelta(seconds=hi)).replace(tzinfo=None)
+
+
+def _utc(when: datetime) -> datetime:
+    return when.replace(tzinfo=UTC) if when.utcoffset() is None else when.astimezone(UTC)
+
+
+def duration_seconds(text: str) -> float:
+    """Return the seconds ``text`` names: ``90``, ``90s``, ``10m``, ``2h``, ``1d`` (or ``1.5h``).
+
+    Raises `ValueError` for anything else, negative, ``nan`` and ``inf`` included.
+    """
     match = _DURATION.fullmatch(text.strip())
     if not match:
-        msg = f"{option} {text!r} is not a duration: use seconds or 10s, 2m, 1h"
-        raise UsageError(msg)
+        msg = f"{text!r} is not a duration: use seconds or 90s, 10m, 2h, 1d"
+        raise ValueError(msg)
     return float(match.group(1)) * _UNITS[match.group(2)]
 
 
-def parse_target(text: str) -> tuple[str, str]:
+def parse_duration(text: str, option: str) -> float:
+    """Return the seconds ``text`` names (see `duration_seconds`); a `UsageError` names ``option``."""
+    try:
+        return duration_seconds(text)
+    except ValueError:
+        msg = f"{option} {text!r} is not a duration: use seconds or 90s, 10m, 2h, 1d"
+        raise UsageError(msg) from None
+
+
+def flag_value(text: str) -> bool:
+    """Return the yes/no ``text`` means: 1/0, true/false, yes/no, on/off, in any case.
+
+    Raises `ValueError` for anything else.
+    """
+    try:
+        return FLAG_WORDS[text.strip().lower()]
+    except KeyError:
+        msg = f"{text!r} is not yes or no: use 1/0, true/false, yes/no or on/off"
+        raise ValueError(msg) from None
+
+
+def bucket_problem(name: str) -> str | None:
+    """Return why S3 can never accept the bucket name ``name``, or None if it may.
+
+    AWS names buckets with 3 to 63 lowercase letters, digits, dots and hyphens; older
+    buckets of us-east-1, and some S3-compatible stores, also hold capitals and
+    underscores, up to 255 characters, so those are let through. Access point ARNs
+    (``arn:...``) are passed on unchecked.
+    """
+    if name.startswith("arn:") or _BUCKET.fullmatch(name):
+        return None
+    return f"{name!r} is not a bucket name: use {BUCKET_RULE}"
+
+
+def parse_target(text: str, option: str = "--to") -> tuple[str, str]:
     """Return the bucket and key of ``s3://bucket/key``."""
     bucket, _, key = text[len("s3://") :].partition("/") if text.startswith("s3://") else ("", "", "")
     if not bucket or not key:
-        msg = f"--to {text!r} is not a target: use s3://bucket/key"
+        msg = f"{option} {text!r} is not a target: use s3://bucket/key"
+        raise UsageError(msg)
+    problem = bucket_problem(bucket)
+    if problem:
+        msg = f"{option} {text!r}: {problem}"
         raise UsageError(msg)
     return bucket, key
 
 
+def endpoint_problem(url: str) -> str | None:
+    """Return why ``url`` is not an endpoint URL (``http://host:port``), or None."""
+    parts = urlsplit(url)
+    if parts.scheme in ("http", "https") and parts.netloc:
+        return None
+    return f"{url!r} is not a URL: use the form http://host:port or https://host"
+
+
+def join_negative_times(argv: Sequence[str]) -> list[str]:
+    """Return ``argv`` with ``--at -5m`` written ``--at=-5m``, which argparse would
+    otherwise take for an option."""
+    joined: list[str] = []
+    for token in argv:
+        if "--" not in joined and joined and joined[-1] in _WHEN_OPTIONS and _RELATIVE.fullmatch(token):
+            joined[-1] = f"{joined[-1]}={token}"
+        else:
+            joined.append(token)
+    return joined
+
+
+# the parser ------------------------------------------------------------------------------
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """Return the parser of the ``s3-scheduler`` command."""
+    """Return the parser of the ``s3-scheduler`` command, each subcommand with its function."""
+    common = argparse.ArgumentParser(add_help=False)
+    options = common.add_argument_group("global options (before or after the command)")
+    options.add_argument(
+        "--bucket",
+        default=argparse.SUPPRESS,
+        help="the schedule bucket, e.g. my-schedule-bucket (env S3_SCHEDULER_BUCKET)",
+    )
+    options.add_argument(
+        "--prefix",
+        default=argparse.SUPPRESS,
+        help=f"the scheduler path, e.g. jobs (env S3_SCHEDULER_PREFIX; default {DEFAULT_PREFIX})",
+    )
+    options.add_argument(
+        "--endpoint-url",
+        default=argparse.SUPPRESS,
+        metavar="URL",
+        help="an S3 other than AWS's, e.g. http://127.0.0.1:5000 (env AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL)",
+    )
+    options.add_argument("--region", default=argparse.SUPPRESS, help="the AWS region, e.g. eu-west-3 (env AWS_REGION)")
+    options.add_argument(
+        "--max-workers",
+        type=int,
+        default=argparse.SUPPRESS,
+        metavar="N",
+        help=f"concurrent deliveries and S3 connections, e.g. 64 (env S3_SCHEDULER_MAX_WORKERS;"
+        f" default {DEFAULT_MAX_WORKERS})",
+    )
+    options.add_argument(
+        "--json",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="print JSON Lines, one JSON object a line, e.g. s3-scheduler list --json | jq .key (no env)",
+    )
+    options.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=argparse.SUPPRESS,
+        help="log to stderr: -v INFO, e.g. each delivery; -vv DEBUG (no env; warnings are always shown)",
+    )
     parser = argparse.ArgumentParser(
-        prog="s3-scheduler", description="One-time events on plain S3: schedule, inspect and deliver them."
+        prog="s3-scheduler",
+        description="One-time events on plain S3: schedule, inspect and deliver them.",
+        epilog=(
+            f"WHEN is {WHEN_FORMS}. Durations: 90, 90s, 10m, 2h, 1d.\n"
+            "Exit status: 0 done, 1 failed (one line on stderr), 2 usage error (nothing was sent to S3)."
+        ),
+        parents=[common],
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("--bucket", default=os.environ.get("S3_SCHEDULER_BUCKET"), help="the schedule bucket")
-    parser.add_argument(
-        "--prefix",
-        default=os.environ.get("S3_SCHEDULER_PREFIX", DEFAULT_PREFIX),
-        help=f"the scheduler path (default: $S3_SCHEDULER_PREFIX or {DEFAULT_PREFIX})",
-    )
-    parser.add_argument("--endpoint-url", help="an S3 endpoint other than AWS's (boto3 also reads AWS_ENDPOINT_URL)")
-    parser.add_argument("--region", help="the AWS region")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="log to stderr (-vv for debug)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    schedule = commands.add_parser("schedule", help="schedule content to be copied to a target at a time")
-    schedule.add_argument(
-        "--at", required=True, metavar="WHEN", help="ISO 8601 (no offset = UTC) or +90s, +10m, +2h, +1d"
+    def command(name: str, func: Callable[[argparse.Namespace, TextIO], int], summary: str, description: str) -> Any:
+        sub = commands.add_parser(name, help=summary, description=description, parents=[common])
+        sub.set_defaults(func=func)
+        return sub
+
+    when_help = f"{WHEN_FORMS} (no env)"
+    key_example = "e.g. 'jobs/|2030-01-07%%2014%%3A05%%3A00%%2B00%%3A00|work|in~~report.json' (no env)"
+    to_select = "select the events going to this target instead of typing KEY, e.g. s3://work/in/report.json (no env)"
+
+    schedule = command(
+        "schedule",
+        _schedule,
+        "schedule content to be copied to a target at a time",
+        "Write one event: at WHEN, its content is copied to s3://BUCKET/KEY. Prints the event's key."
+        " An event with the same name (same time and target) is not replaced unless --replace is given.",
     )
-    schedule.add_argument("--to", required=True, metavar="s3://BUCKET/KEY", help="where to copy the content")
-    content = schedule.add_mutually_exclusive_group(required=True)
-    content.add_argument("--content", metavar="TEXT", help="the content, as UTF-8 text")
-    content.add_argument("--file", metavar="PATH", help="a file to send, or - for standard input")
+    schedule.add_argument("--at", metavar="WHEN", help=f"when to deliver, e.g. +10m: {when_help}")
+    schedule.add_argument(
+        "--to", metavar="s3://BUCKET/KEY", help="where to copy the content, e.g. s3://work/in/report.json (no env)"
+    )
+    content = schedule.add_mutually_exclusive_group()
+    content.add_argument("--content", metavar="TEXT", help="the content as UTF-8 text, e.g. '{\"id\": 7}' (no env)")
+    content.add_argument(
+        "--file", metavar="PATH", help="a file to send as it is, e.g. photo.jpg, or - for standard input (no env)"
+    )
+    schedule.add_argument(
+        "--replace",
+        action="store_true",
+        help="replace the content of an event with the same name, e.g. --replace (no env)",
+    )
 
-    listing = commands.add_parser("list", help="list the pending events in time order")
-    listing.add_argument("--until", metavar="WHEN", help="only events due by then")
-    listing.add_argument("--limit", type=int, metavar="N", help="at most N events")
+    listing = command(
+        "list",
+        _list,
+        "list the pending events in time order",
+        "List the pending events in time order: TIME (UTC), DUE IN, TARGET and KEY, the key shell-quoted"
+        " so it can be pasted into cancel or reschedule. With --json, one JSON object a line.",
+    )
+    listing.add_argument("--until", metavar="WHEN", help=f"only events due by then, e.g. +1h: {when_help}")
+    listing.add_argument("--limit", type=int, metavar="N", help="at most N events, e.g. 20 (no env)")
+    listing.add_argument("--to", metavar="s3://BUCKET/KEY", help=f"only the events going there: {to_select}")
+    listing.add_argument(
+        "--at", metavar="WHEN", help=f"with --to: only those due at that second, e.g. 2030-01-07T14:05: {when_help}"
+    )
+    listing.add_argument(
+        "--array",
+        action="store_true",
+        help="print one JSON array, [] when empty, e.g. list --array (implies --json; no env)",
+    )
 
-    cancel = commands.add_parser("cancel", help="cancel pending events")
-    cancel.add_argument("keys", nargs="+", metavar="KEY")
+    cancel = command(
+        "cancel",
+        _cancel,
+        "cancel pending events",
+        "Cancel pending events, named by KEY or selected with --to (and --at). Exit 1 if one was not pending,"
+        " or if --to selects more than one event (they are listed and nothing is cancelled).",
+    )
+    cancel.add_argument("keys", nargs="*", metavar="KEY", help=f"an event's key as list prints it, {key_example}")
+    cancel.add_argument("--to", metavar="s3://BUCKET/KEY", help=to_select)
+    cancel.add_argument(
+        "--at", metavar="WHEN", help=f"with --to: only the event due at that second, e.g. +1h: {when_help}"
+    )
 
-    reschedule = commands.add_parser("reschedule", help="move a pending event to another time")
-    reschedule.add_argument("key", metavar="KEY")
-    reschedule.add_argument("--at", required=True, metavar="WHEN")
+    reschedule = command(
+        "reschedule",
+        _reschedule,
+        "move a pending event to another time",
+        "Move one pending event, named by KEY or selected with --to, to WHEN. Prints the new key. Exit 1 if it"
+        " is not pending, or if --to selects more than one event (they are listed and nothing is moved).",
+    )
+    reschedule.add_argument("key", nargs="?", metavar="KEY", help=f"the event's key as list prints it, {key_example}")
+    reschedule.add_argument("--at", metavar="WHEN", required=True, help=f"the new time, e.g. +1d: {when_help}")
+    reschedule.add_argument("--to", metavar="s3://BUCKET/KEY", help=to_select)
 
-    handle = commands.add_parser("handle", help="deliver the due events once")
-    handle.add_argument("--timeout", metavar="SECONDS", help="start no delivery after this long")
+    handle = command(
+        "handle",
+        _handle,
+        "deliver the due events once",
+        "Deliver every due event once and print the summary. Exit 1 if a delivery failed.",
+    )
+    handle.add_argument(
+        "--timeout", metavar="DURATION", help="start no delivery after this long, e.g. 50s or 1d (no env)"
+    )
 
-    run = commands.add_parser("run", help="deliver each event at its time until SIGINT or SIGTERM")
-    run.add_argument("--interval", default="10s", help="how often to look for new events (default 10s)")
+    run = command(
+        "run",
+        _run,
+        "deliver each event on its second until SIGINT or SIGTERM",
+        "Deliver, window after window of --interval, each event at its own time; print each delivery."
+        " S3 errors are logged and retried with a growing wait (up to 5 minutes). SIGINT or SIGTERM"
+        " finishes the delivery in flight and exits 0.",
+    )
+    run.add_argument(
+        "--interval",
+        default="10s",
+        metavar="DURATION",
+        help=f"how often to look for new events, e.g. 30s, at most {MAX_UNTIL} (no env; default 10s)",
+    )
 
-    demo = commands.add_parser("demo", help="a local S3 and a handful of events delivered on their second")
-    demo.add_argument("--keep", action="store_true", help="leave the local S3 running and show commands to try")
+    demo = command(
+        "demo",
+        _demo,
+        "a local S3 and a handful of events delivered on their second",
+        "Start an S3 on 127.0.0.1 (moto, from the local extra), schedule a handful of events a second or two"
+        " apart, and print each delivery as it happens. Needs no AWS account.",
+    )
+    demo.add_argument(
+        "--keep", action="store_true", help="leave the local S3 running and show commands to try, e.g. --keep (no env)"
+    )
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line ``argv`` (default: ``sys.argv[1:]``); return the exit status."""
+def _apply_defaults(args: argparse.Namespace, clock: Callable[[], datetime] | None) -> None:
+    """Fill in the global options not given, from the environment, and check them."""
+    env = os.environ
+    args.bucket = getattr(args, "bucket", None) or env.get("S3_SCHEDULER_BUCKET") or None
+    args.prefix = getattr(args, "prefix", None)
+    if args.prefix is None:
+        args.prefix = env.get("S3_SCHEDULER_PREFIX", DEFAULT_PREFIX)
+    args.endpoint_url = getattr(args, "endpoint_url", None)
+    args.region = getattr(args, "region", None)
+    args.json = getattr(args, "json", False) or getattr(args, "array", False)
+    args.verbose = getattr(args, "verbose", 0)
+    args.clock = clock
+    if args.endpoint_url is not None:
+        _check_endpoint(args.endpoint_url, "--endpoint-url")
+    else:
+        for name in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"):
+            if env.get(name):
+                _check_endpoint(env[name], name)
+                break
+    args.max_workers = getattr(args, "max_workers", None)
+    if args.max_workers is None:
+        text = env.get("S3_SCHEDULER_MAX_WORKERS", "")
+        try:
+            args.max_workers = int(text) if text.strip() else DEFAULT_MAX_WORKERS
+        except ValueError:
+            args.max_workers = 0
+        source = f"S3_SCHEDULER_MAX_WORKERS={text!r}"
+    else:
+        source = f"--max-workers {args.max_workers}"
+    if args.max_workers < 1:
+        msg = f"{source} must be a whole number of 1 or more, e.g. 32"
+        raise UsageError(msg)
+
+
+def _check_endpoint(url: str, option: str) -> None:
+    problem = endpoint_problem(url)
+    if problem:
+        msg = f"{option} {problem}"
+        raise UsageError(msg)
+
+
+# main ------------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None, *, clock: Callable[[], datetime] | None = None) -> int:
+    """Run the command line ``argv`` (default: ``sys.argv[1:]``); return the exit status.
+
+    ``clock`` is handed to the `Scheduler` (tests set the time with it).
+    """
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(join_negative_times(sys.argv[1:] if argv is None else argv))
     except SystemExit as exc:  # argparse printed its own message
-        return int(exc.code or 0)
-    _configure_logging(args.verbose)
+        return exc.code if isinstance(exc.code, int) else 2
+    with _logging(getattr(args, "verbose", 0)):
+        try:
+            _apply_defaults(args, clock)
+            with _aws_errors(args):
+                status: int = args.func(args, sys.stdout)
+                return status
+        except UsageError as exc:
+            print(f"s3-scheduler: {_flat(exc)}", file=sys.stderr)
+            return 2
+        except Failure as exc:
+            print(f"s3-scheduler: {_flat(exc)}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            return 130
+
+
+def _flat(error: BaseException) -> str:
+    return " ".join(str(error).split())
+
+
+def entry_point() -> None:  # pragma: no cover - the console script
+    """The ``s3-scheduler`` console script (and ``python -m s3_scheduler``)."""
+    sys.exit(main())
+
+
+@contextmanager
+def _logging(verbose: int) -> Iterator[None]:
+    """Show the package's warnings on stderr (with ``-v`` INFO, ``-vv`` DEBUG) while the command runs."""
+    logger = logging.getLogger("s3_scheduler")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    level = logger.level
+    logger.setLevel(logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
+    logger.addHandler(handler)
     try:
-        return _dispatch(args, sys.stdout)
-    except UsageError as exc:
-        print(f"s3-scheduler: {exc}", file=sys.stderr)
-        return 2
-    except Failure as exc:
-        print(f"s3-scheduler: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
-def _configure_logging(verbose: int) -> None:
-    if verbose:
-        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-        logging.getLogger("s3_scheduler").setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
-
-
-def _dispatch(args: argparse.Namespace, out: TextIO) -> int:
-    if args.command == "demo":
-        from .demo import run_demo
-
-        status: int = run_demo(out, keep=args.keep)
-        return status
-    with _aws_errors(args):
-        if args.command == "run":
-            return _run(args, out)
-        command: Callable[[Scheduler, argparse.Namespace, TextIO], int] = _COMMANDS[args.command]
-        return command(_scheduler(args), args, out)
-
-
-def _scheduler(args: argparse.Namespace, sleep: Callable[[float], None] | None = None) -> Scheduler:
+def _scheduler(args: argparse.Namespace) -> Scheduler:
+    """Return the scheduler the global options name; nothing is sent to S3 yet."""
     if not args.bucket:
         msg = "no schedule bucket: pass --bucket or set S3_SCHEDULER_BUCKET"
         raise UsageError(msg)
+    problem = bucket_problem(args.bucket)
+    if problem:
+        msg = f"--bucket {problem}"
+        raise UsageError(msg)
     import boto3
+    from botocore.config import Config
 
     session = boto3.session.Session(region_name=args.region)
-    client = session.client("s3", endpoint_url=args.endpoint_url)
-    return Scheduler(args.bucket, args.prefix, s3_client=client, sleep=sleep)
+    client = session.client("s3", endpoint_url=args.endpoint_url, config=Config(max_pool_connections=args.max_workers))
+    return Scheduler(args.bucket, args.prefix, s3_client=client, clock=args.clock)
 
 
-def _schedule(scheduler: Scheduler, args: argparse.Namespace, out: TextIO) -> int:
-    when = parse_when(args.at, nowut())
+# the commands ----------------------------------------------------------------------------
+
+
+def _schedule(args: argparse.Namespace, out: TextIO) -> int:
+    if args.at is None or args.to is None or (args.content is None and args.file is None):
+        msg = "schedule needs --at WHEN, --to s3://BUCKET/KEY, and --content TEXT or --file PATH"
+        raise UsageError(msg)
     bucket, key = parse_target(args.to)
+    scheduler = _scheduler(args)
+    when = parse_when(args.at, scheduler.now(), "--at")
     with _content(args) as what:
         try:
-            event_key = scheduler.schedule(when, bucket, key, what)
-        except ValueError as exc:  # TargetNotAllowedError included
+            event_key = scheduler.schedule(when, bucket, key, what, replace=args.replace)
+        except EventExistsError:
+            msg = (
+                f"an event to s3://{bucket}/{key} at {when.isoformat()} is already pending:"
+                " pass --replace to replace its content"
+            )
+            raise Failure(msg) from None
+        except ValueError as exc:  # TargetNotAllowedError, a name over 1,024 bytes
             raise UsageError(str(exc)) from None
     _print(out, args, event_key, {"key": event_key, "when": when.isoformat(), "bucket": bucket, "path": key})
     return 0
@@ -195,43 +562,59 @@ def _schedule(scheduler: Scheduler, args: argparse.Namespace, out: TextIO) -> in
 def _content(args: argparse.Namespace) -> Iterator[str | BinaryIO]:
     if args.content is not None:
         yield args.content
-    elif args.file == "-":
+        return
+    if args.file == "-":
         yield sys.stdin.buffer
-    else:
-        try:
-            with open(args.file, "rb") as stream:
-                yield stream
-        except FileNotFoundError:
-            msg = f"--file {args.file!r}: no such file"
-            raise UsageError(msg) from None
+        return
+    try:
+        stream = open(args.file, "rb")  # noqa: SIM115 - closed below; errors of open alone are reported
+    except FileNotFoundError:
+        msg = f"--file {args.file!r}: no such file"
+        raise UsageError(msg) from None
+    except IsADirectoryError:
+        msg = f"--file {args.file!r} is a directory: name a file, or - for standard input"
+        raise UsageError(msg) from None
+    except OSError as exc:
+        msg = f"--file {args.file!r}: {exc.strerror or exc}"
+        raise Failure(msg) from None
+    with stream:
+        yield stream
 
 
-def _list(scheduler: Scheduler, args: argparse.Namespace, out: TextIO) -> int:
-    now = nowut()
-    until = None if args.until is None else parse_when(args.until, now)
+def _list(args: argparse.Namespace, out: TextIO) -> int:
     if args.limit is not None and args.limit < 0:
         msg = f"--limit {args.limit} must be zero or more"
         raise UsageError(msg)
-    events = scheduler.pending(until=until)
-    shown = list(itertools.islice(events, args.limit))
+    select = _selection(args, args.at)
+    scheduler = _scheduler(args)
+    now = scheduler.now()
+    until = None if args.until is None else parse_when(args.until, now, "--until")
+    events = _pending(scheduler, until, select, now)
+    _print_events(out, args, list(itertools.islice(events, args.limit)), now)
+    return 0
+
+
+def _print_events(out: TextIO, args: argparse.Namespace, events: list[ScheduledEvent], now: datetime) -> None:
+    data = [{**event.to_dict(), "due_in": (event.when - now).total_seconds()} for event in events]
+    if getattr(args, "array", False):
+        out.write(json.dumps(data) + "\n")
+        return
     if args.json:
-        for event in shown:
-            out.write(json.dumps({**event.to_dict(), "due_in": (event.when - now).total_seconds()}) + "\n")
-        return 0
+        out.writelines(json.dumps(item) + "\n" for item in data)
+        return
     rows = [("TIME (UTC)", "DUE IN", "TARGET", "KEY")]
     rows += [
         (
             event.when.strftime("%Y-%m-%d %H:%M:%S"),
             _due_in((event.when - now).total_seconds()),
             f"s3://{event.bucket}/{event.path}",
-            event.key,
+            shlex.quote(event.key),
         )
-        for event in shown
+        for event in events
     ]
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     for row in rows:
         out.write("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[3] + "\n")
-    return 0
 
 
 def _due_in(seconds: float) -> str:
@@ -243,38 +626,108 @@ def _due_in(seconds: float) -> str:
     return f"{seconds:.0f}s"
 
 
-def _cancel(scheduler: Scheduler, args: argparse.Namespace, out: TextIO) -> int:
+class _Selection:
+    """Events picked by target (``--to``) and, optionally, by the second they are due (``--at``)."""
+
+    def __init__(self, bucket: str, path: str, at: str | None) -> None:
+        self.bucket, self.path, self.at = bucket, path, at
+
+    def matches(self, event: ScheduledEvent, at: datetime | None) -> bool:
+        return (event.bucket, event.path) == (self.bucket, self.path) and (
+            at is None or event.when.replace(microsecond=0) == at.replace(microsecond=0)
+        )
+
+    def __str__(self) -> str:
+        return f"s3://{self.bucket}/{self.path}" + ("" if self.at is None else f" at {self.at}")
+
+
+def _selection(args: argparse.Namespace, at: str | None = None) -> _Selection | None:
+    if args.to is None:
+        if at is not None:
+            msg = "--at selects among the events of a target: pass --to s3://BUCKET/KEY too"
+            raise UsageError(msg)
+        return None
+    bucket, path = parse_target(args.to)
+    return _Selection(bucket, path, at)
+
+
+def _pending(
+    scheduler: Scheduler, until: datetime | None, select: _Selection | None, now: datetime
+) -> Iterable[ScheduledEvent]:
+    events: Iterable[ScheduledEvent] = scheduler.pending(until=until)
+    if select is not None:
+        at = None if select.at is None else parse_when(select.at, now, "--at")
+        events = (event for event in events if select.matches(event, at))
+    return events
+
+
+def _one(scheduler: Scheduler, args: argparse.Namespace, select: _Selection, verb: str, out: TextIO) -> str:
+    """Return the key of the one event ``select`` picks; otherwise print the matches and fail."""
+    now = scheduler.now()
+    matches = list(_pending(scheduler, None, select, now))
+    if len(matches) == 1:
+        return matches[0].key
+    if not matches:
+        msg = f"no pending event goes to {select}"
+        raise Failure(msg)
+    _print_events(out, args, matches, now)
+    msg = f"{len(matches)} pending events go to {select}: nothing {verb}; name one by its KEY (listed above)"
+    raise Failure(msg)
+
+
+def _cancel(args: argparse.Namespace, out: TextIO) -> int:
+    select = _selection(args, args.at)
+    if select is not None and args.keys:
+        msg = "cancel takes KEYs or --to, not both"
+        raise UsageError(msg)
+    if select is None and not args.keys:
+        msg = "cancel needs the KEY of each event, or --to s3://BUCKET/KEY to select one"
+        raise UsageError(msg)
+    scheduler = _scheduler(args)
+    keys = list(args.keys)
+    for key in keys:
+        _check_key(scheduler, key)
+    if select is not None:
+        keys = [_one(scheduler, args, select, "cancelled", out)]
     status = 0
-    for key in args.keys:
-        try:
-            cancelled = scheduler.cancel(key)
-        except InvalidKeyError as exc:
-            raise _not_an_event(scheduler, key, exc) from None
+    for key in keys:
+        cancelled = scheduler.cancel(key)
         status = status or (0 if cancelled else 1)
         word = "cancelled" if cancelled else "not pending (delivered, cancelled or never scheduled)"
-        _print(out, args, f"{word}: {key}", {"key": key, "cancelled": cancelled})
+        _print(out, args, f"{word}: {shlex.quote(key)}", {"key": key, "cancelled": cancelled})
     return status
 
 
-def _reschedule(scheduler: Scheduler, args: argparse.Namespace, out: TextIO) -> int:
-    when = parse_when(args.at, nowut())
+def _reschedule(args: argparse.Namespace, out: TextIO) -> int:
+    select = _selection(args)
+    if (select is None) == (args.key is None):
+        msg = "reschedule needs either the KEY of the event or --to s3://BUCKET/KEY to select it"
+        raise UsageError(msg)
+    scheduler = _scheduler(args)
+    when = parse_when(args.at, scheduler.now(), "--at")
+    if args.key is not None:
+        _check_key(scheduler, args.key)
+    key = args.key if select is None else _one(scheduler, args, select, "moved", out)
     try:
-        new_key = scheduler.reschedule(args.key, when)
-    except InvalidKeyError as exc:
-        raise _not_an_event(scheduler, args.key, exc) from None
-    except EventNotPendingError as exc:
-        raise Failure(str(exc)) from None
-    _print(out, args, new_key, {"key": new_key, "old_key": args.key, "when": when.isoformat()})
+        new_key = scheduler.reschedule(key, when)
+    except EventNotPendingError:
+        msg = f"{key!r} is no longer pending: it was delivered, cancelled or never scheduled"
+        raise Failure(msg) from None
+    _print(out, args, new_key, {"key": new_key, "old_key": key, "when": when.isoformat()})
     return 0
 
 
-def _not_an_event(scheduler: Scheduler, key: str, error: InvalidKeyError) -> UsageError:
-    return UsageError(f"{key!r} is not an event of {scheduler.prefix!r}: {error}")
+def _check_key(scheduler: Scheduler, key: str) -> None:
+    try:
+        decode_key(key, scheduler.prefix)
+    except InvalidKeyError as exc:
+        msg = f"{key!r} is not an event of {scheduler.prefix!r}: {exc}"
+        raise UsageError(msg) from None
 
 
-def _handle(scheduler: Scheduler, args: argparse.Namespace, out: TextIO) -> int:
+def _handle(args: argparse.Namespace, out: TextIO) -> int:
     timeout = None if args.timeout is None else parse_duration(args.timeout, "--timeout")
-    report = scheduler.handle(timeout=timeout)
+    report = _scheduler(args).handle(timeout=timeout)
     _print_report(out, args, report)
     return 0 if report.ok else 1
 
@@ -284,82 +737,36 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
     if not 0 < interval <= MAX_UNTIL.total_seconds():
         msg = f"--interval {args.interval!r} must be more than 0 and at most {MAX_UNTIL}"
         raise UsageError(msg)
-    stop = threading.Event()
-    scheduler = _scheduler(args, sleep=stopping_sleep(stop.wait))
-    with _stop_on_signals(stop):
-        run_until_stopped(scheduler, interval, stop.wait, nowut, args, out)
+    scheduler = _scheduler(args)
+    with stop_on_signals(threading.Event()) as stop:
+        run_until_stopped(
+            scheduler,
+            interval,
+            stop,
+            on_delivery=lambda event, late: _print_delivery(out, args, event, late),
+            on_report=lambda report: _print_report(out, args, report) if report.failed else None,
+            describe=lambda error: describe_error(error, args.bucket),
+        )
     return 0
 
 
-class _Stopped(Exception):
-    """Raised from the waits of a run once it is asked to stop."""
+def _demo(args: argparse.Namespace, out: TextIO) -> int:
+    from .demo import run_demo
+
+    return run_demo(out, keep=args.keep)
 
 
-def stopping_sleep(wait: Callable[[float], bool]) -> Callable[[float], None]:
-    """Return a sleep for the `Scheduler` of a run: it ends the run once ``wait`` says stop."""
-
-    def sleep(seconds: float) -> None:
-        if wait(seconds):
-            raise _Stopped
-
-    return sleep
-
-
-def run_until_stopped(
-    scheduler: Scheduler,
-    interval: float,
-    wait: Callable[[float], bool],
-    clock: Callable[[], datetime],
-    args: argparse.Namespace,
-    out: TextIO,
-) -> None:
-    """Deliver each event at its time, one ``interval`` window after the other, until
-    ``wait`` answers that a stop was asked.
-
-    ``wait(seconds)`` waits and returns ``True`` once a stop was asked; ``scheduler``
-    must have been built with ``sleep=stopping_sleep(wait)``. A stop never cuts a
-    delivery short: the waits between deliveries see it and end the run.
-    """
-    window_end = clock()
-    while True:
-        window_end = max(window_end + timedelta(seconds=interval), clock())
-        try:
-            report = scheduler.handle(
-                until=window_end, on_delivery=lambda event, late: _print_delivery(out, args, event, late)
-            )
-        except _Stopped:
-            return
-        if report.failed:
-            _print_report(out, args, report)
-        remaining = (window_end - clock()).total_seconds()
-        if wait(max(0.0, remaining)):
-            return
-
-
-@contextmanager
-def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-
-    def request_stop(signum: int, frame: Any) -> None:
-        stop.set()
-
-    for sig in previous:
-        signal.signal(sig, request_stop)
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+# output ----------------------------------------------------------------------------------
 
 
 def _print_delivery(out: TextIO, args: argparse.Namespace, event: ScheduledEvent, late: float) -> None:
-    text = f"delivered s3://{event.bucket}/{event.path} ({late:.3f} s late) {event.key}"
+    text = f"delivered s3://{event.bucket}/{event.path} ({late:.3f} s late) {shlex.quote(event.key)}"
     _print(out, args, text, {"delivered": event.to_dict(), "late": late})
     out.flush()
 
 
 def _print_report(out: TextIO, args: argparse.Namespace, report: HandleReport) -> None:
-    lines = [report.summary()] + [f"failed: {f.event.key}: {f.error}" for f in report.failed]
+    lines = [report.summary()] + [f"failed: {f.event.key!r}: {one_line(f.error)}" for f in report.failed]
     _print(out, args, "\n".join(lines), report.to_dict())
 
 
@@ -367,46 +774,49 @@ def _print(out: TextIO, args: argparse.Namespace, text: str, data: Any) -> None:
     out.write((json.dumps(data) if args.json else text) + "\n")
 
 
+# errors ----------------------------------------------------------------------------------
+
+
+def describe_error(error: BaseException, bucket: str | None) -> str:
+    """Return one line saying what went wrong with S3 or AWS and what to check."""
+    from botocore.exceptions import (
+        BotoCoreError,
+        ClientError,
+        ConnectionError,
+        NoCredentialsError,
+        NoRegionError,
+        ProfileNotFound,
+    )
+
+    if isinstance(error, NoCredentialsError):
+        return "no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE"
+    if isinstance(error, ProfileNotFound):
+        profile = error.kwargs.get("profile")
+        return f"no AWS profile {profile!r}: check AWS_PROFILE and the profiles in ~/.aws/config"
+    if isinstance(error, NoRegionError):
+        return "no AWS region: pass --region or set AWS_REGION"
+    if isinstance(error, ConnectionError):
+        parts = urlsplit(str(error.kwargs.get("endpoint_url", "")))
+        return f"cannot reach S3 at {parts.scheme}://{parts.netloc}: check --endpoint-url and the network"
+    if isinstance(error, ClientError):
+        code = str(error.response.get("Error", {}).get("Code", ""))
+        if code == "NoSuchBucket" or (code in ("404", "NotFound") and error.operation_name == "HeadBucket"):
+            return f"no such bucket {bucket!r}: check --bucket (or S3_SCHEDULER_BUCKET) and --region"
+        if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+            return f"access denied to bucket {bucket!r} ({code}): check the credentials and the IAM policy"
+        return f"S3 refused the request: {_flat(error)}"
+    if isinstance(error, BotoCoreError):
+        return f"AWS error: {_flat(error)}"
+    return one_line(error)
+
+
 @contextmanager
 def _aws_errors(args: argparse.Namespace) -> Iterator[None]:
-    """Turn the AWS errors a user can cause into one line that names the fix."""
-    from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError, NoRegionError
+    """Turn every botocore and boto3 error into a `Failure` of one line that names the fix."""
+    from boto3.exceptions import Boto3Error
+    from botocore.exceptions import BotoCoreError, ClientError
 
     try:
         yield
-    except NoCredentialsError:
-        msg = "no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE"
-        raise Failure(msg) from None
-    except NoRegionError:
-        msg = "no AWS region: pass --region or set AWS_REGION"
-        raise Failure(msg) from None
-    except EndpointConnectionError as exc:
-        msg = f"cannot reach S3 at {exc.kwargs.get('endpoint_url')}: check --endpoint-url and the network"
-        raise Failure(msg) from None
-    except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "")
-        if code == "NoSuchBucket":
-            msg = f"no such bucket {args.bucket!r}: check --bucket (or S3_SCHEDULER_BUCKET) and --region"
-        elif code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
-            msg = f"access denied to bucket {args.bucket!r} ({code}): check the credentials and the IAM policy"
-        else:
-            msg = f"S3 refused the request: {exc}"
-        raise Failure(msg) from None
-
-
-_COMMANDS: dict[str, Callable[[Scheduler, argparse.Namespace, TextIO], int]] = {
-    "schedule": _schedule,
-    "list": _list,
-    "cancel": _cancel,
-    "reschedule": _reschedule,
-    "handle": _handle,
-}
-
-
-def entry_point() -> None:  # pragma: no cover - the console script
-    """The ``s3-scheduler`` console script."""
-    sys.exit(main())
-
-
-if __name__ == "__main__":  # pragma: no cover
-    entry_point()
+    except (BotoCoreError, ClientError, Boto3Error) as exc:
+        raise Failure(describe_error(exc, args.bucket)) from None

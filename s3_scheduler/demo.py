@@ -9,14 +9,13 @@ as it happens, then a summary, and stops the server.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from datetime import datetime, timedelta
-from typing import Any, Callable, TextIO
+from typing import Callable, TextIO
 
 from .report import ScheduledEvent
+from .runner import wait_for_stop_signal
 from .scheduler import Scheduler
-from .utils import nowut
 
 SCHEDULE_BUCKET = "demo-schedule"
 TARGET_BUCKET = "demo-target"
@@ -34,14 +33,15 @@ def run_demo(
     out: TextIO,
     *,
     keep: bool = False,
-    clock: Callable[[], datetime] = nowut,
+    clock: Callable[[], datetime] | None = None,
     sleep: Callable[[float], None] = time.sleep,
     wait_forever: Callable[[], None] | None = None,
 ) -> int:
     """Run the demo, printing to ``out``; return the exit status.
 
-    ``clock`` and ``sleep`` exist for tests. With ``keep`` the server stays up after the
-    summary until ``wait_forever`` returns (default: until Ctrl-C).
+    ``clock`` and ``sleep`` are the scheduler's (tests pass their own). With ``keep`` the
+    server stays up after the summary until ``wait_forever`` returns (default: until
+    Ctrl-C or SIGTERM).
     """
     try:
         from moto.server import ThreadedMotoServer
@@ -67,7 +67,7 @@ def run_demo(
             client.create_bucket(Bucket=bucket)
         out.write(f"S3 (moto) on {endpoint}: buckets {SCHEDULE_BUCKET} and {TARGET_BUCKET}\n")
         scheduler = Scheduler(SCHEDULE_BUCKET, "jobs", s3_client=client, clock=clock, sleep=sleep)
-        start = clock()
+        start = scheduler.now()
         for offset, target, content in EVENTS:
             scheduler.schedule(start + timedelta(seconds=offset), TARGET_BUCKET, target, content)
             out.write(f"scheduled s3://{TARGET_BUCKET}/{target} for +{offset:g} s\n")
@@ -86,7 +86,7 @@ def run_demo(
         out.write(f"done: {report.summary()}; worst lateness {worst:.3f} s\n")
         if keep:
             _show_commands(out, endpoint)
-            (wait_forever or _wait_for_ctrl_c)()
+            (wait_forever or wait_for_stop_signal)()
         return 0 if report.ok and len(report.delivered) == len(EVENTS) else 1
     finally:
         server.stop()
@@ -103,12 +103,3 @@ def _show_commands(out: TextIO, endpoint: str) -> None:
         f"  s3-scheduler --bucket {SCHEDULE_BUCKET} run --interval 10s\n"
     )
     out.flush()
-
-
-def _wait_for_ctrl_c() -> None:
-    stop: Any = threading.Event()
-    try:
-        while not stop.wait(3600):
-            pass
-    except KeyboardInterrupt:
-        pass

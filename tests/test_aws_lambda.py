@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
@@ -11,9 +12,18 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from s3_scheduler import Scheduler, aws_lambda
+from s3_scheduler import ConfigurationError, Scheduler, aws_lambda
+from s3_scheduler.aws_lambda import LambdaHandler, margin, read_settings
 
 from .conftest import T0, Clock
+
+SETTINGS = (
+    "S3_SCHEDULER_PREFIX",
+    "S3_SCHEDULER_ALLOWED_TARGETS",
+    "S3_SCHEDULER_PRECISE",
+    "S3_SCHEDULER_DEAD_LETTER_AFTER",
+    "S3_SCHEDULER_LOG_LEVEL",
+)
 
 
 class FakeContext:
@@ -27,15 +37,11 @@ class FakeContext:
 
 
 @pytest.fixture
-def lambda_env(monkeypatch: pytest.MonkeyPatch, clock: Clock) -> Iterator[Any]:
-    """moto with a schedule and a target bucket, the handler's settings, and the clock injected."""
+def lambda_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """moto with a schedule and a target bucket, and the handler's settings in the environment."""
     monkeypatch.setenv("S3_SCHEDULER_BUCKET", "sched")
-    for name in ("S3_SCHEDULER_PREFIX", "S3_SCHEDULER_ALLOWED_TARGETS", "S3_SCHEDULER_PRECISE"):
+    for name in SETTINGS:
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(aws_lambda, "_cached", None)
-    monkeypatch.setattr("s3_scheduler.scheduler.nowut", clock)
-    monkeypatch.setattr("s3_scheduler.aws_lambda.nowut", clock)
-    monkeypatch.setattr("time.sleep", clock.advance)
     with mock_aws():
         client = boto3.client("s3")
         for bucket in ("sched", "target", "victim"):
@@ -43,58 +49,140 @@ def lambda_env(monkeypatch: pytest.MonkeyPatch, clock: Clock) -> Iterator[Any]:
         yield client
 
 
+@pytest.fixture
+def handler(clock: Clock) -> LambdaHandler:
+    """A handler whose scheduler runs on the test's clock: its waits move the clock, never sleep."""
+    return LambdaHandler(clock=clock, sleep=clock.advance)
+
+
 def schedule(client: Any, when: datetime, bucket: str, key: str) -> str:
     return Scheduler("sched", "jobs", s3_client=client).schedule(when, bucket, key, key)
 
 
-def test_handler_delivers_and_returns_the_report_as_json(lambda_env: Any, caplog: pytest.LogCaptureFixture) -> None:
+def warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+
+
+def test_handler_delivers_and_returns_the_report_as_json(
+    lambda_env: Any, handler: LambdaHandler, caplog: pytest.LogCaptureFixture
+) -> None:
     """The handler delivers what is due, returns to_dict(), and logs one summary line."""
     key = schedule(lambda_env, T0 - timedelta(minutes=1), "target", "done.txt")
     schedule(lambda_env, T0 + timedelta(minutes=5), "target", "later.txt")
 
-    result = aws_lambda.handler({}, FakeContext(60_000))
+    result = handler({}, FakeContext(60_000))
 
     assert json.loads(json.dumps(result))["delivered"][0]["key"] == key
     assert result["deferred"] == []
     summaries = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Handled")]
-    assert summaries == [
-        "Handled s3://sched/jobs/|: delivered=1 failed=0 skipped=0 deferred=0 vanished=0 rejected=0 dead_lettered=0"
-    ]
+    assert len(summaries) == 1
+    assert summaries[0].startswith("Handled s3://sched/jobs/|: delivered=1 failed=0")
+    assert warnings(caplog) == []
 
 
-def test_handler_passes_the_remaining_time_less_a_margin(lambda_env: Any, clock: Clock) -> None:
-    """With 5 s left (less the 5 s margin) no delivery starts: everything due is deferred."""
+def test_the_module_handler_delivers_on_the_real_clock(lambda_env: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """s3_scheduler.aws_lambda.handler, the name a function points at, delivers an event that is due."""
+    monkeypatch.setattr(aws_lambda, "_default", LambdaHandler())
+    key = schedule(lambda_env, datetime(2020, 1, 1), "target", "k")
+
+    result = aws_lambda.handler({}, FakeContext(60_000))
+
+    assert [e["key"] for e in result["delivered"]] == [key]
+
+
+@pytest.mark.parametrize(
+    ("remaining", "kept"),
+    [(3.0, 1.0), (60.0, 6.0), (900.0, 90.0), (1.5, 0.75), (1.0, 0.5), (0.0, 0.0), (-1.0, 0.0)],
+)
+def test_the_margin_is_a_tenth_at_least_a_second_never_all(remaining: float, kept: float) -> None:
+    """The time kept back is 10% of what is left, at least 1 s, and at most half of it."""
+    assert margin(remaining) == pytest.approx(kept)
+
+
+def test_the_default_3_s_timeout_still_delivers(
+    lambda_env: Any, handler: LambdaHandler, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With AWS's default 3 s timeout the run gets 2 s, enough to deliver, and no warning."""
     key = schedule(lambda_env, T0 - timedelta(minutes=1), "target", "k")
 
-    result = aws_lambda.handler({}, FakeContext(5_000))
+    result = handler({}, FakeContext(3_000))
 
-    assert [e["key"] for e in result["deferred"]] == [key]
+    assert [e["key"] for e in result["delivered"]] == [key]
+    assert warnings(caplog) == []
+
+
+def test_no_time_left_defers_and_warns_which_timeout_to_set(
+    lambda_env: Any, handler: LambdaHandler, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With no time left nothing starts: the due event stays pending and a warning names the timeout to set."""
+    key = schedule(lambda_env, T0 - timedelta(minutes=1), "target", "k")
+
+    result = handler({}, FakeContext(0))
+
     assert result["delivered"] == []
+    assert [o["Key"] for o in lambda_env.list_objects_v2(Bucket="sched")["Contents"]] == [key]
+    assert len(warnings(caplog)) == 1
+    assert "set the function's timeout to 10 s or more" in warnings(caplog)[0]
+
+
+def test_a_short_time_left_warns_but_still_delivers(
+    lambda_env: Any, handler: LambdaHandler, caplog: pytest.LogCaptureFixture
+) -> None:
+    """1.5 s left keeps 0.75 s back: the run is warned about, and what can start still goes."""
+    schedule(lambda_env, T0 - timedelta(minutes=1), "target", "k")
+
+    result = handler({}, FakeContext(1_500))
+
+    assert len(result["delivered"]) == 1
+    assert ["Only 0.8 s" in w for w in warnings(caplog)] == [True]
 
 
 def test_precise_mode_delivers_each_event_on_its_second(
-    lambda_env: Any, clock: Clock, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    lambda_env: Any,
+    handler: LambdaHandler,
+    clock: Clock,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """S3_SCHEDULER_PRECISE=1 delivers the events of the coming 55 s, each at its time."""
-    monkeypatch.setenv("S3_SCHEDULER_PRECISE", "1")
+    """S3_SCHEDULER_PRECISE=on delivers the events of the coming 55 s, each at its time."""
+    monkeypatch.setenv("S3_SCHEDULER_PRECISE", "on")
     for offset in (10, 30, 50, 58):
         schedule(lambda_env, T0 + timedelta(seconds=offset), "target", f"t{offset}")
 
-    result = aws_lambda.handler({}, FakeContext(90_000))
+    result = handler({}, FakeContext(90_000))
 
     assert [e["path"] for e in result["delivered"]] == ["t10", "t30", "t50"]
     lateness = [r.args[-1] for r in caplog.records if r.getMessage().startswith("Delivered")]  # type: ignore[index]
     assert lateness == [0.0, 0.0, 0.0]
     assert T0 + timedelta(seconds=50) <= clock.now < T0 + timedelta(seconds=58)
+    assert warnings(caplog) == []
 
 
-def test_allowed_targets_come_from_the_environment(lambda_env: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_precise_mode_with_a_short_timeout_warns_and_covers_what_it_can(
+    lambda_env: Any, handler: LambdaHandler, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With 30 s left precise mode covers the next 27 s only, and says to set 70 s."""
+    monkeypatch.setenv("S3_SCHEDULER_PRECISE", "1")
+    for offset in (10, 40):
+        schedule(lambda_env, T0 + timedelta(seconds=offset), "target", f"t{offset}")
+
+    result = handler({}, FakeContext(30_000))
+
+    assert [e["path"] for e in result["delivered"]] == ["t10"]
+    assert len(warnings(caplog)) == 1
+    assert "only the coming 27.0 s" in warnings(caplog)[0]
+    assert "70 s or more" in warnings(caplog)[0]
+
+
+def test_allowed_targets_come_from_the_environment(
+    lambda_env: Any, handler: LambdaHandler, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """S3_SCHEDULER_ALLOWED_TARGETS (comma-separated) is enforced: other targets are rejected."""
-    monkeypatch.setenv("S3_SCHEDULER_ALLOWED_TARGETS", "target/in/, other")
+    monkeypatch.setenv("S3_SCHEDULER_ALLOWED_TARGETS", "target/in/, other-bucket,")
     evil = schedule(lambda_env, T0 - timedelta(minutes=1), "victim", "x")
     good = schedule(lambda_env, T0 - timedelta(minutes=1), "target", "in/y")
 
-    result = aws_lambda.handler({}, FakeContext(60_000))
+    result = handler({}, FakeContext(60_000))
 
     assert [e["key"] for e in result["rejected"]] == [evil]
     assert [e["key"] for e in result["delivered"]] == [good]
@@ -102,28 +190,85 @@ def test_allowed_targets_come_from_the_environment(lambda_env: Any, monkeypatch:
 
 
 def test_a_missing_bucket_setting_fails_the_invocation_naming_it(
-    lambda_env: Any, monkeypatch: pytest.MonkeyPatch
+    lambda_env: Any, handler: LambdaHandler, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Without S3_SCHEDULER_BUCKET the invocation fails with a message naming it."""
     monkeypatch.delenv("S3_SCHEDULER_BUCKET")
 
-    with pytest.raises(aws_lambda.ConfigurationError, match="S3_SCHEDULER_BUCKET is not set"):
-        aws_lambda.handler({}, FakeContext(60_000))
+    with pytest.raises(ConfigurationError, match="S3_SCHEDULER_BUCKET is not set"):
+        handler({}, FakeContext(60_000))
 
 
-def test_a_malformed_dead_letter_setting_is_named(lambda_env: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    """S3_SCHEDULER_DEAD_LETTER_AFTER must be seconds."""
-    monkeypatch.setenv("S3_SCHEDULER_DEAD_LETTER_AFTER", "a day")
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("S3_SCHEDULER_BUCKET", "Bad_Bucket!", r"S3_SCHEDULER_BUCKET: 'Bad_Bucket!' is not a bucket name: use 3 to 63"),
+        ("S3_SCHEDULER_ALLOWED_TARGETS", "", r"S3_SCHEDULER_ALLOWED_TARGETS='' is set but empty.*'bucket/prefix'"),
+        ("S3_SCHEDULER_ALLOWED_TARGETS", " , ", r"S3_SCHEDULER_ALLOWED_TARGETS=' , ' is set but empty"),
+        ("S3_SCHEDULER_ALLOWED_TARGETS", "work, bad bucket/x", r"entry 'bad bucket/x': 'bad bucket' is not a bucket"),
+        ("S3_SCHEDULER_LOG_LEVEL", "verbose", r"S3_SCHEDULER_LOG_LEVEL='verbose' .* DEBUG, INFO, WARNING, ERROR"),
+        ("S3_SCHEDULER_DEAD_LETTER_AFTER", "nan", r"S3_SCHEDULER_DEAD_LETTER_AFTER='nan' .* 90s, 10m, 2h, 1d"),
+        ("S3_SCHEDULER_DEAD_LETTER_AFTER", "inf", r"S3_SCHEDULER_DEAD_LETTER_AFTER='inf' is not a duration"),
+        ("S3_SCHEDULER_DEAD_LETTER_AFTER", "-60", r"S3_SCHEDULER_DEAD_LETTER_AFTER='-60' is not a duration"),
+        ("S3_SCHEDULER_DEAD_LETTER_AFTER", "a day", r"S3_SCHEDULER_DEAD_LETTER_AFTER='a day' is not a duration"),
+        ("S3_SCHEDULER_PRECISE", "sometimes", r"S3_SCHEDULER_PRECISE='sometimes' .* 1/0, true/false, yes/no or on/off"),
+        ("S3_SCHEDULER_PRECISE", "2", r"S3_SCHEDULER_PRECISE='2' is not yes or no"),
+    ],
+)
+def test_each_bad_setting_is_refused_naming_the_variable_and_the_forms(
+    lambda_env: Any, handler: LambdaHandler, monkeypatch: pytest.MonkeyPatch, name: str, value: str, message: str
+) -> None:
+    """A malformed environment value fails the invocation with a ConfigurationError naming it, before any request."""
+    monkeypatch.setenv(name, value)
 
-    with pytest.raises(aws_lambda.ConfigurationError, match="S3_SCHEDULER_DEAD_LETTER_AFTER"):
-        aws_lambda.handler({}, FakeContext(60_000))
+    with pytest.raises(ConfigurationError, match=message):
+        handler({}, FakeContext(60_000))
 
 
-def test_the_scheduler_is_built_once_per_container(lambda_env: Any) -> None:
-    """Warm invocations reuse the scheduler (and its client)."""
-    aws_lambda.handler({}, FakeContext(60_000))
-    first = aws_lambda._cached
+@pytest.mark.parametrize(
+    ("value", "seconds"), [("90", 90.0), ("90s", 90.0), ("10m", 600.0), ("2h", 7200.0), ("1d", 86400.0), ("", None)]
+)
+def test_dead_letter_after_takes_durations(value: str, seconds: float | None) -> None:
+    """S3_SCHEDULER_DEAD_LETTER_AFTER accepts seconds or s/m/h/d; empty means off."""
+    settings = read_settings({"S3_SCHEDULER_BUCKET": "sched", "S3_SCHEDULER_DEAD_LETTER_AFTER": value})
 
-    aws_lambda.handler({}, FakeContext(60_000))
+    assert settings.dead_letter_after == seconds
 
-    assert aws_lambda._cached is first
+
+@pytest.mark.parametrize(
+    ("value", "precise"),
+    [("1", True), ("TRUE", True), ("yes", True), ("on", True), ("0", False), ("false", False), ("No", False)],
+)
+def test_precise_takes_the_usual_yes_and_no_words(value: str, precise: bool) -> None:
+    """S3_SCHEDULER_PRECISE accepts 1/0, true/false, yes/no and on/off in any case."""
+    assert read_settings({"S3_SCHEDULER_BUCKET": "sched", "S3_SCHEDULER_PRECISE": value}).precise is precise
+
+
+def test_the_scheduler_is_built_once_per_container(lambda_env: Any, handler: LambdaHandler) -> None:
+    """Warm invocations reuse the scheduler (and its client) while the settings stay the same."""
+    settings = read_settings({"S3_SCHEDULER_BUCKET": "sched"})
+    first = handler.scheduler(settings)
+
+    again = handler.scheduler(settings)
+    other = handler.scheduler(settings._replace(prefix="other"))
+
+    assert again is first
+    assert other is not first
+
+
+def test_the_client_pool_fits_the_concurrent_deliveries(
+    lambda_env: Any, handler: LambdaHandler, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The handler's S3 client holds as many connections as deliveries run at once (32)."""
+    made: list[Any] = []
+    original = boto3.client
+
+    def client(*args: Any, **kwargs: Any) -> Any:
+        made.append(kwargs.get("config"))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(boto3, "client", client)
+
+    handler({}, FakeContext(60_000))
+
+    assert [config.max_pool_connections for config in made] == [32]

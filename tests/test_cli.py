@@ -1,21 +1,26 @@
-"""The s3-scheduler command: every subcommand, --json, the user errors, run and demo."""
+"""The s3-scheduler command: parsing, every subcommand, --json, the user errors, run and demo."""
 
 from __future__ import annotations
 
 import argparse
 import io
 import json
+import logging
 import os
+import queue
+import re
+import shlex
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import IO, Any
 
 import boto3
 import pytest
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, ParamValidationError
 from moto import mock_aws
 
 from s3_scheduler import Scheduler, cli
@@ -30,7 +35,8 @@ UTC = timezone.utc
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """moto in-process with buckets 'sched' and 'target'; the CLI's bucket comes from the environment."""
     monkeypatch.setenv("S3_SCHEDULER_BUCKET", "sched")
-    monkeypatch.delenv("S3_SCHEDULER_PREFIX", raising=False)
+    for name in ("S3_SCHEDULER_PREFIX", "S3_SCHEDULER_MAX_WORKERS"):
+        monkeypatch.delenv(name, raising=False)
     with mock_aws():
         client = boto3.client("s3")
         for bucket in ("sched", "target"):
@@ -38,14 +44,18 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         yield client
 
 
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    status = cli.main(list(argv))
+def run(capsys: pytest.CaptureFixture[str], *argv: str, clock: Clock | None = None) -> tuple[int, str, str]:
+    status = cli.main(list(argv), clock=clock)
     captured = capsys.readouterr()
     return status, captured.out, captured.err
 
 
 def keys(client: Any, bucket: str) -> list[str]:
     return [o["Key"] for o in client.list_objects_v2(Bucket=bucket).get("Contents", [])]
+
+
+def scheduler(client: Any, clock: Clock) -> Scheduler:
+    return Scheduler("sched", "jobs", s3_client=client, clock=clock)
 
 
 # parsing ---------------------------------------------------------------------------------
@@ -59,21 +69,103 @@ def keys(client: Any, bucket: str) -> list[str]:
         ("+2h", T0 + timedelta(hours=2)),
         ("+1d", T0 + timedelta(days=1)),
         ("+1.5m", T0 + timedelta(seconds=90)),
+        ("-5m", T0 - timedelta(minutes=5)),
         ("2030-01-07T14:05:00", datetime(2030, 1, 7, 14, 5, tzinfo=UTC)),
+        ("2030-01-07 14:05", datetime(2030, 1, 7, 14, 5, tzinfo=UTC)),
         ("2030-01-07T16:05:00+02:00", datetime(2030, 1, 7, 14, 5, tzinfo=UTC)),
         ("2030-01-07T14:05:00Z", datetime(2030, 1, 7, 14, 5, tzinfo=UTC)),
+        ("2030-01-07 15:05 Europe/Paris", datetime(2030, 1, 7, 14, 5, tzinfo=UTC)),
+        ("2030-07-07T16:05 Europe/Paris", datetime(2030, 7, 7, 14, 5, tzinfo=UTC)),
+        ("2030-01-07 09:05 America/New_York", datetime(2030, 1, 7, 14, 5, tzinfo=UTC)),
+        ("2030-10-27T02:30+02:00", datetime(2030, 10, 27, 0, 30, tzinfo=UTC)),
     ],
 )
-def test_when_is_iso_8601_or_relative(text: str, expected: datetime) -> None:
-    """--at takes ISO 8601 (no offset = UTC) or +Ns/m/h/d from now."""
+def test_when_is_iso_8601_a_zone_or_relative(text: str, expected: datetime) -> None:
+    """WHEN takes ISO 8601 (no offset = UTC), a wall time and an IANA zone, or +/-N s/m/h/d from now."""
     assert cli.parse_when(text, T0) == expected
 
 
-@pytest.mark.parametrize("text", ["tomorrow", "+5y", "2030-13-01", "+", ""])
-def test_a_bad_when_is_a_usage_error(text: str) -> None:
-    """A time that is not one names the allowed forms."""
-    with pytest.raises(cli.UsageError, match="ISO 8601"):
+@pytest.mark.parametrize("text", ["tomorrow", "+5y", "2030-13-01", "+", "", "5m"])
+def test_a_bad_when_is_a_usage_error_naming_its_option(text: str) -> None:
+    """A time that is not one names its own option and the allowed forms."""
+    with pytest.raises(
+        cli.UsageError, match=f"^--until {re.escape(repr(text))} is not a time: use ISO 8601.*Europe/Paris"
+    ):
+        cli.parse_when(text, T0, "--until")
+
+
+@pytest.mark.parametrize("text", ["+99999999999d", "-99999999999d", "+" + "9" * 400 + "s", "9999-12-31T23:59:59"])
+def test_a_time_out_of_range_is_a_usage_error(text: str) -> None:
+    """Times datetime cannot hold, or the listing could not reach, are refused in one line (issue 9)."""
+    with pytest.raises(cli.UsageError, match=r"is out of range: use a time from 0001-01-02 to 9999-12-30"):
         cli.parse_when(text, T0)
+
+
+def test_a_wall_time_the_clocks_skip_is_refused_naming_the_gap() -> None:
+    """2:30 on the last Sunday of March 2030 does not exist in Paris: the error names the jump."""
+    with pytest.raises(cli.UsageError) as raised:
+        cli.parse_when("2030-03-31 02:30 Europe/Paris", T0)
+
+    assert str(raised.value) == (
+        "--at '2030-03-31 02:30 Europe/Paris' does not exist: in Europe/Paris the clocks jump from 02:00"
+        " to 03:00 on 2030-03-31; pick a time outside that gap"
+    )
+
+
+def test_a_wall_time_that_happens_twice_is_refused_asking_for_an_offset() -> None:
+    """2:30 on the last Sunday of October 2030 happens twice in Paris: the error offers both offsets."""
+    with pytest.raises(cli.UsageError) as raised:
+        cli.parse_when("2030-10-27 02:30 Europe/Paris", T0)
+
+    assert str(raised.value) == (
+        "--at '2030-10-27 02:30 Europe/Paris' happens twice: in Europe/Paris the clocks go back from 03:00"
+        " to 02:00 on 2030-10-27; give the offset instead: 2030-10-27T02:30+02:00 (the first) or"
+        " 2030-10-27T02:30+01:00 (the second)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("2030-01-07 14:05 Europe/Pariss", "unknown time zone 'Europe/Pariss': use an IANA name"),
+        ("2030-01-07T14:05+01:00 Europe/Paris", "gives both an offset and a zone"),
+    ],
+)
+def test_a_bad_zone_is_named(text: str, message: str) -> None:
+    """An unknown zone, or a zone beside an offset, is a usage error saying so."""
+    with pytest.raises(cli.UsageError, match=message):
+        cli.parse_when(text, T0)
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("90", 90), ("90s", 90), ("10m", 600), ("2h", 7200), ("1d", 86400), ("1.5h", 5400)]
+)
+def test_durations_take_s_m_h_d(text: str, seconds: float) -> None:
+    """--timeout and --interval take seconds or s/m/h/d."""
+    assert cli.parse_duration(text, "--timeout") == seconds
+
+
+@pytest.mark.parametrize("text", ["nan", "inf", "-5", "5y", "", "1e3"])
+def test_a_bad_duration_is_a_usage_error(text: str) -> None:
+    """Anything else, negative, nan and inf included, is refused naming the option and the forms."""
+    with pytest.raises(
+        cli.UsageError, match=f"^--interval {re.escape(repr(text))} is not a duration: use seconds or 90s, 10m"
+    ):
+        cli.parse_duration(text, "--interval")
+
+
+@pytest.mark.parametrize(
+    "name", ["my-bucket", "sched", "a.b-c", "Legacy_Bucket", "arn:aws:s3:eu-west-3:1:accesspoint/x"]
+)
+def test_bucket_names_s3_may_hold_pass(name: str) -> None:
+    """Names S3 (or an older us-east-1 bucket, or an access point) may hold are let through."""
+    assert cli.bucket_problem(name) is None
+
+
+@pytest.mark.parametrize("name", ["Bad_Bucket!", "ab", "a" * 256, "has space", "s3://x", "a/b"])
+def test_bucket_names_s3_never_accepts_are_refused(name: str) -> None:
+    """A name no S3 can accept is refused with the rule."""
+    assert cli.bucket_problem(name) == f"{name!r} is not a bucket name: use {cli.BUCKET_RULE}"
 
 
 @pytest.mark.parametrize("text", ["bucket/key", "s3://bucket", "s3://bucket/", "s3:///key"])
@@ -81,6 +173,48 @@ def test_a_bad_target_is_a_usage_error(text: str) -> None:
     """--to must be s3://bucket/key."""
     with pytest.raises(cli.UsageError, match="s3://bucket/key"):
         cli.parse_target(text)
+
+
+def test_a_negative_relative_time_is_not_taken_for_an_option() -> None:
+    """`--at -5m` reaches argparse as `--at=-5m`; other tokens are left alone."""
+    argv = ["list", "--at", "-5m", "--until", "-1.5h", "--limit", "-5m", "--", "--at", "-1m"]
+
+    assert cli.join_negative_times(argv) == [
+        "list",
+        "--at=-5m",
+        "--until=-1.5h",
+        "--limit",
+        "-5m",
+        "--",
+        "--at",
+        "-1m",
+    ]
+
+
+def test_every_command_and_option_is_described() -> None:
+    """Each subcommand has a description, and each option's help gives an example and its environment variable."""
+    parser = cli.build_parser()
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+
+    for name, sub in subparsers.choices.items():
+        assert sub.description, name
+        for action in sub._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            assert action.help, (name, action.dest)
+            assert "e.g." in action.help, (name, action.dest)
+            assert "env" in action.help, (name, action.dest)
+    assert set(subparsers.choices) == {"schedule", "list", "cancel", "reschedule", "handle", "run", "demo"}
+
+
+def test_each_command_is_registered_with_its_function() -> None:
+    """Each subcommand carries the function that runs it: no second table to keep in step."""
+    parser = cli.build_parser()
+
+    assert parser.parse_args(["list"]).func is cli._list
+    assert parser.parse_args(["handle"]).func is cli._handle
+    assert not hasattr(cli, "_COMMANDS")
+    assert not hasattr(cli, "_dispatch")
 
 
 # each subcommand ---------------------------------------------------------------------------
@@ -95,6 +229,21 @@ def test_schedule_prints_the_key_and_writes_the_event(aws: Any, capsys: pytest.C
     assert (status, err) == (0, "")
     assert out.strip() == "jobs/|2030-01-07%2014%3A05%3A00%2B00%3A00|target|in~~a%20b"
     assert keys(aws, "sched") == [out.strip()]
+
+
+def test_schedule_takes_a_zone_and_a_time_in_the_past(
+    aws: Any, capsys: pytest.CaptureFixture[str], clock: Clock
+) -> None:
+    """--at with an IANA zone is stored in UTC; --at -5m (no '=') is 5 minutes before the scheduler's clock."""
+    _, zoned, _ = run(
+        capsys, "schedule", "--at", "2030-07-07 16:05 Europe/Paris", "--to", "s3://target/a", "--content", "x"
+    )
+    _, past, _ = run(
+        capsys, "--json", "schedule", "--at", "-5m", "--to", "s3://target/b", "--content", "x", clock=clock
+    )
+
+    assert zoned.strip() == "jobs/|2030-07-07%2014%3A05%3A00%2B00%3A00|target|a"
+    assert json.loads(past)["when"] == (T0 - timedelta(minutes=5)).isoformat()
 
 
 def test_schedule_from_a_file_and_from_stdin(
@@ -115,72 +264,165 @@ def test_schedule_from_a_file_and_from_stdin(
     assert from_stdin.startswith("other/|")
 
 
-def test_list_prints_a_table_and_json_lines(aws: Any, capsys: pytest.CaptureFixture[str]) -> None:
-    """list shows time, due in, target and key; --json gives one object a line; --until and --limit cut it."""
-    scheduler = Scheduler("sched", "jobs", s3_client=aws)
-    now = datetime.now(UTC)
-    first = scheduler.schedule(now + timedelta(hours=1), "target", "one", "1")
-    scheduler.schedule(now + timedelta(days=3), "target", "two", "2")
+def test_schedule_refuses_to_replace_a_pending_event_unless_told(aws: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    """A second schedule of the same time and target fails in one line, content untouched; --replace replaces."""
+    argv = ["schedule", "--at", "2030-01-07T14:05", "--to", "s3://target/k"]
+    _, key, _ = run(capsys, *argv, "--content", "first")
 
-    _, table, _ = run(capsys, "list")
-    _, lines, _ = run(capsys, "--json", "list", "--until", "+2h")
-    _, limited, _ = run(capsys, "list", "--limit", "1")
+    refused = run(capsys, *argv, "--content", "second")
+    kept = aws.get_object(Bucket="sched", Key=key.strip())["Body"].read()
+    replaced = run(capsys, *argv, "--content", "third", "--replace")
+
+    assert refused[0] == 1
+    assert refused[2] == (
+        "s3-scheduler: an event to s3://target/k at 2030-01-07T14:05:00+00:00 is already pending:"
+        " pass --replace to replace its content\n"
+    )
+    assert kept == b"first"
+    assert replaced[0] == 0
+    assert aws.get_object(Bucket="sched", Key=key.strip())["Body"].read() == b"third"
+
+
+def test_list_prints_a_table_and_json_lines(aws: Any, capsys: pytest.CaptureFixture[str], clock: Clock) -> None:
+    """list shows time, due in, target and the shell-quoted key; --json, one object a line; --until, --limit cut."""
+    first = scheduler(aws, clock).schedule(T0 + timedelta(hours=1), "target", "one", "1")
+    second = scheduler(aws, clock).schedule(T0 + timedelta(days=3), "target", "two", "2")
+
+    _, table, _ = run(capsys, "list", clock=clock)
+    _, lines, _ = run(capsys, "--json", "list", "--until", "+2h", clock=clock)
+    _, limited, _ = run(capsys, "list", "--limit", "1", clock=clock)
 
     header, *rows = table.splitlines()
     assert header.split() == ["TIME", "(UTC)", "DUE", "IN", "TARGET", "KEY"]
     assert [r.split()[3] for r in rows] == ["s3://target/one", "s3://target/two"]
-    assert rows[0].split()[2] in ("1.0h", "59.9m", "60.0m")
-    parsed = [json.loads(line) for line in lines.splitlines()]
-    assert [p["key"] for p in parsed] == [first]
-    assert 3590 < parsed[0]["due_in"] <= 3600
+    assert [r.split()[2] for r in rows] == ["1.0h", "3.0d"]
+    assert [r.split()[4] for r in rows] == [shlex.quote(first), shlex.quote(second)]
+    assert [shlex.split(r)[-1] for r in rows] == [first, second]
+    assert [json.loads(line) for line in lines.splitlines()] == [
+        {"key": first, "when": "2026-11-27T13:00:00+00:00", "bucket": "target", "path": "one", "due_in": 3600.0}
+    ]
     assert len(limited.splitlines()) == 2
 
 
+def test_list_array_prints_one_json_array(aws: Any, capsys: pytest.CaptureFixture[str], clock: Clock) -> None:
+    """list --array prints one JSON array, [] when nothing is pending."""
+    _, empty, _ = run(capsys, "list", "--array", clock=clock)
+    key = scheduler(aws, clock).schedule(T0 + timedelta(hours=1), "target", "one", "1")
+    _, full, _ = run(capsys, "--json", "list", "--array", clock=clock)
+
+    assert empty == "[]\n"
+    assert [event["key"] for event in json.loads(full)] == [key]
+
+
+def test_global_options_work_before_or_after_the_command(
+    aws: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, clock: Clock
+) -> None:
+    """--bucket, --prefix and --json mean the same before or after the subcommand, and one before is kept."""
+    monkeypatch.delenv("S3_SCHEDULER_BUCKET")
+    aws.create_bucket(Bucket="other-bucket")
+    key = Scheduler("other-bucket", "p", s3_client=aws).schedule(T0 + timedelta(hours=1), "target", "k", "x")
+
+    before = run(capsys, "--bucket", "other-bucket", "--prefix", "p", "--json", "list", clock=clock)
+    after = run(capsys, "list", "--bucket", "other-bucket", "--json", "--prefix", "p", clock=clock)
+    mixed = run(capsys, "--bucket", "other-bucket", "list", "--prefix", "p", "--json", clock=clock)
+
+    assert before == after == mixed
+    assert json.loads(before[1])["key"] == key
+
+
 def test_cancel_reports_each_key_and_fails_when_one_was_not_pending(
-    aws: Any, capsys: pytest.CaptureFixture[str]
+    aws: Any, capsys: pytest.CaptureFixture[str], clock: Clock
 ) -> None:
     """cancel KEY... exits 0 when each was cancelled, 1 when one was not pending."""
-    key = Scheduler("sched", "jobs", s3_client=aws).schedule(datetime.now(UTC) + timedelta(hours=1), "target", "x", "x")
+    key = scheduler(aws, clock).schedule(T0 + timedelta(hours=1), "target", "x", "x")
 
     first = run(capsys, "cancel", key)
     second = run(capsys, "--json", "cancel", key)
 
     assert first[0] == 0
-    assert first[1] == f"cancelled: {key}\n"
+    assert first[1] == f"cancelled: {shlex.quote(key)}\n"
     assert second[0] == 1
     assert json.loads(second[1]) == {"key": key, "cancelled": False}
 
 
-def test_reschedule_prints_the_new_key(aws: Any, capsys: pytest.CaptureFixture[str]) -> None:
-    """reschedule KEY --at WHEN moves the event; a missing one fails in one line."""
-    key = Scheduler("sched", "jobs", s3_client=aws).schedule(datetime.now(UTC) + timedelta(hours=1), "target", "x", "x")
+def test_cancel_and_list_select_events_by_target(aws: Any, capsys: pytest.CaptureFixture[str], clock: Clock) -> None:
+    """--to s3://bucket/key picks the events going there, so no one has to type an encoded key."""
+    mine = scheduler(aws, clock).schedule(T0 + timedelta(hours=1), "target", "in/mine.txt", "x")
+    other = scheduler(aws, clock).schedule(T0 + timedelta(hours=1), "target", "in/other.txt", "x")
 
-    status, out, _ = run(capsys, "reschedule", key, "--at", "2031-01-01T00:00:00")
-    again = run(capsys, "reschedule", key, "--at", "+1h")
+    listed = run(capsys, "--json", "list", "--to", "s3://target/in/mine.txt", clock=clock)
+    cancelled = run(capsys, "cancel", "--to", "s3://target/in/mine.txt", clock=clock)
+
+    assert [json.loads(line)["key"] for line in listed[1].splitlines()] == [mine]
+    assert cancelled[:2] == (0, f"cancelled: {shlex.quote(mine)}\n")
+    assert keys(aws, "sched") == [other]
+
+
+def test_an_ambiguous_selection_lists_the_matches_and_changes_nothing(
+    aws: Any, capsys: pytest.CaptureFixture[str], clock: Clock
+) -> None:
+    """Two events to one target: cancel or reschedule --to lists both and exits 1; --at picks one."""
+    early = scheduler(aws, clock).schedule(T0 + timedelta(hours=1), "target", "k", "x")
+    late = scheduler(aws, clock).schedule(T0 + timedelta(hours=2), "target", "k", "x")
+
+    cancel = run(capsys, "cancel", "--to", "s3://target/k", clock=clock)
+    reschedule = run(capsys, "--json", "reschedule", "--to", "s3://target/k", "--at", "+3h", clock=clock)
+    untouched = keys(aws, "sched")
+    picked = run(capsys, "cancel", "--to", "s3://target/k", "--at", "2026-11-27T13:00:00", clock=clock)
+
+    assert cancel[0] == 1
+    assert [shlex.split(line)[-1] for line in cancel[1].splitlines()[1:]] == [early, late]
+    assert cancel[2] == (
+        "s3-scheduler: 2 pending events go to s3://target/k: nothing cancelled; name one by its KEY (listed above)\n"
+    )
+    assert reschedule[0] == 1
+    assert [json.loads(line)["key"] for line in reschedule[1].splitlines()] == [early, late]
+    assert untouched == [early, late]
+    assert picked[0] == 0
+    assert keys(aws, "sched") == [late]
+
+
+def test_reschedule_prints_the_new_key(aws: Any, capsys: pytest.CaptureFixture[str], clock: Clock) -> None:
+    """reschedule KEY --at WHEN moves the event; a missing one fails in one line naming the key."""
+    key = scheduler(aws, clock).schedule(T0 + timedelta(hours=1), "target", "x", "x")
+
+    status, out, _ = run(capsys, "reschedule", key, "--at", "2031-01-01T00:00:00", clock=clock)
+    again = run(capsys, "reschedule", key, "--at", "+1h", clock=clock)
 
     assert status == 0
     assert out.strip() == "jobs/|2031-01-01%2000%3A00%3A00%2B00%3A00|target|x"
     assert keys(aws, "sched") == [out.strip()]
     assert again[0] == 1
-    assert again[2].count("\n") == 1
-    assert "no longer pending" in again[2]
+    assert again[2] == f"s3-scheduler: {key!r} is no longer pending: it was delivered, cancelled or never scheduled\n"
 
 
-def test_handle_prints_the_summary_and_fails_on_a_failed_delivery(aws: Any, capsys: pytest.CaptureFixture[str]) -> None:
-    """handle runs once; exit 1 if any event failed; --json prints the report."""
-    scheduler = Scheduler("sched", "jobs", s3_client=aws)
-    past = datetime.now(UTC) - timedelta(minutes=1)
-    scheduler.schedule(past, "target", "ok", "ok")
+def test_reschedule_selects_by_target(aws: Any, capsys: pytest.CaptureFixture[str], clock: Clock) -> None:
+    """reschedule --to s3://bucket/key --at WHEN moves the one event going there."""
+    scheduler(aws, clock).schedule(T0 + timedelta(hours=1), "target", "x", "x")
 
-    ok = run(capsys, "handle", "--timeout", "30s")
-    scheduler.schedule(past, "no-such-bucket", "bad", "x")
-    failed = run(capsys, "--json", "handle")
+    status, out, _ = run(capsys, "reschedule", "--to", "s3://target/x", "--at", "+2h", clock=clock)
+
+    assert status == 0
+    assert keys(aws, "sched") == [out.strip()] == ["jobs/|2026-11-27%2014%3A00%3A00%2B00%3A00|target|x"]
+
+
+def test_handle_prints_the_summary_and_fails_on_a_failed_delivery(
+    aws: Any, capsys: pytest.CaptureFixture[str], clock: Clock
+) -> None:
+    """handle runs once; exit 1 if any event failed; --json prints the report; --timeout takes days."""
+    past = T0 - timedelta(minutes=1)
+    scheduler(aws, clock).schedule(past, "target", "ok", "ok")
+
+    ok = run(capsys, "handle", "--timeout", "1d", clock=clock)
+    scheduler(aws, clock).schedule(past, "no-such-bucket", "bad", "x")
+    failed = run(capsys, "--json", "handle", clock=clock)
 
     assert ok[0] == 0
     assert ok[1].startswith("delivered=1 failed=0")
     assert keys(aws, "target") == ["ok"]
     assert failed[0] == 1
     assert len(json.loads(failed[1])["failed"]) == 1
+    assert "Unable to deliver" in failed[2]  # warnings reach stderr without -v
 
 
 def test_schedule_json_output(aws: Any, capsys: pytest.CaptureFixture[str]) -> None:
@@ -198,6 +440,27 @@ def test_schedule_json_output(aws: Any, capsys: pytest.CaptureFixture[str]) -> N
     }
 
 
+def test_the_client_pool_fits_max_workers(
+    aws: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CLI's S3 client holds --max-workers connections (default 32, or S3_SCHEDULER_MAX_WORKERS)."""
+    pools: list[int] = []
+    original = boto3.session.Session.client
+
+    def client(self: Any, *args: Any, **kwargs: Any) -> Any:
+        pools.append(kwargs["config"].max_pool_connections)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(boto3.session.Session, "client", client)
+
+    run(capsys, "list")
+    run(capsys, "list", "--max-workers", "7")
+    monkeypatch.setenv("S3_SCHEDULER_MAX_WORKERS", "5")
+    run(capsys, "list")
+
+    assert pools == [32, 7, 5]
+
+
 # user errors: one line on stderr, the right exit code ------------------------------------
 
 
@@ -205,10 +468,30 @@ def test_schedule_json_output(aws: Any, capsys: pytest.CaptureFixture[str]) -> N
     ("argv", "status", "message"),
     [
         (["schedule", "--at", "soon", "--to", "s3://target/k", "--content", "x"], 2, "--at 'soon' is not a time"),
+        (["schedule", "--at", "+99999999999d", "--to", "s3://target/k", "--content", "x"], 2, "is out of range"),
         (["schedule", "--at", "+1h", "--to", "target/k", "--content", "x"], 2, "use s3://bucket/key"),
+        (["schedule", "--at", "+1h", "--to", "s3://Bad_Bucket!/k", "--content", "x"], 2, "is not a bucket name"),
         (["schedule", "--at", "+1h", "--to", "s3://target/k", "--file", "/no/such/file"], 2, "no such file"),
+        (["schedule", "--at", "+1h", "--to", "s3://target/k", "--file", "/"], 2, "--file '/' is a directory"),
+        (["schedule", "--at", "+1h"], 2, "schedule needs --at WHEN, --to s3://BUCKET/KEY, and --content"),
+        (["list", "--until", "9999-12-31T23:59:59"], 2, "--until '9999-12-31T23:59:59' is out of range"),
+        (["list", "--until", "soon"], 2, "--until 'soon' is not a time"),
+        (["list", "--limit", "-1"], 2, "--limit -1 must be zero or more"),
+        (["--bucket", "Bad_Bucket!", "list"], 2, "--bucket 'Bad_Bucket!' is not a bucket name: use 3 to 63"),
+        (["--endpoint-url", "localhost:5101", "list"], 2, "'localhost:5101' is not a URL: use the form http://host"),
+        (["--max-workers", "0", "list"], 2, "--max-workers 0 must be a whole number of 1 or more"),
         (["--bucket", "no-such-bucket", "list"], 1, "no such bucket 'no-such-bucket'"),
-        (["cancel", "other/|x"], 2, "is not an event of 'jobs/|'"),
+        (
+            ["--bucket", "no-such-bucket", "cancel", "jobs/|2030-01-07%2014%3A05%3A00%2B00%3A00|t|k"],
+            1,
+            "no such bucket",
+        ),
+        (["--region", "not a region", "list"], 1, "AWS error: Provided region_name 'not a region'"),
+        (["cancel", "other/|x"], 2, "'other/|x' is not an event of 'jobs/|'"),
+        (["cancel"], 2, "cancel needs the KEY of each event, or --to"),
+        (["cancel", "--at", "+1h"], 2, "--at selects among the events of a target: pass --to"),
+        (["cancel", "--to", "s3://target/k"], 1, "no pending event goes to s3://target/k"),
+        (["reschedule", "--at", "+1h"], 2, "reschedule needs either the KEY"),
         (["run", "--interval", "1h"], 2, "at most 0:15:00"),
         (["handle", "--timeout", "soon"], 2, "--timeout 'soon' is not a duration"),
     ],
@@ -216,13 +499,44 @@ def test_schedule_json_output(aws: Any, capsys: pytest.CaptureFixture[str]) -> N
 def test_user_errors_print_one_line_and_exit(
     aws: Any, capsys: pytest.CaptureFixture[str], argv: list[str], status: int, message: str
 ) -> None:
-    """Each mistake a user can make prints one line naming the fix; no traceback."""
+    """Each mistake a user can make prints one line naming the fix; no traceback (issues 9, 11)."""
     code, _, err = run(capsys, *argv)
 
     assert code == status
     assert err.count("\n") == 1
     assert err.startswith("s3-scheduler: ")
     assert message in err
+
+
+def test_usage_errors_send_no_request(
+    aws: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bad bucket name, endpoint or time fails before any client is even made."""
+    made: list[bool] = []
+    monkeypatch.setattr(boto3.session.Session, "client", lambda *a, **k: made.append(True))
+
+    statuses = [
+        run(capsys, "--bucket", "Bad_Bucket!", "list")[0],
+        run(capsys, "--endpoint-url", "localhost:5101", "list")[0],
+        run(capsys, "schedule", "--at", "+1h", "--to", "s3://x/k", "--content", "x")[0],
+    ]
+
+    assert statuses == [2, 2, 2]
+    assert made == []
+
+
+def test_a_bad_endpoint_in_the_environment_is_named(
+    aws: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """AWS_ENDPOINT_URL without a scheme is named as the variable, exit 2."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "localhost:5101")
+
+    code, _, err = run(capsys, "list")
+
+    assert code == 2
+    assert err == (
+        "s3-scheduler: AWS_ENDPOINT_URL 'localhost:5101' is not a URL: use the form http://host:port or https://host\n"
+    )
 
 
 def test_a_missing_bucket_names_the_option_and_the_variable(
@@ -243,94 +557,70 @@ def test_no_credentials_is_one_line(capsys: pytest.CaptureFixture[str], monkeypa
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
 
-    code, _, err = run(capsys, "--bucket", "b", "--endpoint-url", "http://127.0.0.1:9", "list")
+    code, _, err = run(capsys, "--bucket", "sched", "--endpoint-url", "http://127.0.0.1:9", "list")
 
     assert code == 1
     assert err == "s3-scheduler: no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE\n"
 
 
-def test_access_denied_and_unreachable_endpoints_are_named() -> None:
-    """AccessDenied and a refused connection become one line each."""
-    args = argparse.Namespace(bucket="b")
-    denied = ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "ListObjects")
+def test_an_unknown_profile_is_named(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """AWS_PROFILE naming no profile: exit 1 naming it, not botocore's traceback."""
+    monkeypatch.setenv("AWS_PROFILE", "nope")
 
-    with pytest.raises(cli.Failure, match=r"access denied to bucket 'b'.*IAM policy"), cli._aws_errors(args):
-        raise denied
-
-
-def test_an_unreachable_endpoint_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
-    """A closed port fails in one line naming --endpoint-url."""
-    code, _, err = run(capsys, "--bucket", "b", "--endpoint-url", "http://127.0.0.1:9", "list")
+    code, _, err = run(capsys, "--bucket", "sched", "list")
 
     assert code == 1
-    assert "check --endpoint-url" in err
-    assert err.count("\n") == 1
+    assert err == "s3-scheduler: no AWS profile 'nope': check AWS_PROFILE and the profiles in ~/.aws/config\n"
+
+
+@pytest.mark.parametrize(
+    ("error", "message"),
+    [
+        (
+            ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "ListObjects"),
+            "access denied to bucket 'sched' (AccessDenied): check the credentials and the IAM policy",
+        ),
+        (
+            ClientError({"Error": {"Code": "404", "Message": "Not Found"}}, "HeadBucket"),
+            "no such bucket 'sched': check --bucket (or S3_SCHEDULER_BUCKET) and --region",
+        ),
+        (
+            ClientError({"Error": {"Code": "InternalError", "Message": "try\nagain"}}, "PutObject"),
+            "S3 refused the request: An error occurred (InternalError) when calling the PutObject operation: try again",
+        ),
+        (ParamValidationError(report="bad\nparameter"), "AWS error: Parameter validation failed: bad parameter"),
+    ],
+)
+def test_aws_errors_become_one_line(error: Exception, message: str) -> None:
+    """Every botocore error becomes a Failure of one line; the common ones say what to check."""
+    args = argparse.Namespace(bucket="sched")
+
+    with pytest.raises(cli.Failure) as raised, cli._aws_errors(args):
+        raise error
+
+    assert str(raised.value).startswith(message)
+    assert "\n" not in str(raised.value)
+
+
+def test_an_unreachable_endpoint_is_one_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A closed port fails in one line naming the endpoint and --endpoint-url."""
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")  # no retries: the test stays fast
+
+    code, _, err = run(capsys, "--bucket", "sched", "--endpoint-url", "http://127.0.0.1:9", "list")
+
+    assert code == 1
+    assert err == "s3-scheduler: cannot reach S3 at http://127.0.0.1:9: check --endpoint-url and the network\n"
 
 
 def test_usage_errors_from_argparse_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
-    """A missing subcommand or required option is argparse's usage error, exit 2."""
+    """A missing subcommand or an unknown option is argparse's usage error, exit 2."""
     assert run(capsys)[0] == 2
-    assert run(capsys, "schedule", "--at", "+1h")[0] == 2
+    assert run(capsys, "list", "--no-such-option")[0] == 2
 
 
 # run ---------------------------------------------------------------------------------------
-
-
-class FakeWait:
-    """A stop-aware wait on the injected clock; stops after ``stop_after`` waits or when told."""
-
-    def __init__(self, clock: Clock, stop_after: int) -> None:
-        self.clock = clock
-        self.calls = 0
-        self.stop_after = stop_after
-        self.stop = False
-
-    def __call__(self, seconds: float) -> bool:
-        self.calls += 1
-        if self.stop or self.calls > self.stop_after:
-            return True
-        self.clock.advance(seconds)
-        return False
-
-
-def _run_args() -> argparse.Namespace:
-    return argparse.Namespace(json=False)
-
-
-def test_run_delivers_each_event_at_its_time_across_windows(aws: Any, clock: Clock) -> None:
-    """run delivers events due in later windows, each on its second, until stopped."""
-    wait = FakeWait(clock, stop_after=20)
-    scheduler = Scheduler("sched", "jobs", s3_client=aws, clock=clock, sleep=cli.stopping_sleep(wait))
-    for offset in (3, 14, 25):
-        scheduler.schedule(T0 + timedelta(seconds=offset), "target", f"t{offset}", "x")
-    copied: dict[str, datetime] = {}
-    aws.meta.events.register(
-        "before-parameter-build.s3.CopyObject", lambda params, **_: copied.setdefault(params["Key"], clock.now)
-    )
-    out = io.StringIO()
-
-    cli.run_until_stopped(scheduler, 10, wait, clock, _run_args(), out)
-
-    assert {k: (v - T0).total_seconds() for k, v in copied.items()} == {"t3": 3, "t14": 14, "t25": 25}
-    assert out.getvalue().count("delivered s3://target/") == 3
-
-
-def test_a_stop_mid_delivery_finishes_that_delivery(aws: Any, clock: Clock) -> None:
-    """A SIGTERM arriving during a copy lets the delivery finish (copy and delete), then the run ends."""
-    wait = FakeWait(clock, stop_after=100)
-    scheduler = Scheduler("sched", "jobs", s3_client=aws, clock=clock, sleep=cli.stopping_sleep(wait))
-    scheduler.schedule(T0 + timedelta(seconds=2), "target", "in-flight", "x")
-    later = scheduler.schedule(T0 + timedelta(seconds=5), "target", "later", "x")
-
-    def stop(**_: Any) -> None:
-        wait.stop = True
-
-    aws.meta.events.register("after-call.s3.CopyObject", stop)
-
-    cli.run_until_stopped(scheduler, 10, wait, clock, _run_args(), io.StringIO())
-
-    assert keys(aws, "target") == ["in-flight"]
-    assert keys(aws, "sched") == [later]
 
 
 def test_run_in_process_stops_on_a_real_sigterm(aws: Any, capsys: pytest.CaptureFixture[str]) -> None:
@@ -344,7 +634,6 @@ def test_run_in_process_stops_on_a_real_sigterm(aws: Any, capsys: pytest.Capture
             os.kill(os.getpid(), signal.SIGTERM)
 
     previous = signal.getsignal(signal.SIGTERM)
-    boto3.DEFAULT_SESSION = None
     with pytest.MonkeyPatch.context() as patch:
         original = boto3.session.Session.client
 
@@ -362,6 +651,47 @@ def test_run_in_process_stops_on_a_real_sigterm(aws: Any, capsys: pytest.Capture
     assert keys(aws, "target") == ["k"]
     assert keys(aws, "sched") == []
     assert signal.getsignal(signal.SIGTERM) is previous
+
+
+def test_run_warns_about_an_outage_and_keeps_going(
+    aws: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A window that finds no bucket is warned on stderr in one line and retried; only SIGTERM ends the run."""
+    monkeypatch.setattr("s3_scheduler.runner.FIRST_RETRY", 0.001)
+    retries: list[str] = []
+
+    class SigtermOnSecondRetry(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.getMessage().startswith("Run: "):
+                retries.append(record.getMessage())
+                if len(retries) == 2:
+                    os.kill(os.getpid(), signal.SIGTERM)  # in the main thread: the handler runs at once
+
+    spy = SigtermOnSecondRetry()
+    logging.getLogger("s3_scheduler").addHandler(spy)
+    try:
+        status, _, err = run(capsys, "--bucket", "no-such-bucket", "run")
+    finally:
+        logging.getLogger("s3_scheduler").removeHandler(spy)
+
+    assert status == 0
+    assert retries == [
+        "Run: no such bucket 'no-such-bucket': check --bucket (or S3_SCHEDULER_BUCKET) and --region;"
+        f" trying again in {seconds:g} s"
+        for seconds in (0.001, 0.002)
+    ]
+    assert err.count("WARNING s3_scheduler.") + err.count("WARNING s3_scheduler:") == 2
+    assert err.count("\n") == 2
+
+
+def readline_within(stream: IO[str], seconds: float) -> str:
+    """Return the next line of ``stream``, failing the test if none comes within ``seconds``."""
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: lines.put(stream.readline()), daemon=True).start()
+    try:
+        return lines.get(timeout=seconds)
+    except queue.Empty:
+        pytest.fail(f"no line within {seconds} s")
 
 
 def test_run_as_a_process_stops_on_sigterm(moto_endpoint: Endpoint, make_wire: Any) -> None:
@@ -385,10 +715,15 @@ def test_run_as_a_process_stops_on_sigterm(moto_endpoint: Endpoint, make_wire: A
     assert scheduled.returncode == 0, scheduled.stderr
 
     runner = subprocess.Popen([*base, "run", "--interval", "2s"], stdout=subprocess.PIPE, text=True, env=env)
-    assert runner.stdout is not None
-    first_line = runner.stdout.readline()  # blocks until the first delivery is printed
-    runner.send_signal(signal.SIGTERM)
-    rest, _ = runner.communicate(timeout=30)
+    try:
+        assert runner.stdout is not None
+        first_line = readline_within(runner.stdout, 30)
+        runner.send_signal(signal.SIGTERM)
+        rest, _ = runner.communicate(timeout=30)
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+            runner.communicate(timeout=30)
 
     assert first_line.startswith(f"delivered s3://{wire.target_bucket}/k ")
     assert runner.returncode == 0

@@ -1,0 +1,127 @@
+"""The loop behind ``s3-scheduler run``: deliver each event on its second until stopped.
+
+`run_until_stopped` calls `Scheduler.handle` window after window of ``interval``
+seconds, so each event is delivered at its own time. It ends only when its ``stop``
+event is set (`stop_on_signals` sets it on SIGINT and SIGTERM); the scheduler sees the
+same event, so a delivery in flight finishes, no new one starts, and a wait ends at once.
+
+An outage does not end it: an S3 error or an unreachable endpoint during a window is
+logged as one WARNING line and the window is tried again after a wait that doubles each
+time, from `FIRST_RETRY` up to `MAX_RETRY` seconds. The first window that succeeds
+resets the wait. Events that fell due meanwhile are delivered late, never lost.
+
+One clock: every time is read from `Scheduler.now`, and every wait between windows goes
+through ``wait`` (default ``stop.wait``), so a test drives the loop with the scheduler's
+``clock=`` and a fake ``wait``.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import Any, Callable
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from .report import HandleReport, ScheduledEvent
+from .scheduler import MAX_UNTIL, Scheduler
+from .utils import warn
+
+FIRST_RETRY = 1.0
+"""Seconds waited after the first failed window; each further failure doubles it."""
+
+MAX_RETRY = 300.0
+"""The longest wait between two failed windows, in seconds (5 minutes)."""
+
+RETRIED = (BotoCoreError, ClientError)
+"""The errors a window may end with and be tried again: S3 refusing, or not reached."""
+
+
+def run_until_stopped(
+    scheduler: Scheduler,
+    interval: float,
+    stop: threading.Event,
+    *,
+    wait: Callable[[float], bool] | None = None,
+    on_delivery: Callable[[ScheduledEvent, float], None] | None = None,
+    on_report: Callable[[HandleReport], None] | None = None,
+    describe: Callable[[Exception], str] | None = None,
+    max_retry: float = MAX_RETRY,
+) -> None:
+    """Deliver each event at its time, one ``interval`` window after the other, until
+    ``stop`` is set.
+
+    - ``wait(seconds)`` waits between windows and returns ``True`` once a stop was
+      asked (default: ``stop.wait``); a fake one lets tests move the scheduler's clock.
+    - ``on_delivery(event, lateness)`` is called after each delivery, ``on_report`` with
+      every window's `HandleReport`.
+    - ``describe(error)`` turns an S3 error into the text of its WARNING line (default:
+      its type and message, on one line).
+
+    ``interval`` must be more than 0 and at most `s3_scheduler.scheduler.MAX_UNTIL`.
+    Only S3 errors (`RETRIED`) are retried; any other exception propagates.
+    """
+    if not 0 < interval <= MAX_UNTIL.total_seconds():
+        msg = f"interval must be more than 0 and at most {MAX_UNTIL.total_seconds():g} seconds, not {interval!r}"
+        raise ValueError(msg)
+    wait = stop.wait if wait is None else wait
+    describe = one_line if describe is None else describe
+    step = timedelta(seconds=interval)
+    retry = 0.0
+    window_end = scheduler.now()
+    while not stop.is_set():
+        now = scheduler.now()
+        window_end = min(max(window_end + step, now), now + step)
+        try:
+            report = scheduler.handle(until=window_end, on_delivery=on_delivery, stop=stop)
+        except RETRIED as exc:
+            retry = min(max_retry, retry * 2 or FIRST_RETRY)
+            warn("Run: %s; trying again in %s", describe(exc), _seconds(retry))
+            if stop.is_set() or wait(retry):
+                return
+            window_end = scheduler.now()
+            continue
+        retry = 0.0
+        if on_report is not None:
+            on_report(report)
+        remaining = (window_end - scheduler.now()).total_seconds()
+        if stop.is_set() or wait(max(0.0, remaining)):
+            return
+
+
+@contextmanager
+def stop_on_signals(stop: threading.Event) -> Iterator[threading.Event]:
+    """Set ``stop`` on SIGINT or SIGTERM while the block runs; restore the previous
+    handlers after it. Call it from the main thread (Python runs signal handlers there)."""
+    signals = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.getsignal(sig) for sig in signals}
+
+    def request_stop(signum: int, frame: Any) -> None:
+        stop.set()
+
+    for sig in signals:
+        signal.signal(sig, request_stop)
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def wait_for_stop_signal(stop: threading.Event | None = None) -> None:
+    """Wait until SIGINT (Ctrl-C) or SIGTERM, or until ``stop`` is set by someone else."""
+    with stop_on_signals(threading.Event() if stop is None else stop) as event:
+        while not event.wait(3600):
+            pass
+
+
+def one_line(error: BaseException) -> str:
+    """Return ``error`` as ``Type: message`` on a single line."""
+    return " ".join(f"{type(error).__name__}: {error}".split())
+
+
+def _seconds(seconds: float) -> str:
+    return f"{seconds:g} s"
