@@ -142,7 +142,7 @@ def due_backlog(report: HandleReport, *, now: datetime) -> list[ScheduledEvent]:
     moved = {event.key for event in report.dead_lettered}
     seen: set[str] = set()
     backlog: list[ScheduledEvent] = []
-    for event in [failure.event for failure in report.failed] + report.deferred + report.rejected:
+    for event in [*(failure.event for failure in report.failed), *report.deferred, *report.rejected]:
         if event.key in moved or event.key in seen or event.when > now:
             continue
         seen.add(event.key)

@@ -62,18 +62,23 @@ def emf_errors(line: str) -> list[str]:
 
 
 def full_report() -> HandleReport:
-    """A run with something in every field: 2 delivered, 2 failed (1 dead-lettered), 1 deferred, 1 rejected."""
+    """A run with something in every field: 2 delivered, 2 failed (1 dead-lettered), 2 deferred, 1 rejected."""
     failed_old = event("failed-old", 600)
-    return HandleReport(
-        delivered=[event("a", 3), event("b", 1)],
+    report = HandleReport(
         failed=[FailedDelivery(failed_old, RuntimeError("copy")), FailedDelivery(event("failed", 120), OSError())],
         skipped=["jobs/|not-an-event"],
-        deferred=[event("deferred", 30), event("future", -20)],
-        vanished=[event("gone", 5)],
-        rejected=[event("rejected", 400)],
-        dead_lettered=[failed_old],
         max_lateness=2.5,
     )
+    for field, events in [
+        (report.delivered, [event("a", 3), event("b", 1)]),
+        (report.deferred, [event("deferred", 30), event("future", -20)]),
+        (report.vanished, [event("gone", 5)]),
+        (report.rejected, [event("rejected", 400)]),
+        (report.dead_lettered, [failed_old]),
+    ]:
+        for each in events:
+            field.append(each)
+    return report
 
 
 def test_the_line_is_valid_emf() -> None:
