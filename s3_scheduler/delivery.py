@@ -469,10 +469,10 @@ class _Run:
             self.report.delivered.append_key(event.key)
             late = (at - event.when).total_seconds()
             self.report.max_lateness = max(self.report.max_lateness, late)
-            logger.info("Delivered %r to s3://%s/%s, %.3f s late", event.key, event.bucket, event.path, late)
+            logger.info("Delivered %r to %r, %.3f s late", event.key, _url(event), late)
             if self.on_delivery is not None:
                 self.on_delivery(event, late)
-        elif _s3.is_missing(error) and not _target_bucket_missing(error):
+        elif _s3.is_missing(error):
             self.report.vanished.append_key(event.key)
             logger.info("Not delivering %r: it was cancelled or delivered by another run", event.key)
         elif _s3.is_lost(error):
@@ -483,7 +483,7 @@ class _Run:
         else:
             self.report.failed.append(FailedDelivery(event, error))
             self.failed.append(due)
-            self.api.warn("Unable to deliver %r to s3://%s/%s: %s", event.key, event.bucket, event.path, error)
+            self.api.warn("Unable to deliver %r to %r: %s", event.key, _url(event), error)
 
     def _deleted(self, due: Due, error: BaseException | None) -> None:
         event = due.event
@@ -499,7 +499,7 @@ class _Run:
 
     def _reject(self, due: Due) -> None:
         event = due.event
-        logger.warning("Not delivering %r: s3://%s/%s is not an allowed target", event.key, event.bucket, event.path)
+        logger.warning("Not delivering %r: %r is not an allowed target", event.key, _url(event))
         self.report.rejected.append_key(event.key)
         if self.s.dead_letter_after is not None:
             self.rejected.append(due)
@@ -629,8 +629,8 @@ class _Deleter:
         return errors
 
 
-def _target_bucket_missing(error: BaseException) -> bool:
-    return _s3.error_code(error) in _s3.NO_BUCKET
+def _url(event: ScheduledEvent) -> str:
+    return f"s3://{event.bucket}/{event.path}"
 
 
 def _describe(error: BaseException) -> str:

@@ -205,7 +205,7 @@ class Scheduler:
         """
         key, body = self._prepare(when, bucket, path, what)
         self._write(key, body, replace)
-        info("Scheduled %r to s3://%s/%s", key, bucket, normalize_target(path))
+        info("Scheduled %r to %r", key, f"s3://{bucket}/{normalize_target(path)}")
         return key
 
     def schedule_many(self, events: Iterable[tuple[When, str, str, Content]], *, replace: bool = True) -> list[str]:
@@ -374,6 +374,10 @@ class Scheduler:
         return new_key
 
     def _move(self, key: str, new_key: str) -> None:
+        # If-None-Match on the copy makes this race-free on AWS; the HEAD first covers
+        # stores that ignore it on CopyObject (moto 5.2).
+        if _s3.head_etag(self._s3_client, self._bucket, new_key) is not None:
+            raise EventExistsError(f"{new_key} is already pending: reschedule would replace it")
         try:
             self._s3_client.copy_object(
                 Bucket=self._bucket,
@@ -538,7 +542,7 @@ class Scheduler:
             on_delivery=on_delivery,
             stop=stop,
         )
-        info("Handled s3://%s/%s: %s", self._bucket, self._prefix, report.summary())
+        info("Handled %r: %s", f"s3://{self._bucket}/{self._prefix}", report.summary())
         return report
 
     def _wait(self, seconds: float, stop: threading.Event | None) -> None:

@@ -453,9 +453,9 @@ def test_each_delivery_and_the_run_are_logged_at_info(s3: S3, clock: Clock, capl
 
     messages = [r.getMessage() for r in caplog.records if r.name.startswith("s3_scheduler")]
     delivered = [m for m in messages if m.startswith("Delivered")]
-    assert delivered == [f"Delivered {key!r} to s3://{s3.target_bucket}/out, 3.000 s late"]
+    assert delivered == [f"Delivered {key!r} to 's3://{s3.target_bucket}/out', 3.000 s late"]
     assert [m for m in messages if m.startswith("Handled")] == [
-        f"Handled s3://{s3.schedule_bucket}/jobs/|: delivered=1 failed=0 skipped=0 deferred=0 vanished=0"
+        f"Handled 's3://{s3.schedule_bucket}/jobs/|': delivered=1 failed=0 skipped=0 deferred=0 vanished=0"
         " rejected=0 dead_lettered=0"
     ]
     assert "secret-body" not in caplog.text

@@ -1,0 +1,497 @@
+"""The promises under misuse and odd data: strict names, check(), no silent overwrite,
+a lease that never blocks for long, dead letters only after real attempts (issue 9)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime, timedelta, timezone
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+from botocore.awsrequest import AWSResponse
+from botocore.exceptions import ClientError
+
+from s3_scheduler import EventExistsError, InvalidKeyError, Scheduler, keys
+from s3_scheduler.lease import STALE_AFTER
+
+from .conftest import S3, T0, Clock
+
+LEASE = "jobs/.lease"
+ODD_TIMES = [
+    "0001-01-01 00:00:00+01:00",  # overflows when converted to UTC
+    "2020-01-01 00:00 +2400",  # an offset of 24 h
+    "-23:599999999999999999600000190024",  # made decimal parsing fail
+    "2030-01-07 14:05:00 EST",  # a zone abbreviation: 5 h early if taken as UTC
+    "GMT-3",  # 6 h early if taken as UTC+3
+    "01/05/2030",  # day and month order
+    "Feb 1 2026 00:00 +0000",  # a month name
+    "20260201T000000Z",  # ISO 8601's basic format
+    "2026-2-1 00:00:00",  # one-digit month and day
+    "9999-12-31 23:00:00-05:00",  # past year 9999 in UTC
+]
+
+
+def seconds(n: float) -> timedelta:
+    return timedelta(seconds=n)
+
+
+def put(s3: S3, key: str, body: bytes = b"x") -> None:
+    s3.client.put_object(Bucket=s3.schedule_bucket, Key=key, Body=body)
+
+
+def lease_body(s3: S3) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(s3.body(s3.schedule_bucket, LEASE))
+    return data
+
+
+# names ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("time", ODD_TIMES)
+def test_an_odd_name_never_stops_a_run(s3: S3, clock: Clock, time: str, caplog: pytest.LogCaptureFixture) -> None:
+    """A name whose time overflows, guesses or is malformed is skipped and warned; the due event beside it goes."""
+    scheduler = s3.scheduler(clock=clock)
+    odd = f"jobs/|{time}|{s3.target_bucket}|odd"
+    put(s3, odd)
+    good = scheduler.schedule(T0 - seconds(1), s3.target_bucket, "good", "g")
+
+    with caplog.at_level(logging.WARNING, logger="s3_scheduler"):
+        report = scheduler.handle()
+
+    bound = keys.listing_bound(scheduler.prefix, T0)
+    assert bound is not None
+    assert [e.key for e in report.delivered] == [good]
+    assert report.skipped == ([odd] if odd <= bound else [])  # a name past the bound is never read
+    assert s3.keys(s3.target_bucket) == ["good"]
+    assert odd in s3.keys(s3.schedule_bucket)
+    assert repr(odd) in caplog.text or odd > bound
+    assert [e.key for e in scheduler.pending()] == []
+    with pytest.raises(InvalidKeyError):
+        scheduler.cancel(odd)
+    assert [k for k, _ in scheduler.check().not_events] == [odd]
+
+
+def test_a_newline_in_a_name_cannot_forge_a_log_line(s3: S3, clock: Clock, caplog: pytest.LogCaptureFixture) -> None:
+    """Names are logged with repr, so a newline inside one stays inside its own line."""
+    scheduler = s3.scheduler(clock=clock)
+    forged = f"jobs/|2026-01-01 00:00:00+00:00|{s3.target_bucket}|x\nWARNING forged line"
+    put(s3, forged)
+
+    with caplog.at_level(logging.INFO, logger="s3_scheduler"):
+        scheduler.handle()
+
+    assert "\nWARNING forged line" not in caplog.text
+    assert "\\nWARNING forged line" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("time", "expected"),
+    [
+        ("2026-02-01 00:00:00+00:00", datetime(2026, 2, 1, tzinfo=timezone.utc)),
+        ("2026-02-01T00:00:00Z", datetime(2026, 2, 1, tzinfo=timezone.utc)),
+        ("2026-02-01T02:00:00+02:00", datetime(2026, 2, 1, tzinfo=timezone.utc)),
+        ("2026-02-01 05:30+0530", datetime(2026, 2, 1, tzinfo=timezone.utc)),
+        ("2026-02-01 00:00:00.5", datetime(2026, 2, 1, 0, 0, 0, 500000, tzinfo=timezone.utc)),
+        ("2026-02-01", datetime(2026, 2, 1, tzinfo=timezone.utc)),
+    ],
+)
+def test_unambiguous_times_are_read(time: str, expected: datetime) -> None:
+    """str(datetime)'s form and ISO 8601's extended format are events; no offset means UTC."""
+    prefix = keys.listing_prefix("jobs")
+
+    assert keys.decode_key(prefix + quote(time) + "|bkt|k", prefix).when == expected
+
+
+@pytest.mark.parametrize("time", ODD_TIMES)
+def test_ambiguous_or_impossible_times_are_not_events(time: str) -> None:
+    """Anything a parser would guess at, or that has no UTC time, raises InvalidKeyError and nothing else."""
+    prefix = keys.listing_prefix("jobs")
+
+    with pytest.raises(InvalidKeyError):
+        keys.decode_key(prefix + time + "|bkt|k", prefix)
+
+
+# check ---------------------------------------------------------------------------------
+
+
+def test_check_reports_names_a_run_will_not_read_in_time(s3: S3, clock: Clock) -> None:
+    """check() lists names that are not events, events that sort late, and offset names, each with a reason."""
+    scheduler = s3.scheduler(clock=clock)
+    fine = scheduler.schedule(T0, s3.target_bucket, "fine", "x")
+    not_event = f"jobs/|GMT-3|{s3.target_bucket}|k"
+    late = f"jobs/|2026-11-27T05:00:00Z|{s3.target_bucket}|t"
+    offset = "jobs/|" + quote(str(datetime(2026, 11, 27, 14, tzinfo=timezone(timedelta(hours=2))))) + "|target-bucket|o"
+    for key in (not_event, late, offset):
+        put(s3, key)
+
+    report = scheduler.check()
+
+    assert report.events == 3
+    assert [k for k, _ in report.not_events] == [not_event]
+    assert [k for k, _ in report.late] == [late]
+    assert "2026-11-27%2005%3A00%3A00%2B00%3A00" in report.late[0][1]
+    assert report.offset_keys == [offset]
+    assert not report.ok
+    assert fine not in [k for k, _ in report.late]
+
+
+def test_check_of_a_clean_schedule_is_ok(s3: S3, clock: Clock) -> None:
+    """A schedule this package wrote has nothing to report."""
+    scheduler = s3.scheduler(clock=clock)
+    for i in range(3):
+        scheduler.schedule(T0 + timedelta(hours=i), s3.target_bucket, f"k{i}", "x")
+
+    report = scheduler.check()
+
+    assert report.ok
+    assert report.summary() == "events=3 not_events=0 late=0 offset_keys=0"
+
+
+# never overwrite without being asked ---------------------------------------------------
+
+
+def test_schedule_without_replace_refuses_an_existing_event(s3: S3, clock: Clock) -> None:
+    """replace=False writes with If-None-Match and raises EventExistsError, keeping the first content."""
+    scheduler = s3.scheduler(clock=clock)
+    key = scheduler.schedule(T0, s3.target_bucket, "k", "first")
+
+    with pytest.raises(EventExistsError, match="already pending") as raised:
+        scheduler.schedule(T0, s3.target_bucket, "k", "second", replace=False)
+
+    assert isinstance(raised.value, ValueError)
+    assert s3.body(s3.schedule_bucket, key) == b"first"
+    assert scheduler.schedule(T0, s3.target_bucket, "k", "third") == key  # 0.0.3's default replaces
+    assert s3.body(s3.schedule_bucket, key) == b"third"
+
+
+def test_reschedule_onto_a_pending_event_raises_and_keeps_both(s3: S3, clock: Clock) -> None:
+    """reschedule() never replaces another event's content: EventExistsError, both stay."""
+    scheduler = s3.scheduler(clock=clock)
+    moving = scheduler.schedule(T0 + timedelta(hours=1), s3.target_bucket, "k", "moving")
+    there = scheduler.schedule(T0 + timedelta(hours=2), s3.target_bucket, "k", "there")
+
+    with pytest.raises(EventExistsError):
+        scheduler.reschedule(moving, T0 + timedelta(hours=2))
+
+    assert s3.body(s3.schedule_bucket, moving) == b"moving"
+    assert s3.body(s3.schedule_bucket, there) == b"there"
+
+
+def test_a_name_rewritten_after_listing_is_left_for_the_next_run(s3: S3, clock: Clock) -> None:
+    """A copy refused by its ETag condition (the name was rewritten) keeps the event pending, deferred."""
+    scheduler = s3.scheduler(clock=clock)
+    key = scheduler.schedule(T0, s3.target_bucket, "k", "old")
+    sent: list[dict[str, Any]] = []
+
+    def refuse(params: dict[str, Any], **_: Any) -> None:
+        sent.append(dict(params))
+        raise ClientError({"Error": {"Code": "PreconditionFailed", "Message": "etag"}}, "CopyObject")
+
+    s3.client.meta.events.register("before-parameter-build.s3.CopyObject", refuse)
+    report = scheduler.handle()
+    s3.client.meta.events.unregister("before-parameter-build.s3.CopyObject", refuse)
+
+    assert sent[0]["CopySourceIfMatch"] == s3.client.head_object(Bucket=s3.schedule_bucket, Key=key)["ETag"]
+    assert [e.key for e in report.deferred] == [key]
+    assert report.failed == []
+    assert s3.keys(s3.schedule_bucket) == [key]
+    assert len(scheduler.handle().delivered) == 1
+
+
+def test_the_batch_delete_names_the_listed_etag_of_each_key(s3: S3, clock: Clock) -> None:
+    """DeleteObjects carries each key's listed ETag, so a name rewritten after its copy is not deleted on AWS."""
+    scheduler = s3.scheduler(clock=clock)
+    key = scheduler.schedule(T0, s3.target_bucket, "k", "x")
+    etag = s3.client.head_object(Bucket=s3.schedule_bucket, Key=key)["ETag"]
+    sent: list[dict[str, Any]] = []
+    s3.client.meta.events.register("before-parameter-build.s3.DeleteObjects", lambda params, **_: sent.append(params))
+
+    scheduler.handle()
+
+    assert sent[0]["Delete"]["Objects"] == [{"Key": key, "ETag": etag}]
+
+
+def test_keys_the_batch_did_not_delete_stay_pending_and_are_reported(s3: S3, clock: Clock) -> None:
+    """A DeleteObjects answer with per-key errors: those events stay, reported failed; a later run delivers them."""
+    scheduler = s3.scheduler(clock=clock)
+    kept = scheduler.schedule(T0 - seconds(2), s3.target_bucket, "kept", "x")
+    scheduler.schedule(T0 - seconds(1), s3.target_bucket, "gone", "y")
+
+    asked: list[dict[str, Any]] = []
+    s3.client.meta.events.register("before-parameter-build.s3.DeleteObjects", lambda params, **_: asked.append(params))
+
+    def partial(**_: Any) -> Any:
+        others = [o for o in asked[0]["Delete"]["Objects"] if o["Key"] != kept]
+        s3.client.meta.events.unregister("before-call.s3.DeleteObjects", partial)
+        s3.client.delete_objects(Bucket=s3.schedule_bucket, Delete={"Objects": others})
+        error = {"Key": kept, "Code": "InternalError", "Message": "try again"}
+        return AWSResponse("http://s3", 200, {}, None), {"Errors": [error], "ResponseMetadata": {"HTTPStatusCode": 200}}
+
+    s3.client.meta.events.register("before-call.s3.DeleteObjects", partial)
+    report = scheduler.handle()
+
+    assert [f.event.key for f in report.failed] == [kept]
+    assert "InternalError" in str(report.failed[0].error)
+    assert s3.keys(s3.schedule_bucket) == [kept]
+    assert sorted(s3.keys(s3.target_bucket)) == ["gone", "kept"]
+    assert [e.key for e in scheduler.handle().delivered] == [kept]
+
+
+# the lease -----------------------------------------------------------------------------
+
+
+def put_lease(s3: S3, **fields: Any) -> None:
+    s3.client.put_object(Bucket=s3.schedule_bucket, Key=LEASE, Body=json.dumps(fields).encode())
+
+
+def test_a_lease_expiring_further_ahead_than_any_run_asks_is_taken_over(
+    s3: S3, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A lease years ahead (a hand edit, a wrong clock) is stale: taken over with a WARNING, and the run delivers."""
+    scheduler = s3.scheduler(clock=clock)
+    scheduler.schedule(T0, s3.target_bucket, "k", "x")
+    put_lease(s3, owner="elsewhere", expires=(T0 + timedelta(days=3650)).isoformat())
+
+    with caplog.at_level(logging.WARNING, logger="s3_scheduler"):
+        report = scheduler.handle()
+
+    assert len(report.delivered) == 1
+    assert "stale lease" in caplog.text
+
+
+def test_a_lease_just_within_reach_is_obeyed(s3: S3, clock: Clock) -> None:
+    """A lease expiring within what a run may ask for defers the run."""
+    scheduler = s3.scheduler(clock=clock)
+    key = scheduler.schedule(T0, s3.target_bucket, "k", "x")
+    put_lease(s3, owner="elsewhere", expires=(T0 + STALE_AFTER).isoformat())
+
+    report = scheduler.handle()
+
+    assert [e.key for e in report.deferred] == [key]
+
+
+def test_a_deferral_past_the_holders_term_is_a_warning(s3: S3, clock: Clock, caplog: pytest.LogCaptureFixture) -> None:
+    """Deferred by a holder kept alive past its window and ttl: WARNING; within its term: INFO only."""
+    scheduler = s3.scheduler(clock=clock)
+    scheduler.schedule(T0, s3.target_bucket, "k", "x")
+    since = T0 - timedelta(minutes=1)
+    fields = {"owner": "slow", "since": since.isoformat(), "until": since.isoformat(), "ttl": 60.0}
+
+    put_lease(s3, **fields, expires=(T0 + seconds(30)).isoformat())
+    with caplog.at_level(logging.INFO, logger="s3_scheduler"):
+        scheduler.handle()
+    in_term = [r.levelno for r in caplog.records if "Deferred" in r.getMessage()]
+    caplog.clear()
+    clock.advance(120)
+    put_lease(s3, **fields, expires=(clock.now + seconds(30)).isoformat())
+    with caplog.at_level(logging.INFO, logger="s3_scheduler"):
+        scheduler.handle()
+    overstayed = [r for r in caplog.records if "Deferred" in r.getMessage()]
+
+    assert in_term == [logging.INFO]
+    assert [r.levelno for r in overstayed] == [logging.WARNING]
+    assert "past its term" in overstayed[0].getMessage()
+
+
+def test_a_run_that_dies_holds_the_others_up_for_one_ttl_at_most(s3: S3, clock: Clock) -> None:
+    """A lease left by a run that never released it defers runs within lease_ttl and is taken over after it."""
+    dead = s3.scheduler(clock=clock)
+    acquired = dead._lease.acquire(clock.now)  # a run that took the lease, then died
+    assert acquired.run is not None
+    scheduler = s3.scheduler(clock=clock)
+    key = scheduler.schedule(T0, s3.target_bucket, "k", "x")
+
+    clock.advance(59)
+    deferred = scheduler.handle()
+    clock.advance(2)
+    delivered = scheduler.handle()
+
+    assert [e.key for e in deferred.deferred] == [key]
+    assert [e.key for e in delivered.delivered] == [key]
+
+
+def test_a_lease_that_may_not_be_deleted_is_released_by_rewriting_it(
+    s3: S3, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Without s3:DeleteObject on the lease, a run rewrites it as expired (warned once), so the next run goes at once."""
+
+    def deny(params: dict[str, Any], **_: Any) -> None:
+        if params["Key"] == LEASE:
+            raise ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "DeleteObject")
+
+    s3.client.meta.events.register("before-parameter-build.s3.DeleteObject", deny)
+    scheduler = s3.scheduler(clock=clock)
+    other = s3.scheduler(clock=clock)
+
+    with caplog.at_level(logging.WARNING, logger="s3_scheduler"):
+        for i in range(2):
+            scheduler.schedule(T0, s3.target_bucket, f"a{i}", "x")
+            scheduler.handle()
+    warned = caplog.text.count("grant s3:DeleteObject")
+    other.schedule(T0, s3.target_bucket, "b", "x")
+    report = other.handle()
+
+    assert len(report.delivered) == 1
+    assert datetime.fromisoformat(lease_body(s3)["expires"]) <= clock.now
+    assert warned == 1
+
+
+def test_a_lost_lease_stops_new_copies(s3: S3, clock: Clock, caplog: pytest.LogCaptureFixture) -> None:
+    """A renewal that finds the lease taken over marks it lost: no further copy starts, the rest is deferred."""
+    scheduler = s3.scheduler(clock=clock, max_workers=1)
+    for i in range(3):
+        scheduler.schedule(T0 - seconds(3 - i), s3.target_bucket, f"k{i}", "x")
+    runs: list[Any] = []
+    original = scheduler._lease.acquire
+
+    def acquire(window_end: datetime) -> Any:
+        acquired = original(window_end)
+        runs.append(acquired.run)
+        return acquired
+
+    scheduler._lease.acquire = acquire  # type: ignore[method-assign]
+
+    def take_over(**_: Any) -> None:
+        s3.client.meta.events.unregister("after-call.s3.CopyObject", take_over)
+        put_lease(s3, owner="other", expires=(T0 + timedelta(minutes=5)).isoformat())
+        runs[0].renew()
+
+    s3.client.meta.events.register("after-call.s3.CopyObject", take_over)
+    with caplog.at_level(logging.WARNING, logger="s3_scheduler"):
+        report = scheduler.handle()
+
+    assert len(report.delivered) == 1
+    assert len(report.deferred) == 2
+    assert "taken over" in caplog.text
+    assert lease_body(s3)["owner"] == "other"
+
+
+# dead letters --------------------------------------------------------------------------
+
+
+def test_an_overdue_event_is_not_dead_lettered_on_its_first_transient_error(s3: S3, clock: Clock) -> None:
+    """Two days overdue and failing once with SlowDown: retried, not dead-lettered, and the failed run is counted."""
+    scheduler = s3.scheduler(clock=clock, dead_letter_after=timedelta(hours=1))
+    key = scheduler.schedule(T0 - timedelta(days=2), s3.target_bucket, "k", "x")
+
+    def slow_down(**_: Any) -> None:
+        raise ClientError({"Error": {"Code": "SlowDown", "Message": "slow"}}, "CopyObject")
+
+    s3.client.meta.events.register("before-call.s3.CopyObject", slow_down)
+    first = scheduler.handle()
+    s3.client.meta.events.unregister("before-call.s3.CopyObject", slow_down)
+    tags = s3.client.get_object_tagging(Bucket=s3.schedule_bucket, Key=key)["TagSet"]
+    second = scheduler.handle()
+
+    assert len(first.failed) == 1
+    assert first.dead_lettered == []
+    assert tags == [{"Key": keys.ATTEMPTS_TAG, "Value": "1"}]
+    assert [e.key for e in second.delivered] == [key]
+    assert s3.client.get_object_tagging(Bucket=s3.target_bucket, Key="k")["TagSet"] == []
+
+
+def test_an_event_is_dead_lettered_after_its_attempts_and_its_age(s3: S3, clock: Clock) -> None:
+    """Dead-lettered on the third failed run (the default), not before."""
+    scheduler = s3.scheduler(clock=clock, dead_letter_after=timedelta(minutes=1))
+    key = scheduler.schedule(T0 - timedelta(hours=1), "no-such-bucket", "k", "x")
+
+    reports = [scheduler.handle() for _ in range(3)]
+
+    assert [len(r.dead_lettered) for r in reports] == [0, 0, 1]
+    assert [e.key for e in reports[2].dead_lettered] == [key]
+    assert list(scheduler.pending()) == []
+
+
+def test_reschedule_racing_an_exclusive_run_delivers_once(s3: S3, clock: Clock) -> None:
+    """A run started while a due event is moved to another due time delivers it once: the move holds the lease."""
+    scheduler = s3.scheduler(clock=clock, sleep=clock.advance)
+    runner = s3.scheduler(clock=clock)
+    old = scheduler.schedule(T0 - seconds(10), s3.target_bucket, "k", "x")
+    during: list[Any] = []
+
+    def run_meanwhile(params: dict[str, Any], **_: Any) -> None:
+        if params["Key"] != LEASE and not during:
+            during.append(runner.handle())
+
+    s3.client.meta.events.register("before-parameter-build.s3.DeleteObject", run_meanwhile)
+
+    new = scheduler.reschedule(old, T0 - seconds(5))
+    after = runner.handle()
+
+    assert during[0].delivered == []
+    assert [e.key for e in after.delivered] == [new]
+    versions = s3.client.list_object_versions(Bucket=s3.target_bucket).get("Versions", [])
+    assert len(versions) == 1
+
+
+def test_without_the_lease_a_reschedule_racing_a_run_can_deliver_twice(s3: S3, clock: Clock) -> None:
+    """exclusive=False: a run between the move's copy and delete delivers both names, as Guarantees says."""
+    scheduler = s3.scheduler(clock=clock, exclusive=False)
+    runner = s3.scheduler(clock=clock, exclusive=False)
+    old = scheduler.schedule(T0 - seconds(10), s3.target_bucket, "k", "x")
+    during: list[Any] = []
+
+    def run_meanwhile(params: dict[str, Any], **_: Any) -> None:
+        if params["Key"] == old and not during:  # cancel's look at the old name: the new one exists
+            during.append(runner.handle())
+
+    s3.client.meta.events.register("before-parameter-build.s3.HeadObject", run_meanwhile)
+    copies: list[str] = []
+    s3.client.meta.events.register(
+        "before-parameter-build.s3.CopyObject",
+        lambda params, **_: copies.append(params["Key"]) if params["Bucket"] == s3.target_bucket else None,
+    )
+
+    with pytest.raises(Exception, match="no longer pending"):
+        scheduler.reschedule(old, T0 - seconds(5))
+
+    assert copies == ["k", "k"]
+    assert len(during[0].delivered) == 2
+
+
+def test_schedule_refuses_bucket_names_s3_cannot_accept(s3: S3) -> None:
+    """A bucket name with a space or '!' raises ValueError before any request."""
+    scheduler = s3.scheduler()
+    before = s3.counter.total
+
+    for bad in ("Work Bucket", "Bad_Bucket!", "ab", "x" * 256):
+        with pytest.raises(ValueError, match="not a bucket name"):
+            scheduler.schedule(T0, bad, "k", "x")
+
+    assert s3.counter.total == before
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda s: s.schedule(datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=1))), "bkt", "k", "x"), "UTC"),
+        (lambda s: s.schedule(datetime.max.replace(tzinfo=timezone(timedelta(hours=-1))), "bkt", "k", "x"), "UTC"),
+        (
+            lambda s: s.reschedule("jobs/|2030-01-01|bkt|k", datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=1)))),
+            "UTC",
+        ),
+    ],
+)
+def test_out_of_range_times_raise_value_error(s3: S3, call: Any, message: str) -> None:
+    """A time with no UTC equivalent raises ValueError naming why, never OverflowError."""
+    with pytest.raises(ValueError, match=message):
+        call(s3.scheduler())
+
+
+def test_huge_bounds_do_not_overflow(s3: S3, clock: Clock) -> None:
+    """pending(until=datetime.max) lists everything; handle(timeout=1e20) has no deadline."""
+    scheduler = s3.scheduler(clock=clock)
+    key = scheduler.schedule(T0, s3.target_bucket, "k", "x")
+
+    assert [e.key for e in scheduler.pending(until=datetime.max)] == [key]
+    assert len(scheduler.handle(timeout=1e20).delivered) == 1
+
+
+def test_a_scheduler_builds_its_own_client_with_a_pool_for_its_workers(s3: S3) -> None:
+    """With neither client nor resource, the client's pool holds max_workers connections."""
+    scheduler = Scheduler(s3.schedule_bucket, "jobs", max_workers=48)
+
+    assert scheduler._s3_client.meta.config.max_pool_connections == 48
+    assert scheduler.max_workers == 48
