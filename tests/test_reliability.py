@@ -315,7 +315,7 @@ def test_a_run_that_dies_holds_the_others_up_for_one_ttl_at_most(s3: S3, clock: 
 def test_a_lease_that_may_not_be_deleted_is_released_by_rewriting_it(
     s3: S3, clock: Clock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Without s3:DeleteObject on the lease, a run rewrites it as expired (warned once), so the next run goes at once."""
+    """Without s3:DeleteObject on the lease, a run rewrites it as expired (warned once); the next run goes at once."""
 
     def deny(params: dict[str, Any], **_: Any) -> None:
         if params["Key"] == LEASE:
