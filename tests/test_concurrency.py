@@ -31,7 +31,7 @@ def _run_handler(endpoint: Endpoint, bucket: str, exclusive: bool, barrier: Any,
     """One handler: its own boto3 session, a barrier after its listing, then handle()."""
     resource = endpoint.resource()
     client = resource.meta.client
-    client.meta.events.register("after-call.s3.ListObjects", lambda **_: barrier.wait(60))
+    client.meta.events.register("after-call.s3.ListObjectsV2", lambda **_: barrier.wait(60))
     scheduler = Scheduler(bucket, "jobs", resource, client, exclusive=exclusive, clock=lambda: NOW)
     report = scheduler.handle()
     results.put((len(report.delivered), len(report.deferred), len(report.vanished), len(report.failed)))
