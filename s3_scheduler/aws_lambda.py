@@ -14,6 +14,13 @@ Configured by the environment; each malformed value fails the invocation with a
   start); give the function a timeout of 70 s or more.
 - ``S3_SCHEDULER_DEAD_LETTER_AFTER`` (``90``, ``90s``, ``10m``, ``2h``, ``1d``): how long
   after its time a failing event is moved to the dead letters (off when unset).
+- ``S3_SCHEDULER_DEAD_LETTER_ATTEMPTS`` (default 3): how many runs must have failed to
+  deliver an event before it may be dead-lettered.
+- ``S3_SCHEDULER_MAX_WORKERS`` (default 32): copies in flight at once, and the S3
+  client's connection pool.
+- ``S3_SCHEDULER_LEGACY_OFFSETS`` (yes/no as above, default yes): ``0`` lists only up to
+  each run's window instead of 14 hours past it; safe once ``s3-scheduler check`` finds
+  no event named with a UTC offset.
 - ``S3_SCHEDULER_LOG_LEVEL`` (``DEBUG``, ``INFO``, ``WARNING``, ``ERROR``, ``CRITICAL``;
   default ``INFO``).
 
@@ -32,9 +39,9 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any, Callable, NamedTuple
 
-from .cli import DEFAULT_MAX_WORKERS, bucket_problem, duration_seconds, flag_value
+from .cli import bucket_problem, duration_seconds, flag_value
 from .exceptions import ConfigurationError
-from .scheduler import Scheduler
+from .scheduler import DEFAULT_DEAD_LETTER_ATTEMPTS, DEFAULT_MAX_WORKERS, Scheduler
 from .utils import warn
 
 MARGIN_FRACTION = 0.1
@@ -67,6 +74,9 @@ class Settings(NamedTuple):
     precise: bool
     dead_letter_after: float | None
     log_level: str = "INFO"
+    legacy_offsets: bool = True
+    max_workers: int = DEFAULT_MAX_WORKERS
+    dead_letter_attempts: int = DEFAULT_DEAD_LETTER_ATTEMPTS
 
 
 def margin(remaining: float) -> float:
@@ -135,17 +145,16 @@ class LambdaHandler:
         return self._cached[1]
 
     def _build(self, settings: Settings) -> Scheduler:
-        import boto3
-        from botocore.config import Config
-
-        client = boto3.client("s3", config=Config(max_pool_connections=DEFAULT_MAX_WORKERS))
+        # No client passed: the scheduler builds its own, with a pool of max_workers connections.
         dead_letter = settings.dead_letter_after
         return Scheduler(
             settings.bucket,
             settings.prefix,
-            s3_client=client,
             allowed_targets=settings.allowed_targets,
             dead_letter_after=None if dead_letter is None else timedelta(seconds=dead_letter),
+            dead_letter_attempts=settings.dead_letter_attempts,
+            max_workers=settings.max_workers,
+            legacy_offsets=settings.legacy_offsets,
             clock=self._clock,
             sleep=self._sleep,
         )
@@ -180,6 +189,9 @@ def read_settings(env: Mapping[str, str]) -> Settings:
         precise=_flag(env, "S3_SCHEDULER_PRECISE", default=False),
         dead_letter_after=_duration(env, "S3_SCHEDULER_DEAD_LETTER_AFTER"),
         log_level=_log_level(env.get("S3_SCHEDULER_LOG_LEVEL", "INFO")),
+        legacy_offsets=_flag(env, "S3_SCHEDULER_LEGACY_OFFSETS", default=True),
+        max_workers=_count(env, "S3_SCHEDULER_MAX_WORKERS", DEFAULT_MAX_WORKERS),
+        dead_letter_attempts=_count(env, "S3_SCHEDULER_DEAD_LETTER_ATTEMPTS", DEFAULT_DEAD_LETTER_ATTEMPTS),
     )
 
 
@@ -222,6 +234,20 @@ def _duration(env: Mapping[str, str], name: str) -> float | None:
     except ValueError:
         msg = f"{name}={text!r} is not a duration: use seconds or 90s, 10m, 2h, 1d"
         raise ConfigurationError(msg) from None
+
+
+def _count(env: Mapping[str, str], name: str, default: int) -> int:
+    text = env.get(name)
+    if text is None or not text.strip():
+        return default
+    try:
+        value = int(text.strip())
+    except ValueError:
+        value = 0
+    if value < 1:
+        msg = f"{name}={text!r} is not a whole number of 1 or more, such as {default}"
+        raise ConfigurationError(msg)
+    return value
 
 
 def _log_level(text: str) -> str:

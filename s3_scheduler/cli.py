@@ -1,11 +1,13 @@
-"""The ``s3-scheduler`` command: schedule, list, cancel, reschedule, handle, run, demo.
+"""The ``s3-scheduler`` command: schedule, list, cancel, reschedule, handle, run, check, demo.
 
 A thin layer on `Scheduler`. Each subcommand is registered once, in `build_parser`, with
 the function that runs it (``set_defaults(func=...)``). The global options (``--bucket``,
-``--prefix``, ``--endpoint-url``, ``--region``, ``--json``, ``-v``) may come before or
-after the subcommand, and fall back on the environment: ``--bucket`` on
-``S3_SCHEDULER_BUCKET``, ``--prefix`` on ``S3_SCHEDULER_PREFIX`` (then ``jobs``); boto3
-itself reads ``AWS_ENDPOINT_URL`` and ``AWS_REGION``.
+``--prefix``, ``--endpoint-url``, ``--region``, ``--max-workers``, ``--no-legacy-offsets``,
+``--json``, ``-v``) may come before or after the subcommand, and fall back on the
+environment: ``--bucket`` on ``S3_SCHEDULER_BUCKET``, ``--prefix`` on
+``S3_SCHEDULER_PREFIX`` (then ``jobs``), ``--max-workers`` on ``S3_SCHEDULER_MAX_WORKERS``,
+``--no-legacy-offsets`` on ``S3_SCHEDULER_LEGACY_OFFSETS=0``; boto3 itself reads
+``AWS_ENDPOINT_URL`` and ``AWS_REGION``.
 
 Every mistake prints one line on stderr naming the fix, never a traceback: exit status 2
 for usage errors (checked before any request to S3), 1 for failures.
@@ -31,17 +33,14 @@ from urllib.parse import urlsplit
 from dateutil.parser import isoparse
 
 from . import __version__
-from .exceptions import EventExistsError, EventNotPendingError, InvalidKeyError
+from .exceptions import EventExistsError, EventNotPendingError, InvalidKeyError, ScheduleManyError
 from .keys import decode_key
-from .report import HandleReport, ScheduledEvent
+from .report import CheckReport, HandleReport, ScheduledEvent
 from .runner import one_line, run_until_stopped, stop_on_signals
-from .scheduler import MAX_UNTIL, Scheduler
+from .scheduler import DEFAULT_MAX_WORKERS, MAX_UNTIL, Scheduler
 
 DEFAULT_PREFIX = "jobs"
 """The scheduler path when neither ``--prefix`` nor ``S3_SCHEDULER_PREFIX`` is given."""
-
-DEFAULT_MAX_WORKERS = 32
-"""Concurrent deliveries, and the S3 client's connection pool, unless ``--max-workers`` says."""
 
 EARLIEST = datetime(1, 1, 2, tzinfo=timezone.utc)
 """The earliest time accepted: ``datetime``'s own range, less a margin for the listing."""
@@ -285,6 +284,14 @@ def build_parser() -> argparse.ArgumentParser:
         f" default {DEFAULT_MAX_WORKERS})",
     )
     options.add_argument(
+        "--no-legacy-offsets",
+        dest="legacy_offsets",
+        action="store_false",
+        default=argparse.SUPPRESS,
+        help="list only up to each window's end, not 14 h past it; safe once check finds no offset keys,"
+        " e.g. --no-legacy-offsets (env S3_SCHEDULER_LEGACY_OFFSETS=0)",
+    )
+    options.add_argument(
         "--json",
         action="store_true",
         default=argparse.SUPPRESS,
@@ -323,7 +330,9 @@ def build_parser() -> argparse.ArgumentParser:
         _schedule,
         "schedule content to be copied to a target at a time",
         "Write one event: at WHEN, its content is copied to s3://BUCKET/KEY. Prints the event's key."
-        " An event with the same name (same time and target) is not replaced unless --replace is given.",
+        " An event with the same name (same time and target) is not replaced unless --replace is given."
+        " With --from FILE.jsonl, write one event per line of the file, every line checked before any"
+        " request; prints each key, and one line on stderr per event that failed.",
     )
     schedule.add_argument("--at", metavar="WHEN", help=f"when to deliver, e.g. +10m: {when_help}")
     schedule.add_argument(
@@ -338,6 +347,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--replace",
         action="store_true",
         help="replace the content of an event with the same name, e.g. --replace (no env)",
+    )
+    schedule.add_argument(
+        "--from",
+        dest="from_file",
+        metavar="FILE.jsonl",
+        help='schedule many: one JSON object a line, e.g. {"at": "+10m", "to": "s3://work/a.json",'
+        ' "content": "hi"}; - for standard input (no env)',
     )
 
     listing = command(
@@ -408,6 +424,15 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"how often to look for new events, e.g. 30s, at most {MAX_UNTIL} (no env; default 10s)",
     )
 
+    command(
+        "check",
+        _check,
+        "report names a run will not read in time",
+        "Read every name under the prefix once and print each one that is not an event, or that a run would"
+        " read late, with the reason; then say whether any event is named with a UTC offset (as 0.0.3 wrote"
+        " them), which --no-legacy-offsets would read late. Exit 1 when a problem was found.",
+    )
+
     demo = command(
         "demo",
         _demo,
@@ -440,6 +465,14 @@ def _apply_defaults(args: argparse.Namespace, clock: Callable[[], datetime] | No
             if env.get(name):
                 _check_endpoint(env[name], name)
                 break
+    args.legacy_offsets = getattr(args, "legacy_offsets", None)
+    if args.legacy_offsets is None:
+        text = env.get("S3_SCHEDULER_LEGACY_OFFSETS", "")
+        try:
+            args.legacy_offsets = flag_value(text) if text.strip() else True
+        except ValueError:
+            msg = f"S3_SCHEDULER_LEGACY_OFFSETS={text!r} is not yes or no: use 1/0, true/false, yes/no or on/off"
+            raise UsageError(msg) from None
     args.max_workers = getattr(args, "max_workers", None)
     if args.max_workers is None:
         text = env.get("S3_SCHEDULER_MAX_WORKERS", "")
@@ -530,13 +563,22 @@ def _scheduler(args: argparse.Namespace) -> Scheduler:
 
     session = boto3.session.Session(region_name=args.region)
     client = session.client("s3", endpoint_url=args.endpoint_url, config=Config(max_pool_connections=args.max_workers))
-    return Scheduler(args.bucket, args.prefix, s3_client=client, clock=args.clock)
+    return Scheduler(
+        args.bucket,
+        args.prefix,
+        s3_client=client,
+        max_workers=args.max_workers,
+        legacy_offsets=args.legacy_offsets,
+        clock=args.clock,
+    )
 
 
 # the commands ----------------------------------------------------------------------------
 
 
 def _schedule(args: argparse.Namespace, out: TextIO) -> int:
+    if args.from_file is not None:
+        return _schedule_many(args, out)
     if args.at is None or args.to is None or (args.content is None and args.file is None):
         msg = "schedule needs --at WHEN, --to s3://BUCKET/KEY, and --content TEXT or --file PATH"
         raise UsageError(msg)
@@ -556,6 +598,108 @@ def _schedule(args: argparse.Namespace, out: TextIO) -> int:
             raise UsageError(str(exc)) from None
     _print(out, args, event_key, {"key": event_key, "when": when.isoformat(), "bucket": bucket, "path": key})
     return 0
+
+
+def _schedule_many(args: argparse.Namespace, out: TextIO) -> int:
+    if any(value is not None for value in (args.at, args.to, args.content, args.file)):
+        msg = (
+            "--from FILE.jsonl takes the times, targets and contents from the file: drop --at, --to, --content, --file"
+        )
+        raise UsageError(msg)
+    source = f"--from {args.from_file!r}"
+    lines = _read_lines(args.from_file, source)
+    scheduler = _scheduler(args)
+    now = scheduler.now()
+    numbers: list[int] = []
+    events: list[tuple[datetime, str, str, str]] = []
+    for number, line in lines:
+        events.append(_event_line(line, f"{source} line {number}", now))
+        numbers.append(number)
+    if not events:
+        msg = f"{source}: no events in the file: write one JSON object a line, {_LINE_FORM}"
+        raise UsageError(msg)
+    seen: dict[tuple[datetime, str, str], int] = {}
+    for number, (when, bucket, path, _) in zip(numbers, events):
+        name = (when, bucket, path[1:] if path.startswith("/") else path)
+        if name in seen:
+            msg = (
+                f"{source} lines {seen[name]} and {number} have the same time and target"
+                f" (s3://{bucket}/{path} at {when.isoformat()}): one would replace the other"
+            )
+            raise UsageError(msg)
+        seen[name] = number
+    try:
+        written: list[str | None] = list(scheduler.schedule_many(events, replace=args.replace))
+        failures: list[tuple[int, BaseException]] = []
+    except ScheduleManyError as exc:
+        written, failures = exc.keys, exc.failures
+    except ValueError as exc:  # a target outside allowed_targets, a name too long
+        text = re.sub(r"\bevent (\d+) of the batch", lambda m: f"line {numbers[int(m.group(1))]}", str(exc))
+        msg = f"{source}: {text}"
+        raise UsageError(msg) from None
+    for (when, bucket, path, _), key in zip(events, written):
+        if key is not None:
+            _print(out, args, key, {"key": key, "when": when.isoformat(), "bucket": bucket, "path": path})
+    for index, error in failures:
+        when, bucket, path, _ = events[index]
+        if isinstance(error, EventExistsError):
+            reason = "an event with that time and target is already pending: pass --replace to replace it"
+        else:
+            reason = describe_error(error, args.bucket)
+        print(f"s3-scheduler: {source} line {numbers[index]} (s3://{bucket}/{path}): {reason}", file=sys.stderr)
+    if failures:
+        msg = f"{len(failures)} of {len(events)} events were not written ({len(events) - len(failures)} were)"
+        raise Failure(msg)
+    return 0
+
+
+_LINE_FORM = '{"at": "2030-01-07T14:05", "to": "s3://work/in/report.json", "content": "hi"}'
+
+
+def _read_lines(path: str, source: str) -> list[tuple[int, str]]:
+    """Return the numbered lines of ``path`` (``-``: standard input) that are not blank."""
+    try:
+        if path == "-":
+            text = sys.stdin.read()
+        else:
+            with open(path, encoding="utf-8") as stream:
+                text = stream.read()
+    except FileNotFoundError:
+        msg = f"{source}: no such file"
+        raise UsageError(msg) from None
+    except IsADirectoryError:
+        msg = f"{source} is a directory: name a file of JSON lines, or - for standard input"
+        raise UsageError(msg) from None
+    except UnicodeDecodeError as exc:
+        msg = f"{source} is not UTF-8 text: {exc.reason} at byte {exc.start}"
+        raise UsageError(msg) from None
+    except OSError as exc:
+        msg = f"{source}: {exc.strerror or exc}"
+        raise Failure(msg) from None
+    return [(number, line) for number, line in enumerate(text.splitlines(), 1) if line.strip()]
+
+
+def _event_line(line: str, where: str, now: datetime) -> tuple[datetime, str, str, str]:
+    """Return the event one line of a --from file describes; a `UsageError` names the line."""
+    try:
+        item = json.loads(line)
+    except ValueError as exc:
+        msg = f"{where} is not JSON ({exc}): write {_LINE_FORM}"
+        raise UsageError(msg) from None
+    if not isinstance(item, dict) or set(item) != {"at", "to", "content"}:
+        msg = f'{where} must hold exactly "at", "to" and "content": {_LINE_FORM}'
+        raise UsageError(msg)
+    at, to, content = item["at"], item["to"], item["content"]
+    if not all(isinstance(value, str) for value in (at, to, content)):
+        msg = f'{where}: "at", "to" and "content" must be strings: {_LINE_FORM}'
+        raise UsageError(msg)
+    try:
+        when = parse_when(at, now, '"at"')
+        bucket, path = parse_target(to, '"to"')
+    except UsageError as exc:
+        msg = f"{where}: {exc}"
+        raise UsageError(msg) from None
+    return when, bucket, path, content
 
 
 @contextmanager
@@ -713,6 +857,9 @@ def _reschedule(args: argparse.Namespace, out: TextIO) -> int:
     except EventNotPendingError:
         msg = f"{key!r} is no longer pending: it was delivered, cancelled or never scheduled"
         raise Failure(msg) from None
+    except EventExistsError:
+        msg = f"another event to the same target is already pending at {when.isoformat()}: cancel it first"
+        raise Failure(msg) from None
     _print(out, args, new_key, {"key": new_key, "old_key": key, "when": when.isoformat()})
     return 0
 
@@ -748,6 +895,27 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
             describe=lambda error: describe_error(error, args.bucket),
         )
     return 0
+
+
+def _check(args: argparse.Namespace, out: TextIO) -> int:
+    report: CheckReport = _scheduler(args).check()
+    offsets = len(report.offset_keys)
+    if offsets:
+        advice = (
+            f"{offsets} event(s) named with a UTC offset, as 0.0.3 wrote them: keep legacy offsets on"
+            " (do not pass --no-legacy-offsets)"
+        )
+    else:
+        advice = "no event is named with a UTC offset: --no-legacy-offsets (S3_SCHEDULER_LEGACY_OFFSETS=0) is safe"
+    if args.json:
+        out.write(json.dumps({**report.to_dict(), "ok": report.ok, "legacy_offsets_needed": bool(offsets)}) + "\n")
+    else:
+        for key, reason in report.not_events:
+            out.write(f"not an event: {shlex.quote(key)}: {reason}\n")
+        for key, reason in report.late:
+            out.write(f"read late: {shlex.quote(key)}: {reason}\n")
+        out.write(f"{report.summary()}\n{advice}\n")
+    return 0 if report.ok else 1
 
 
 def _demo(args: argparse.Namespace, out: TextIO) -> int:

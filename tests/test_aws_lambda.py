@@ -23,6 +23,9 @@ SETTINGS = (
     "S3_SCHEDULER_PRECISE",
     "S3_SCHEDULER_DEAD_LETTER_AFTER",
     "S3_SCHEDULER_LOG_LEVEL",
+    "S3_SCHEDULER_LEGACY_OFFSETS",
+    "S3_SCHEDULER_MAX_WORKERS",
+    "S3_SCHEDULER_DEAD_LETTER_ATTEMPTS",
 )
 
 
@@ -76,7 +79,8 @@ def test_handler_delivers_and_returns_the_report_as_json(
     assert result["deferred"] == []
     summaries = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Handled")]
     assert len(summaries) == 1
-    assert summaries[0].startswith("Handled s3://sched/jobs/|: delivered=1 failed=0")
+    assert "s3://sched/jobs/|" in summaries[0]
+    assert "delivered=1 failed=0" in summaries[0]
     assert warnings(caplog) == []
 
 
@@ -213,6 +217,10 @@ def test_a_missing_bucket_setting_fails_the_invocation_naming_it(
         ("S3_SCHEDULER_DEAD_LETTER_AFTER", "a day", r"S3_SCHEDULER_DEAD_LETTER_AFTER='a day' is not a duration"),
         ("S3_SCHEDULER_PRECISE", "sometimes", r"S3_SCHEDULER_PRECISE='sometimes' .* 1/0, true/false, yes/no or on/off"),
         ("S3_SCHEDULER_PRECISE", "2", r"S3_SCHEDULER_PRECISE='2' is not yes or no"),
+        ("S3_SCHEDULER_LEGACY_OFFSETS", "maybe", r"S3_SCHEDULER_LEGACY_OFFSETS='maybe' .* yes/no or on/off"),
+        ("S3_SCHEDULER_MAX_WORKERS", "0", r"S3_SCHEDULER_MAX_WORKERS='0' is not a whole number of 1 or more"),
+        ("S3_SCHEDULER_MAX_WORKERS", "many", r"S3_SCHEDULER_MAX_WORKERS='many' is not a whole number"),
+        ("S3_SCHEDULER_DEAD_LETTER_ATTEMPTS", "-1", r"S3_SCHEDULER_DEAD_LETTER_ATTEMPTS='-1' is not a whole number"),
     ],
 )
 def test_each_bad_setting_is_refused_naming_the_variable_and_the_forms(
@@ -256,19 +264,83 @@ def test_the_scheduler_is_built_once_per_container(lambda_env: Any, handler: Lam
     assert other is not first
 
 
-def test_the_client_pool_fits_the_concurrent_deliveries(
+def test_the_client_pool_fits_max_workers(
     lambda_env: Any, handler: LambdaHandler, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The handler's S3 client holds as many connections as deliveries run at once (32)."""
-    made: list[Any] = []
-    original = boto3.client
+    """The handler's S3 client holds max_workers connections: 32 by default, S3_SCHEDULER_MAX_WORKERS when set."""
+    pools: list[int] = []
+    original = boto3.session.Session.client
 
-    def client(*args: Any, **kwargs: Any) -> Any:
-        made.append(kwargs.get("config"))
-        return original(*args, **kwargs)
+    def client(self: Any, *args: Any, **kwargs: Any) -> Any:
+        pools.append(kwargs["config"].max_pool_connections)
+        return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(boto3, "client", client)
+    monkeypatch.setattr(boto3.session.Session, "client", client)
 
     handler({}, FakeContext(60_000))
+    monkeypatch.setenv("S3_SCHEDULER_MAX_WORKERS", "8")
+    handler({}, FakeContext(60_000))
 
-    assert [config.max_pool_connections for config in made] == [32]
+    assert pools == [32, 8]
+    assert (
+        handler.scheduler(read_settings({"S3_SCHEDULER_BUCKET": "sched", "S3_SCHEDULER_MAX_WORKERS": "8"})).max_workers
+        == 8
+    )
+
+
+def test_legacy_offsets_come_from_the_environment(
+    lambda_env: Any, handler: LambdaHandler, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A due event named with +14:00, as 0.0.3 wrote it, is delivered by default, not with LEGACY_OFFSETS=0."""
+    key = "jobs/|2026-11-27%2012%3A30%3A00%2B14%3A00|target|off"
+    lambda_env.put_object(Bucket="sched", Key=key, Body=b"x")
+
+    monkeypatch.setenv("S3_SCHEDULER_LEGACY_OFFSETS", "0")
+    strict = handler({}, FakeContext(60_000))
+    monkeypatch.delenv("S3_SCHEDULER_LEGACY_OFFSETS")
+    legacy = handler({}, FakeContext(60_000))
+
+    assert strict["delivered"] == []
+    assert [e["key"] for e in legacy["delivered"]] == [key]
+
+
+@pytest.mark.parametrize(("attempts", "dead_lettered"), [("1", 1), ("", 0)])
+def test_dead_letter_attempts_come_from_the_environment(
+    lambda_env: Any, handler: LambdaHandler, monkeypatch: pytest.MonkeyPatch, attempts: str, dead_lettered: int
+) -> None:
+    """DEAD_LETTER_ATTEMPTS=1 dead-letters a failing event at its first failed run; the default, 3, does not."""
+    monkeypatch.setenv("S3_SCHEDULER_DEAD_LETTER_AFTER", "0")
+    monkeypatch.setenv("S3_SCHEDULER_DEAD_LETTER_ATTEMPTS", attempts)
+    schedule(lambda_env, T0 - timedelta(minutes=1), "no-such-target", "k")
+
+    result = handler({}, FakeContext(60_000))
+
+    assert len(result["failed"]) == 1
+    assert len(result["dead_lettered"]) == dead_lettered
+
+
+def test_every_setting_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each variable lands in its setting."""
+    env = {
+        "S3_SCHEDULER_BUCKET": "sched",
+        "S3_SCHEDULER_PREFIX": "p",
+        "S3_SCHEDULER_ALLOWED_TARGETS": "a-bucket, b-bucket/in/",
+        "S3_SCHEDULER_PRECISE": "yes",
+        "S3_SCHEDULER_DEAD_LETTER_AFTER": "1d",
+        "S3_SCHEDULER_LOG_LEVEL": "debug",
+        "S3_SCHEDULER_LEGACY_OFFSETS": "off",
+        "S3_SCHEDULER_MAX_WORKERS": "64",
+        "S3_SCHEDULER_DEAD_LETTER_ATTEMPTS": "5",
+    }
+
+    assert read_settings(env) == aws_lambda.Settings(
+        bucket="sched",
+        prefix="p",
+        allowed_targets=("a-bucket", "b-bucket/in/"),
+        precise=True,
+        dead_letter_after=86400.0,
+        log_level="DEBUG",
+        legacy_offsets=False,
+        max_workers=64,
+        dead_letter_attempts=5,
+    )

@@ -35,7 +35,7 @@ UTC = timezone.utc
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """moto in-process with buckets 'sched' and 'target'; the CLI's bucket comes from the environment."""
     monkeypatch.setenv("S3_SCHEDULER_BUCKET", "sched")
-    for name in ("S3_SCHEDULER_PREFIX", "S3_SCHEDULER_MAX_WORKERS"):
+    for name in ("S3_SCHEDULER_PREFIX", "S3_SCHEDULER_MAX_WORKERS", "S3_SCHEDULER_LEGACY_OFFSETS"):
         monkeypatch.delenv(name, raising=False)
     with mock_aws():
         client = boto3.client("s3")
@@ -204,7 +204,7 @@ def test_every_command_and_option_is_described() -> None:
             assert action.help, (name, action.dest)
             assert "e.g." in action.help, (name, action.dest)
             assert "env" in action.help, (name, action.dest)
-    assert set(subparsers.choices) == {"schedule", "list", "cancel", "reschedule", "handle", "run", "demo"}
+    assert set(subparsers.choices) == {"schedule", "list", "cancel", "reschedule", "handle", "run", "check", "demo"}
 
 
 def test_each_command_is_registered_with_its_function() -> None:
@@ -461,6 +461,162 @@ def test_the_client_pool_fits_max_workers(
     assert pools == [32, 7, 5]
 
 
+def test_max_workers_and_legacy_offsets_reach_the_scheduler(
+    aws: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--max-workers and --no-legacy-offsets (or their variables) are the Scheduler's options."""
+    made: list[dict[str, Any]] = []
+
+    class Recording(Scheduler):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            made.append(kwargs)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(cli, "Scheduler", Recording)
+
+    run(capsys, "list")
+    run(capsys, "list", "--max-workers", "7", "--no-legacy-offsets")
+    monkeypatch.setenv("S3_SCHEDULER_LEGACY_OFFSETS", "off")
+    monkeypatch.setenv("S3_SCHEDULER_MAX_WORKERS", "5")
+    run(capsys, "list")
+
+    assert [(m["max_workers"], m["legacy_offsets"]) for m in made] == [(32, True), (7, False), (5, False)]
+
+
+OFFSET_KEY = "jobs/|2026-11-27%2012%3A30%3A00%2B14%3A00|target|off"  # as 0.0.3 wrote it: due 2026-11-26 22:30 UTC
+T_KEY = "jobs/|2026-11-27T11%3A00%3A00%2B00%3A00|target|t"  # written by hand: due 11:00 UTC, sorts after 12:00
+
+
+def test_no_legacy_offsets_lists_only_up_to_the_window(
+    aws: Any, capsys: pytest.CaptureFixture[str], clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A due event named with +14:00 is listed by default, and not with --no-legacy-offsets (or the variable at 0)."""
+    aws.put_object(Bucket="sched", Key=OFFSET_KEY, Body=b"x")
+
+    legacy = run(capsys, "--json", "list", "--until", "+0s", clock=clock)
+    strict = run(capsys, "--json", "--no-legacy-offsets", "list", "--until", "+0s", clock=clock)
+    monkeypatch.setenv("S3_SCHEDULER_LEGACY_OFFSETS", "0")
+    from_env = run(capsys, "--json", "list", "--until", "+0s", clock=clock)
+    monkeypatch.setenv("S3_SCHEDULER_LEGACY_OFFSETS", "maybe")
+    bad = run(capsys, "list", clock=clock)
+
+    assert [json.loads(line)["key"] for line in legacy[1].splitlines()] == [OFFSET_KEY]
+    assert strict[1] == from_env[1] == ""
+    assert bad[0] == 2
+    assert bad[2] == (
+        "s3-scheduler: S3_SCHEDULER_LEGACY_OFFSETS='maybe' is not yes or no: use 1/0, true/false, yes/no or on/off\n"
+    )
+
+
+def test_check_prints_each_problem_and_fails(aws: Any, capsys: pytest.CaptureFixture[str], clock: Clock) -> None:
+    """check prints each name that is not an event or read late, with its reason, and that offset keys need legacy."""
+    scheduler(aws, clock).schedule(T0, "target", "ok", "x")
+    for key in ("jobs/|not-a-time|target|x", OFFSET_KEY, T_KEY):
+        aws.put_object(Bucket="sched", Key=key, Body=b"x")
+
+    status, out, _ = run(capsys, "check", clock=clock)
+    strict = run(capsys, "--no-legacy-offsets", "--json", "check", clock=clock)
+
+    assert status == 1
+    lines = out.splitlines()
+    assert lines[0].startswith("not an event: 'jobs/|not-a-time|target|x': 'not-a-time' is not a time")
+    assert lines[-2] == "events=3 not_events=1 late=0 offset_keys=1"
+    assert lines[-1].startswith("1 event(s) named with a UTC offset, as 0.0.3 wrote them: keep legacy offsets on")
+    assert strict[0] == 1
+    report = json.loads(strict[1])
+    assert [item["key"] for item in report["late"]] == [OFFSET_KEY, T_KEY]
+    assert (report["ok"], report["legacy_offsets_needed"]) == (False, True)
+
+
+def test_check_says_when_no_legacy_offsets_is_safe(aws: Any, capsys: pytest.CaptureFixture[str], clock: Clock) -> None:
+    """With only events this package wrote, check exits 0 and says --no-legacy-offsets is safe."""
+    scheduler(aws, clock).schedule(T0 + timedelta(hours=1), "target", "ok", "x")
+
+    status, out, _ = run(capsys, "check", clock=clock)
+
+    assert status == 0
+    assert out.splitlines() == [
+        "events=1 not_events=0 late=0 offset_keys=0",
+        "no event is named with a UTC offset: --no-legacy-offsets (S3_SCHEDULER_LEGACY_OFFSETS=0) is safe",
+    ]
+
+
+def jsonl(tmp_path: Any, *items: Any) -> str:
+    path = tmp_path / "events.jsonl"
+    path.write_text("\n".join(item if isinstance(item, str) else json.dumps(item) for item in items) + "\n")
+    return str(path)
+
+
+def test_schedule_from_a_jsonl_file_writes_each_event(
+    aws: Any, capsys: pytest.CaptureFixture[str], clock: Clock, tmp_path: Any
+) -> None:
+    """schedule --from FILE.jsonl writes one event a line (blank lines skipped) and prints each key."""
+    path = jsonl(
+        tmp_path,
+        {"at": "+10m", "to": "s3://target/a", "content": "first"},
+        "",
+        {"at": "2030-01-07 15:05 Europe/Paris", "to": "s3://target/b/c.json", "content": '{"id": 7}'},
+    )
+
+    status, out, err = run(capsys, "schedule", "--from", path, clock=clock)
+
+    assert (status, err) == (0, "")
+    assert out.splitlines() == [
+        "jobs/|2026-11-27%2012%3A10%3A00%2B00%3A00|target|a",
+        "jobs/|2030-01-07%2014%3A05%3A00%2B00%3A00|target|b~~c.json",
+    ]
+    assert aws.get_object(Bucket="sched", Key=out.splitlines()[1])["Body"].read() == b'{"id": 7}'
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('{"at": "soon", "to": "s3://target/b", "content": "x"}', "line 2: \"at\" 'soon' is not a time"),
+        ('{"at": "+1h", "to": "target/b", "content": "x"}', "line 2: \"to\" 'target/b' is not a target"),
+        ('{"at": "+1h", "to": "s3://target/b"}', 'line 2 must hold exactly "at", "to" and "content"'),
+        ('{"at": "+1h", "to": "s3://target/b", "content": 7}', 'line 2: "at", "to" and "content" must be strings'),
+        ("not json", "line 2 is not JSON"),
+        ('{"at": "+10m", "to": "s3://target/a", "content": "again"}', "lines 1 and 2 have the same time and target"),
+    ],
+)
+def test_schedule_from_checks_every_line_before_any_request(
+    aws: Any, capsys: pytest.CaptureFixture[str], clock: Clock, tmp_path: Any, line: str, message: str
+) -> None:
+    """A bad line fails the whole file in one line naming it, and nothing is written."""
+    path = jsonl(tmp_path, {"at": "+10m", "to": "s3://target/a", "content": "x"}, line)
+
+    status, out, err = run(capsys, "schedule", "--from", path, clock=clock)
+
+    assert (status, out) == (2, "")
+    assert err.count("\n") == 1
+    assert f"--from {path!r} {message}" in err or f"--from {path!r}: {message}" in err
+    assert keys(aws, "sched") == []
+
+
+def test_schedule_from_reports_each_failed_event_in_one_line(
+    aws: Any, capsys: pytest.CaptureFixture[str], clock: Clock, tmp_path: Any
+) -> None:
+    """Events that could not be written get one stderr line each; the others are written and printed; exit 1."""
+    taken = scheduler(aws, clock).schedule(T0 + timedelta(minutes=10), "target", "b", "old")
+    path = jsonl(
+        tmp_path,
+        {"at": "+5m", "to": "s3://target/a", "content": "x"},
+        {"at": "+10m", "to": "s3://target/b", "content": "new"},
+        {"at": "+15m", "to": "s3://target/c", "content": "x"},
+    )
+
+    status, out, err = run(capsys, "schedule", "--from", path, clock=clock)
+
+    assert status == 1
+    assert [line.rsplit("|", 1)[1] for line in out.splitlines()] == ["a", "c"]
+    assert err.splitlines() == [
+        f"s3-scheduler: --from {path!r} line 2 (s3://target/b): an event with that time and target is already"
+        " pending: pass --replace to replace it",
+        "s3-scheduler: 1 of 3 events were not written (2 were)",
+    ]
+    assert aws.get_object(Bucket="sched", Key=taken)["Body"].read() == b"old"
+
+
 # user errors: one line on stderr, the right exit code ------------------------------------
 
 
@@ -474,6 +630,10 @@ def test_the_client_pool_fits_max_workers(
         (["schedule", "--at", "+1h", "--to", "s3://target/k", "--file", "/no/such/file"], 2, "no such file"),
         (["schedule", "--at", "+1h", "--to", "s3://target/k", "--file", "/"], 2, "--file '/' is a directory"),
         (["schedule", "--at", "+1h"], 2, "schedule needs --at WHEN, --to s3://BUCKET/KEY, and --content"),
+        (["schedule", "--from", "/no/such.jsonl"], 2, "--from '/no/such.jsonl': no such file"),
+        (["schedule", "--from", "/"], 2, "--from '/' is a directory"),
+        (["schedule", "--from", "/dev/null"], 2, "no events in the file"),
+        (["schedule", "--from", "-", "--at", "+1h"], 2, "--from FILE.jsonl takes the times"),
         (["list", "--until", "9999-12-31T23:59:59"], 2, "--until '9999-12-31T23:59:59' is out of range"),
         (["list", "--until", "soon"], 2, "--until 'soon' is not a time"),
         (["list", "--limit", "-1"], 2, "--limit -1 must be zero or more"),
