@@ -15,7 +15,8 @@ A run is three kinds of thread around a loop in the calling thread:
 The calling thread takes the lease before the first copy, waits for events of the run's
 window that are not yet due, records every outcome in the `HandleReport` and calls
 ``on_delivery``. When the run must stop (its timeout, a stop event, its lease), no copy
-starts, the copies in flight finish, and what was read but not started is ``deferred``.
+starts, the copies in flight finish, and the rest of the window's listing is read only to
+count each due event left as ``deferred``.
 
 0.0.3's tests replace ``s3_scheduler.scheduler.move_file`` and ``warn``: both are looked
 up there at call time, and a replaced ``move_file`` delivers each event (copy and delete
@@ -318,8 +319,8 @@ class _Run:
         finally:
             for _, _, due in waiting:
                 self.report.deferred.append(due.event)
-            if not listing_done:
-                self._defer_unread(lister)
+            if not listing_done and listing_error is None and self.stopped_by is not None:
+                listing_error = self._defer_unread(lister)
             lister.cancel()
             pool.shutdown(wait=True)
             if self.deleter is not None:
@@ -352,15 +353,20 @@ class _Run:
                 )
         return self.stopped_by is not None
 
-    def _defer_unread(self, lister: _Lister) -> None:
-        """Count the due events the lister already read as deferred; read no further."""
-        try:
-            while True:
-                item = lister.items.get_nowait()
-                if isinstance(item, Due) and item.event.when <= self.horizon:
-                    self.report.deferred.append(item.event)
-        except queue.Empty:
-            pass
+    def _defer_unread(self, lister: _Lister) -> BaseException | None:
+        """Read the rest of the window's listing, delivering nothing: each due event is
+        counted as deferred, so the report says what the run left. Return a listing error."""
+        while True:
+            item = lister.items.get()
+            if isinstance(item, _End):
+                return item.error
+            if isinstance(item, _Skip):
+                logger.warning("Ignoring %r: not a scheduled event (%s)", item.key, item.reason)
+                self.report.skipped.append(item.key)
+            elif isinstance(item, _Reject):
+                self.report.rejected.append_key(item.due.event.key)
+            elif item.event.when <= self.horizon:
+                self.report.deferred.append_key(item.event.key)
 
     def _wait_for(self, when: datetime, now: datetime) -> None:
         """Wait for the next event of the window, once the copies in flight are recorded."""

@@ -488,13 +488,13 @@ class Scheduler:
         - ``until`` (at most 15 minutes ahead, naive means UTC): also deliver the
           events that fall due up to ``until``, each at its own time, waiting in
           between: second-level precision from a one-minute tick.
-        - ``timeout`` (seconds): no delivery starts after it; the events read and not
-          started stay pending and are counted as ``deferred``.
+        - ``timeout`` (seconds): no delivery starts after it; the events of the window
+          not started stay pending and are counted as ``deferred``.
         - ``on_delivery``: called in the calling thread after each copy, with the
           event and its lateness in seconds (the command line prints deliveries with it).
         - ``stop``: a `threading.Event`; once it is set no delivery starts, a wait for
-          the next event ends at once, and the run returns its report so far, the events
-          read and not started counted as ``deferred``. Copies in flight finish first.
+          the next event ends at once, and the run returns its report, the events of the
+          window not started counted as ``deferred``. Copies in flight finish first.
 
         An event whose copy fails is warned once and stays for the next run; the others
         still go. An event gone before its copy (cancelled, or delivered by another run)
@@ -504,10 +504,10 @@ class Scheduler:
         the prefix that is not an event is warned and left alone, never deleted.
         Delivery is at-least-once: a run that dies between copy and delete delivers
         again next time. With ``exclusive`` (the default) the run takes the lease before
-        its first copy; if another run holds it, the run returns at once, the due events
-        it read counted as ``deferred``. A run that stops early (timeout, stop, lease)
-        reads no further in the listing. A listing error is raised once the copies
-        already started have finished.
+        its first copy; if another run holds it, the run copies nothing. A run that stops
+        early (timeout, stop, lease) still reads the rest of its window's listing, copying
+        nothing, so that ``deferred`` counts every due event it leaves. A listing error is
+        raised once the copies already started have finished.
         """
         start = self.now()
         horizon = start

@@ -97,11 +97,7 @@ class EndlessS3:
 
     def paginate(self, Bucket: str, Prefix: str) -> Any:  # noqa: N803 - boto3's names
         for start in range(0, self.due, 1000):
-            yield {
-                "Contents": [
-                    {"Key": self.key(i), "ETag": '"e"'} for i in range(start, min(start + 1000, self.due))
-                ]
-            }
+            yield {"Contents": [{"Key": self.key(i), "ETag": '"e"'} for i in range(start, min(start + 1000, self.due))]}
 
     @staticmethod
     def key(i: int) -> str:
@@ -190,7 +186,9 @@ def test_schedule_many_checks_every_event_before_any_request(s3: S3, clock: Cloc
     before = s3.counter.total
 
     with pytest.raises(ValueError, match="event 2 of the batch"):
-        scheduler.schedule_many([(T0, s3.target_bucket, "a", "x"), (T0, s3.target_bucket, "b", "x"), (T0, "", "c", "x")])
+        scheduler.schedule_many(
+            [(T0, s3.target_bucket, "a", "x"), (T0, s3.target_bucket, "b", "x"), (T0, "", "c", "x")]
+        )
     with pytest.raises(ValueError, match="events 0 and 1"):
         scheduler.schedule_many([(T0, s3.target_bucket, "a", "x"), (T0, s3.target_bucket, "a", "y")])
 
