@@ -77,7 +77,8 @@ def test_delivery_starts_before_the_listing_ends(s3: S3, clock: Clock) -> None:
 
     report = scheduler.handle()
 
-    assert seen_at_second_page and seen_at_second_page[0] >= 1
+    assert seen_at_second_page
+    assert seen_at_second_page[0] >= 1
     assert len(report.delivered) == 1100
 
 
@@ -95,7 +96,7 @@ class EndlessS3:
     def get_paginator(self, name: str) -> Any:
         return self
 
-    def paginate(self, Bucket: str, Prefix: str) -> Any:  # noqa: N803 - boto3's names
+    def paginate(self, Bucket: str, Prefix: str) -> Any:
         for start in range(0, self.due, 1000):
             yield {"Contents": [{"Key": self.key(i), "ETag": '"e"'} for i in range(start, min(start + 1000, self.due))]}
 
@@ -109,7 +110,7 @@ class EndlessS3:
             self.copies += 1
         return {}
 
-    def delete_objects(self, Bucket: str, Delete: dict[str, Any]) -> dict[str, Any]:  # noqa: N803
+    def delete_objects(self, Bucket: str, Delete: dict[str, Any]) -> dict[str, Any]:
         with self.lock:
             self.deleted += len(Delete["Objects"])
         return {}
