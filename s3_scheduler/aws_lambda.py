@@ -23,11 +23,15 @@ Configured by the environment; each malformed value fails the invocation with a
   no event named with a UTC offset.
 - ``S3_SCHEDULER_LOG_LEVEL`` (``DEBUG``, ``INFO``, ``WARNING``, ``ERROR``, ``CRITICAL``;
   default ``INFO``).
+- ``S3_SCHEDULER_METRICS`` (yes/no, default yes): after each run, print the report as
+  one CloudWatch Embedded Metric Format line (`s3_scheduler.metrics.emf_line`, namespace
+  ``S3Scheduler``, dimensions ``Bucket`` and ``Prefix``), which CloudWatch turns into
+  metrics such as ``Failed`` and ``OldestDueAgeSeconds``.
 
 Run it every minute (an EventBridge ``rate(1 minute)`` rule). It passes the invocation's
 remaining time less a margin (`margin`: a tenth of it, at least a second, never all of
 it) as ``timeout``, so a slow run defers instead of being killed mid-way, logs one
-summary line and returns the report's ``to_dict()``. The scheduler and its client are
+summary line, prints the metrics line and returns the report's ``to_dict()``. The scheduler and its client are
 built once per container.
 """
 
@@ -41,6 +45,7 @@ from typing import Any, Callable, NamedTuple
 
 from .cli import bucket_problem, duration_seconds, flag_value
 from .exceptions import ConfigurationError
+from .metrics import emf_line
 from .scheduler import DEFAULT_DEAD_LETTER_ATTEMPTS, DEFAULT_MAX_WORKERS, Scheduler
 from .utils import warn
 
@@ -77,6 +82,7 @@ class Settings(NamedTuple):
     legacy_offsets: bool = True
     max_workers: int = DEFAULT_MAX_WORKERS
     dead_letter_attempts: int = DEFAULT_DEAD_LETTER_ATTEMPTS
+    metrics: bool = True
 
 
 def margin(remaining: float) -> float:
@@ -136,6 +142,9 @@ class LambdaHandler:
                 )
             until = scheduler.now() + window
         report = scheduler.handle(until=until, timeout=timeout)  # logs the summary line
+        if settings.metrics:
+            dimensions = {"Bucket": settings.bucket, "Prefix": settings.prefix or "/"}  # a value may not be empty
+            print(emf_line(report, now=scheduler.now(), dimensions=dimensions), flush=True)
         return report.to_dict()
 
     def scheduler(self, settings: Settings) -> Scheduler:
@@ -192,6 +201,7 @@ def read_settings(env: Mapping[str, str]) -> Settings:
         legacy_offsets=_flag(env, "S3_SCHEDULER_LEGACY_OFFSETS", default=True),
         max_workers=_count(env, "S3_SCHEDULER_MAX_WORKERS", DEFAULT_MAX_WORKERS),
         dead_letter_attempts=_count(env, "S3_SCHEDULER_DEAD_LETTER_ATTEMPTS", DEFAULT_DEAD_LETTER_ATTEMPTS),
+        metrics=_flag(env, "S3_SCHEDULER_METRICS", default=True),
     )
 
 

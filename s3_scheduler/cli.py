@@ -522,6 +522,18 @@ def main(argv: Sequence[str] | None = None, *, clock: Callable[[], datetime] | N
             return 1
         except KeyboardInterrupt:
             return 130
+        except BrokenPipeError:  # the reader went away (| head): stop quietly
+            _silence_stdout()
+            return 1
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that flushing it at exit does not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (AttributeError, OSError, ValueError):  # not a real file (a test's), or closed
+        pass
 
 
 def _flat(error: BaseException) -> str:
@@ -860,6 +872,8 @@ def _reschedule(args: argparse.Namespace, out: TextIO) -> int:
     except EventExistsError:
         msg = f"another event to the same target is already pending at {when.isoformat()}: cancel it first"
         raise Failure(msg) from None
+    except ValueError as exc:  # a new name over S3's 1,024 bytes
+        raise UsageError(str(exc)) from None
     _print(out, args, new_key, {"key": new_key, "old_key": key, "when": when.isoformat()})
     return 0
 

@@ -75,6 +75,7 @@ class Settings:
     clock: Callable[[], datetime]
     wait: Callable[[float, threading.Event | None], None]
     lease: Lease | None
+    max_lateness: timedelta | None = None
     notices: set[str] = field(default_factory=set)
     """Warnings given once per scheduler, by name."""
 
@@ -247,6 +248,7 @@ class _Run:
             self.report.vanished,
             self.report.rejected,
             self.report.dead_lettered,
+            self.report.expired,
         ):
             events.prefix = settings.prefix
         self.results: queue.Queue[tuple[str, Due, Any, datetime]] = queue.Queue()
@@ -309,13 +311,16 @@ class _Run:
                 if not self._hold_lease():
                     self.report.deferred.append(due.event)
                     break
+                task = self._copy
+                if self.s.max_lateness is not None and now - due.event.when > self.s.max_lateness:
+                    task = self._expire
                 while not self.limit.acquire(_POLL):
                     self._drain()
                 if self._must_stop(self._now()):  # the time waited for a free copier counts
                     self.limit.release(throttled=False)
                     self.report.deferred.append(due.event)
                     break
-                pool.submit(self._copy, due)
+                pool.submit(task, due)
         finally:
             for _, _, due in waiting:
                 self.report.deferred.append(due.event)
@@ -457,6 +462,21 @@ class _Run:
         if outcome is None and self.deleter is not None:
             self.deleter.add(due)
 
+    def _expire(self, due: Due) -> None:
+        """In a copier thread: put aside (or remove) an event found later than max_lateness."""
+        outcome: BaseException | None = None
+        try:
+            if self.s.dead_letter_after is not None:
+                self._put_aside(due)
+            else:
+                condition = {"IfMatch": due.etag} if due.etag else {}
+                self.s.client.delete_object(Bucket=self.s.bucket, Key=due.event.key, **condition)
+        except Exception as exc:  # noqa: BLE001 - recorded by the calling thread
+            outcome = exc
+        finally:
+            self.limit.release(throttled=False)
+        self.results.put(("expire", due, outcome, self._now()))
+
     def _drain(self) -> None:
         """Record the outcomes the copiers and the deleter have handed on."""
         while True:
@@ -466,8 +486,23 @@ class _Run:
                 return
             if kind == "copy":
                 self._copied(due, outcome, at)
+            elif kind == "expire":
+                self._expired(due, outcome, at)
             else:
                 self._deleted(due, outcome)
+
+    def _expired(self, due: Due, error: BaseException | None, at: datetime) -> None:
+        event = due.event
+        late = (at - event.when).total_seconds()
+        if error is None:
+            self.report.expired.append_key(event.key)
+            where = "moved to the dead letters" if self.s.dead_letter_after is not None else "removed"
+            logger.warning("Not delivering %r: %.0f s late, past max_lateness; %s", event.key, late, where)
+        elif _s3.is_missing(error) or _s3.is_lost(error):
+            self.report.vanished.append_key(event.key)
+        else:
+            self.report.failed.append(FailedDelivery(event, error))
+            logger.warning("Unable to put aside the expired event %r: %s", event.key, _describe(error))
 
     def _copied(self, due: Due, error: BaseException | None, at: datetime) -> None:
         event = due.event
@@ -554,18 +589,23 @@ class _Run:
         return runs
 
     def _move_aside(self, due: Due) -> None:
+        try:
+            target = self._put_aside(due)
+        except Exception as exc:  # noqa: BLE001 - the event stays where it was
+            logger.warning("Unable to move %r to the dead letters: %s", due.event.key, _describe(exc))
+            return
+        logger.warning("Moved %r to the dead letters as %r", due.event.key, target)
+        self.report.dead_lettered.append_key(due.event.key)
+
+    def _put_aside(self, due: Due) -> str:
+        """Copy the event, name and body kept, under the dead letters, then remove it; return its new key."""
         event, client, bucket = due.event, self.s.client, self.s.bucket
         target = dead_letter_key(self.s.prefix, event.key)
         condition = {"CopySourceIfMatch": due.etag} if due.etag else {}
-        try:
-            client.copy_object(Bucket=bucket, Key=target, CopySource={"Bucket": bucket, "Key": event.key}, **condition)
-            delete_condition = {"IfMatch": due.etag} if due.etag else {}
-            client.delete_object(Bucket=bucket, Key=event.key, **delete_condition)
-        except Exception as exc:  # noqa: BLE001 - the event stays where it was
-            logger.warning("Unable to move %r to the dead letters: %s", event.key, _describe(exc))
-            return
-        logger.warning("Moved %r to the dead letters as %r", event.key, target)
-        self.report.dead_lettered.append_key(event.key)
+        client.copy_object(Bucket=bucket, Key=target, CopySource={"Bucket": bucket, "Key": event.key}, **condition)
+        delete_condition = {"IfMatch": due.etag} if due.etag else {}
+        client.delete_object(Bucket=bucket, Key=event.key, **delete_condition)
+        return target
 
 
 class _Deleter:

@@ -123,6 +123,8 @@ class HandleReport:
       left in place.
     - ``dead_lettered``: failed or rejected events older than ``dead_letter_after``,
       moved to the dead letters this run.
+    - ``expired``: events found later than ``max_lateness`` after their time: not
+      delivered, moved to the dead letters (or removed, when dead letters are off).
     - ``max_lateness``: the largest lateness of a delivery of this run, in seconds
       (0.0 when nothing was delivered).
     """
@@ -134,6 +136,7 @@ class HandleReport:
     vanished: EventList = field(default_factory=_events)
     rejected: EventList = field(default_factory=_events)
     dead_lettered: EventList = field(default_factory=_events)
+    expired: EventList = field(default_factory=_events)
     max_lateness: float = 0.0
 
     def __post_init__(self) -> None:
@@ -163,8 +166,8 @@ class HandleReport:
         return f"HandleReport({self.summary().replace(' ', ', ')})"
 
 
-_FIELDS = ("delivered", "failed", "skipped", "deferred", "vanished", "rejected", "dead_lettered")
-_EVENT_FIELDS = ("delivered", "deferred", "vanished", "rejected", "dead_lettered")
+_FIELDS = ("delivered", "failed", "skipped", "deferred", "vanished", "rejected", "dead_lettered", "expired")
+_EVENT_FIELDS = ("delivered", "deferred", "vanished", "rejected", "dead_lettered", "expired")
 
 
 @dataclass

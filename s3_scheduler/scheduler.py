@@ -15,7 +15,7 @@ from __future__ import annotations
 import io
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any, BinaryIO, Callable, Union
@@ -99,6 +99,10 @@ class Scheduler:
       (off by default, as in 0.0.3). The count of failed runs is kept in the event's tags.
     - ``max_workers`` (default 32): copies in flight at once; with a client passed in, at
       most its connection pool (``Config(max_pool_connections=...)``).
+    - ``max_lateness``: an event found later than this after its time is not delivered
+      but moved to the dead letters (removed, with a WARNING, when dead letters are off)
+      and reported as ``expired`` (EventBridge's ``MaximumEventAgeInSeconds``,
+      APScheduler's ``misfire_grace_time``). Off by default, as in 0.0.3.
     - ``legacy_offsets`` (default ``True``): read names with a UTC offset up to +14:00,
       as 0.0.3 wrote them, in time, by listing 14 hours past the window. ``False`` lists
       only up to the window's end; `check` says whether any such name exists.
@@ -120,6 +124,7 @@ class Scheduler:
         lease_ttl: timedelta = DEFAULT_LEASE_TTL,
         max_workers: int = DEFAULT_MAX_WORKERS,
         legacy_offsets: bool = True,
+        max_lateness: timedelta | None = None,
         clock: Callable[[], datetime] | None = None,
         sleep: Callable[[float], None] | None = None,
     ) -> None:
@@ -134,6 +139,11 @@ class Scheduler:
         ):
             msg = (
                 f"dead_letter_after must be a timedelta of zero or more (timedelta(days=1)), not {dead_letter_after!r}"
+            )
+            raise ValueError(msg)
+        if max_lateness is not None and (not isinstance(max_lateness, timedelta) or max_lateness < timedelta(0)):
+            msg = (
+                f"max_lateness must be a timedelta of zero or more (timedelta(hours=1)), or None, not {max_lateness!r}"
             )
             raise ValueError(msg)
         _check_count("dead_letter_attempts", dead_letter_attempts)
@@ -159,6 +169,7 @@ class Scheduler:
         self._lease_ttl = lease_ttl
         self._max_workers = min(max_workers, _pool_size(s3_client) or max_workers)
         self._legacy_offsets = legacy_offsets
+        self._max_lateness = max_lateness
         self._lease = Lease(s3_client, bucket, lease_key(self._prefix), ttl=lease_ttl, clock=self.now)
         self._notices: set[str] = set()
 
@@ -183,7 +194,17 @@ class Scheduler:
 
     # scheduling ----------------------------------------------------------------------
 
-    def schedule(self, when: When, bucket: str, path: str, what: Content, *, replace: bool = True) -> str:
+    def schedule(
+        self,
+        when: When,
+        bucket: str,
+        path: str,
+        what: Content,
+        *,
+        replace: bool = True,
+        content_type: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> str:
         """Schedule ``what`` to be copied to ``bucket``/``path`` at ``when``; return the
         event's key.
 
@@ -192,6 +213,10 @@ class Scheduler:
         ``path`` is the target key; one leading ``/`` is dropped. ``what`` is ``str``
         (sent as UTF-8), bytes-like, or a binary file object (streamed, in parts when
         large).
+
+        ``content_type`` and ``metadata`` (``{"name": "value"}``, ASCII names) are
+        stored on the event and carried by the copy to the target, where the work it
+        starts can read them (S3 user metadata: ``x-amz-meta-name``).
 
         An event with the same time and target is replaced, as in 0.0.3; with
         ``replace=False`` the write is conditional (``If-None-Match: *``) and an existing
@@ -204,19 +229,29 @@ class Scheduler:
         target outside ``allowed_targets``. The content is never logged.
         """
         key, body = self._prepare(when, bucket, path, what)
-        self._write(key, body, replace)
+        extra = _extra_args(content_type, metadata)
+        self._write(key, body, replace, extra)
         info("Scheduled %r to %r", key, f"s3://{bucket}/{normalize_target(path)}")
         return key
 
-    def schedule_many(self, events: Iterable[tuple[When, str, str, Content]], *, replace: bool = True) -> list[str]:
+    def schedule_many(
+        self,
+        events: Iterable[tuple[When, str, str, Content]],
+        *,
+        replace: bool = True,
+        content_type: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> list[str]:
         """Schedule each ``(when, bucket, path, what)`` of ``events``; return their keys in order.
 
         Every event is checked as `schedule` checks it before any request is sent, and
         two events of the batch with one name raise `ValueError`. The writes then go
         ``max_workers`` at a time. When some fail, `ScheduleManyError` lists them (index
         and error); every event written stays written, and its key is in the error's
-        ``keys`` (None for the failed ones).
+        ``keys`` (None for the failed ones). ``content_type`` and ``metadata`` apply to
+        every event of the batch.
         """
+        extra = _extra_args(content_type, metadata)
         prepared = []
         for index, (when, bucket, path, what) in enumerate(events):
             try:
@@ -233,7 +268,7 @@ class Scheduler:
 
         def write(item: tuple[str, bytes | BinaryIO]) -> BaseException | None:
             try:
-                self._write(item[0], item[1], replace)
+                self._write(item[0], item[1], replace, extra)
             except Exception as exc:  # noqa: BLE001 - gathered into ScheduleManyError
                 return exc
             return None
@@ -262,15 +297,15 @@ class Scheduler:
         check_allowed(self._allowed, bucket, normalize_target(path))
         return key, body
 
-    def _write(self, key: str, body: bytes | BinaryIO, replace: bool) -> None:
+    def _write(self, key: str, body: bytes | BinaryIO, replace: bool, extra: dict[str, Any]) -> None:
         if not isinstance(body, bytes):
             if replace:
-                self._s3_client.upload_fileobj(body, self._bucket, key)
+                self._s3_client.upload_fileobj(body, self._bucket, key, ExtraArgs=extra or None)
                 return
             body = body.read()
         condition = {} if replace else {"IfNoneMatch": "*"}
         try:
-            self._s3_client.put_object(Bucket=self._bucket, Key=key, Body=body, **condition)
+            self._s3_client.put_object(Bucket=self._bucket, Key=key, Body=body, **condition, **extra)
         except ClientError as exc:
             if not replace and _s3.is_lost(exc):
                 raise EventExistsError(_exists(key)) from None
@@ -532,6 +567,7 @@ class Scheduler:
             clock=self.now,
             wait=self._wait,
             lease=self._lease if self._exclusive else None,
+            max_lateness=self._max_lateness,
             notices=self._notices,
         )
         report = delivery.run(
@@ -562,6 +598,25 @@ class Scheduler:
                     yield decode_event(listed.key, self._prefix), listed.etag
                 except InvalidKeyError:
                     continue
+
+
+def _extra_args(content_type: Any, metadata: Any) -> dict[str, Any]:
+    """Return the PutObject arguments for ``content_type`` and ``metadata``, checked."""
+    extra: dict[str, Any] = {}
+    if content_type is not None:
+        if not isinstance(content_type, str) or not content_type.isascii() or not content_type.strip():
+            msg = f"content_type must be a MIME type such as 'application/json', not {content_type!r}"
+            raise ValueError(msg)
+        extra["ContentType"] = content_type
+    if metadata is not None:
+        if not isinstance(metadata, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str) and k.isascii() and k.strip() and v.isascii()
+            for k, v in metadata.items()
+        ):
+            msg = f"metadata must map ASCII names to ASCII text, such as {{'order-id': '42'}}, not {metadata!r}"
+            raise ValueError(msg)
+        extra["Metadata"] = dict(metadata)
+    return extra
 
 
 def _pool_size(client: Any) -> int | None:
