@@ -26,6 +26,7 @@ SETTINGS = (
     "S3_SCHEDULER_LEGACY_OFFSETS",
     "S3_SCHEDULER_MAX_WORKERS",
     "S3_SCHEDULER_DEAD_LETTER_ATTEMPTS",
+    "S3_SCHEDULER_METRICS",
 )
 
 
@@ -82,6 +83,25 @@ def test_handler_delivers_and_returns_the_report_as_json(
     assert "s3://sched/jobs/|" in summaries[0]
     assert "delivered=1 failed=0" in summaries[0]
     assert warnings(caplog) == []
+
+
+def test_each_run_prints_its_metrics_line(
+    lambda_env: Any, handler: LambdaHandler, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After each run one Embedded Metric Format line goes to stdout (SAM alarms read it); METRICS=0 turns it off."""
+    schedule(lambda_env, T0 - timedelta(minutes=1), "no-such-target", "k")
+
+    handler({}, FakeContext(60_000))
+    printed = capsys.readouterr().out
+    monkeypatch.setenv("S3_SCHEDULER_METRICS", "0")
+    handler({}, FakeContext(60_000))
+
+    (line,) = printed.splitlines()
+    metrics = json.loads(line)
+    assert metrics["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "S3Scheduler"
+    assert (metrics["Bucket"], metrics["Prefix"]) == ("sched", "jobs")
+    assert (metrics["Failed"], metrics["OldestDueAgeSeconds"]) == (1, 60)
+    assert capsys.readouterr().out == ""
 
 
 def test_the_module_handler_delivers_on_the_real_clock(lambda_env: Any, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -331,6 +351,7 @@ def test_every_setting_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
         "S3_SCHEDULER_LEGACY_OFFSETS": "off",
         "S3_SCHEDULER_MAX_WORKERS": "64",
         "S3_SCHEDULER_DEAD_LETTER_ATTEMPTS": "5",
+        "S3_SCHEDULER_METRICS": "no",
     }
 
     assert read_settings(env) == aws_lambda.Settings(
@@ -343,4 +364,5 @@ def test_every_setting_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
         legacy_offsets=False,
         max_workers=64,
         dead_letter_attempts=5,
+        metrics=False,
     )

@@ -668,6 +668,38 @@ def test_user_errors_print_one_line_and_exit(
     assert message in err
 
 
+def test_a_closed_pipe_ends_quietly(
+    aws: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, clock: Clock
+) -> None:
+    """`s3-scheduler list | head -1`: when the reader goes away, exit 1 with no traceback."""
+
+    class ClosedPipe(io.StringIO):
+        def write(self, text: str) -> int:
+            raise BrokenPipeError(32, "Broken pipe")
+
+    scheduler(aws, clock).schedule(T0 + timedelta(hours=1), "target", "k", "x")
+    monkeypatch.setattr(sys, "stdout", ClosedPipe())
+
+    status = cli.main(["list"], clock=clock)
+
+    assert status == 1
+    assert capsys.readouterr().err == ""
+
+
+def test_reschedule_to_a_name_too_long_is_a_usage_error(
+    aws: Any, capsys: pytest.CaptureFixture[str], clock: Clock
+) -> None:
+    """A new time is checked like any other: a name over S3's 1,024 bytes fails in one line, nothing moved."""
+    key = Scheduler("sched", "j" * 975, s3_client=aws, clock=clock).schedule(T0, "target", "k", "x")
+
+    status, _, err = run(capsys, "--prefix", "j" * 975, "reschedule", key, "--at", "2030-01-07T14:05:00.123456")
+
+    assert status == 2
+    assert err.count("\n") == 1
+    assert "over S3's 1024-byte limit" in err
+    assert keys(aws, "sched") == [key]
+
+
 def test_usage_errors_send_no_request(
     aws: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
