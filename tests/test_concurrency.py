@@ -4,13 +4,19 @@ the duplicates show.
 
 The target bucket is versioned, so every copy into a target key leaves a version: the
 number of versions of a key is the number of times the event was delivered. All four
-handlers list before any delivers (a barrier after their listing), so without the lease
-they all race for the same events.
+handlers list before any delivers (a barrier after their listing). Without the lease each
+handler copies one event at a time and waits, after its first copy, for the others to
+have made theirs: the first event in key order is then copied four times, whatever the
+scheduling, so the duplicates do not depend on a race.
+
+500 events where CI asks for the full campaigns (``S3_SCHEDULER_FULL_CAMPAIGNS``), 100
+otherwise.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import os
 import threading
 from collections import Counter
 from datetime import datetime, timedelta, timezone
@@ -23,16 +29,28 @@ from s3_scheduler import Scheduler
 from .conftest import Endpoint
 
 HANDLERS = 4
-EVENTS = 500
+EVENTS = 500 if os.environ.get("S3_SCHEDULER_FULL_CAMPAIGNS") else 100
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc)
 
 
 def _run_handler(endpoint: Endpoint, bucket: str, exclusive: bool, barrier: Any, results: Any) -> None:
-    """One handler: its own boto3 session, a barrier after its listing, then handle()."""
+    """One handler: its own boto3 session, a barrier after its listing (and, without the
+    lease, after its first copy), then handle()."""
     resource = endpoint.resource()
     client = resource.meta.client
     client.meta.events.register("after-call.s3.ListObjectsV2", lambda **_: barrier.wait(60))
-    scheduler = Scheduler(bucket, "jobs", resource, client, exclusive=exclusive, clock=lambda: NOW)
+    copied: list[bool] = []
+
+    def first_copy(**_: Any) -> None:
+        if not copied:
+            copied.append(True)
+            barrier.wait(60)
+
+    options: dict[str, Any] = {}
+    if not exclusive:
+        client.meta.events.register("after-call.s3.CopyObject", first_copy)
+        options["max_workers"] = 1
+    scheduler = Scheduler(bucket, "jobs", resource, client, exclusive=exclusive, clock=lambda: NOW, **options)
     report = scheduler.handle()
     results.put((len(report.delivered), len(report.deferred), len(report.vanished), len(report.failed)))
 
@@ -50,8 +68,9 @@ def setup_events(moto_endpoint: Endpoint, make_wire: Any) -> Any:
     wire = make_wire(moto_endpoint)
     wire.client.put_bucket_versioning(Bucket=wire.target_bucket, VersioningConfiguration={"Status": "Enabled"})
     scheduler = Scheduler(wire.schedule_bucket, "jobs", wire.resource, wire.client)
-    for i in range(EVENTS):
-        scheduler.schedule(NOW - timedelta(seconds=i + 1), wire.target_bucket, f"t/{i:03d}", str(i))
+    scheduler.schedule_many(
+        (NOW - timedelta(seconds=i + 1), wire.target_bucket, f"t/{i:03d}", str(i)) for i in range(EVENTS)
+    )
     return wire
 
 
@@ -115,6 +134,8 @@ def test_without_the_lease_overlapping_runs_deliver_twice(
             f"\n{kind}, not exclusive: {sum(versions.values())} copies of {EVENTS} events,"
             f" {duplicated} events delivered more than once; per handler {sorted(outcomes)}"
         )
+    first = f"t/{EVENTS - 1:03d}"  # the oldest: first in key order, copied by all four before any delete
     assert len(versions) == EVENTS
+    assert versions[first] == HANDLERS
     assert duplicated > 0
     assert wire.keys(wire.schedule_bucket) == []

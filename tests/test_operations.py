@@ -430,7 +430,7 @@ def test_handle_report_counts_every_outcome(s3: S3, clock: Clock) -> None:
     assert report.deferred == []
     assert not report.ok
     assert repr(report) == (
-        "HandleReport(delivered=1, failed=1, skipped=1, deferred=0, vanished=0, rejected=0, dead_lettered=0)"
+        "HandleReport(delivered=1, failed=1, skipped=1, deferred=0, vanished=0, rejected=0, dead_lettered=0, expired=0)"
     )
     data = json.loads(json.dumps(report.to_dict()))
     assert data["delivered"][0] == {
