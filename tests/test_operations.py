@@ -66,8 +66,7 @@ def test_pending_lists_events_in_time_order_from_names_alone(s3: S3, clock: Cloc
 def test_pending_until_over_5000_events_stops_after_the_first_page(s3: S3, clock: Clock) -> None:
     """pending(until=) over 5,000 events reads only the page it needs."""
     scheduler = s3.scheduler(clock=clock)
-    for i in range(5000):
-        scheduler.schedule(T0 + timedelta(minutes=i + 1), s3.target_bucket, f"e/{i}", "x")
+    s3.seed(scheduler, ((T0 + timedelta(minutes=i + 1), s3.target_bucket, f"e/{i}", "x") for i in range(5000)))
     s3.counter.calls.clear()
 
     events = list(scheduler.pending(until=T0 + timedelta(hours=1)))
@@ -83,8 +82,7 @@ def test_pending_until_over_5000_events_stops_after_the_first_page(s3: S3, clock
 def test_pending_is_lazy(s3: S3, clock: Clock) -> None:
     """Taking the first events of pending() reads one page, not the whole prefix."""
     scheduler = s3.scheduler(clock=clock)
-    for i in range(1500):
-        scheduler.schedule(T0 + timedelta(minutes=i), s3.target_bucket, f"e/{i}", "x")
+    s3.seed(scheduler, ((T0 + timedelta(minutes=i), s3.target_bucket, f"e/{i}", "x") for i in range(1500)))
     s3.counter.calls.clear()
 
     first = list(itertools.islice(scheduler.pending(), 3))
@@ -456,7 +454,7 @@ def test_each_delivery_and_the_run_are_logged_at_info(s3: S3, clock: Clock, capl
     assert delivered == [f"Delivered {key!r} to 's3://{s3.target_bucket}/out', 3.000 s late"]
     assert [m for m in messages if m.startswith("Handled")] == [
         f"Handled 's3://{s3.schedule_bucket}/jobs/|': delivered=1 failed=0 skipped=0 deferred=0 vanished=0"
-        " rejected=0 dead_lettered=0"
+        " rejected=0 dead_lettered=0 expired=0"
     ]
     assert "secret-body" not in caplog.text
 

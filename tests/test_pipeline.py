@@ -37,9 +37,7 @@ def count_sends(client: Any) -> Counter[str]:
 
 
 def seed(s3: S3, scheduler: Scheduler, count: int, start: datetime, step: timedelta, prefix: str) -> list[str]:
-    return scheduler.schedule_many(
-        (start + step * i, s3.target_bucket, f"{prefix}/{i:05d}", str(i)) for i in range(count)
-    )
+    return s3.seed(scheduler, ((start + step * i, s3.target_bucket, f"{prefix}/{i:05d}", str(i)) for i in range(count)))
 
 
 def test_a_run_costs_two_requests_per_delivered_event(s3: S3, clock: Clock) -> None:

@@ -133,8 +133,7 @@ def test_an_event_is_due_at_its_own_time(s3: S3, clock: Clock) -> None:
 def test_handle_over_a_far_future_backlog_makes_one_list_request(s3: S3, clock: Clock) -> None:
     """3,000 far-future events and one due event cost one LIST request (#2)."""
     scheduler = s3.scheduler(clock=clock)
-    for i in range(3000):
-        scheduler.schedule(T0 + timedelta(days=2, seconds=i), s3.target_bucket, f"future/{i}", "f")
+    s3.seed(scheduler, ((T0 + timedelta(days=2, seconds=i), s3.target_bucket, f"future/{i}", "f") for i in range(3000)))
     scheduler.schedule(T0 - minutes(1), s3.target_bucket, "due.txt", "d")
     s3.counter.calls.clear()
 
@@ -159,8 +158,7 @@ def test_an_idle_run_costs_one_request(s3: S3, clock: Clock) -> None:
 def test_handle_lists_every_page_of_a_large_due_window(s3: S3, clock: Clock) -> None:
     """1,100 due events span two LIST pages and are all delivered."""
     scheduler = s3.scheduler(clock=clock)
-    for i in range(1100):
-        scheduler.schedule(T0 - timedelta(seconds=i + 1), s3.target_bucket, f"due/{i:04d}", str(i))
+    s3.seed(scheduler, ((T0 - timedelta(seconds=i + 1), s3.target_bucket, f"due/{i:04d}", str(i)) for i in range(1100)))
     s3.counter.calls.clear()
 
     scheduler.handle()
