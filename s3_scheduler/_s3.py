@@ -81,6 +81,23 @@ def is_throttled(error: BaseException) -> bool:
     return error_code(error) in THROTTLED
 
 
+def was_retried(error: BaseException) -> bool:
+    """Whether botocore retried the request before this answer: an earlier attempt may
+    have done the work, its reply lost."""
+    response = getattr(error, "response", None)
+    if not isinstance(response, dict):
+        return False
+    attempts = response.get("ResponseMetadata", {}).get("RetryAttempts", 0)
+    return isinstance(attempts, int) and attempts > 0
+
+
+def content_etag(body: bytes) -> str:
+    """Return the ETag S3 gives a single-part upload of ``body`` (its MD5, quoted)."""
+    import hashlib
+
+    return '"' + hashlib.md5(body, usedforsecurity=False).hexdigest() + '"'
+
+
 def etag_forms(etag: str) -> tuple[str, ...]:
     """Return the forms of ``etag`` to try in ``If-Match``: as given, then without quotes.
 

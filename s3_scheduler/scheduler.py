@@ -29,6 +29,7 @@ from .keys import (
     decode_event,
     decode_key,
     encode_key,
+    encode_time,
     is_canonical,
     lease_key,
     listing_bound,
@@ -307,9 +308,13 @@ class Scheduler:
         try:
             self._s3_client.put_object(Bucket=self._bucket, Key=key, Body=body, **condition, **extra)
         except ClientError as exc:
-            if not replace and _s3.is_lost(exc):
-                raise EventExistsError(_exists(key)) from None
-            raise
+            if replace or not _s3.is_lost(exc):
+                raise
+            if _s3.was_retried(exc) and _s3.same_etag(
+                _s3.head_etag(self._s3_client, self._bucket, key), _s3.content_etag(body)
+            ):
+                return  # an earlier attempt wrote it; its reply was lost
+            raise EventExistsError(_exists(key)) from None
 
     # inspecting and changing ---------------------------------------------------------
 
@@ -352,7 +357,9 @@ class Scheduler:
         ``True`` (if a run was between its copy and its delete, both can hold).
         On a store that ignores ``If-Match`` on deletes (Ceph radosgw 16 does),
         ``True`` means the event was pending a moment before the delete: a delivery
-        running at that very moment may still have taken it.
+        running at that very moment may still have taken it. When botocore retried the
+        delete after a lost reply and the retry finds the event gone, the answer is
+        ``True``: this call may have removed it, and a removal is never reported as not.
 
         Raises `InvalidKeyError` for a key that is not an event of this scheduler, and
         lets every other S3 error (access denied, no such bucket) propagate.
@@ -365,9 +372,14 @@ class Scheduler:
         try:
             self._s3_client.delete_object(Bucket=self._bucket, Key=key, IfMatch=etag)
         except ClientError as exc:
-            if _s3.is_missing(exc) or _s3.is_lost(exc):
+            if not (_s3.is_missing(exc) or _s3.is_lost(exc)):
+                raise
+            if not _s3.was_retried(exc):
                 return False
-            raise
+            # An earlier attempt may have removed it, its reply lost: never report a
+            # removal this call may have made as "not removed".
+            info("Cancelled the scheduled event %r (a retried delete found it gone)", key)
+            return True
         info("Cancelled the scheduled event %r", key)
         return True
 
@@ -485,18 +497,13 @@ class Scheduler:
                 report.events += 1
                 if is_canonical(key, self._prefix, event.when):
                     continue
-                canonical = encode_key(self._prefix, event.when, event.bucket, event.path)
-                if canonical[len(self._prefix) :].split("|", 1)[1] == key[len(self._prefix) :].split("|", 1)[1]:
-                    time_part = key[len(self._prefix) :].split("|", 1)[0]
-                    if _has_offset(time_part):
-                        report.offset_keys.append(key)
+                time_part, rest = key[len(self._prefix) :].split("|", 1)
+                if _has_offset(time_part):
+                    report.offset_keys.append(key)
                 if sorts_late(key, self._prefix, event.when, legacy_offsets=self._legacy_offsets):
-                    report.late.append(
-                        (
-                            key,
-                            f"its time sorts after the names due then; handle() reads it late: rename it {canonical!r}",
-                        )
-                    )
+                    canonical = f"{self._prefix}{encode_time(event.when)}|{rest}"
+                    reason = f"its time sorts after the names due then; handle() reads it late: rename it {canonical!r}"
+                    report.late.append((key, reason))
         return report
 
     # delivering ----------------------------------------------------------------------
