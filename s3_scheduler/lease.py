@@ -36,7 +36,7 @@ from typing import Any, Callable, NamedTuple
 
 from botocore.exceptions import ClientError
 
-from ._s3 import etag_forms, is_denied, is_lost, is_missing, is_unsupported
+from ._s3 import etag_forms, is_denied, is_lost, is_missing, is_unsupported, same_etag
 
 logger = logging.getLogger(__name__)
 
@@ -186,7 +186,7 @@ class Lease:
                 if again is not None and again[1].owner == run.token:  # landed, reply lost
                     run.confirm(again[0], again[1].expires)
                     return Acquisition(Outcome.TAKEN, run)
-                if again is None or again[0] != etag:  # another run took it first
+                if again is None or not same_etag(again[0], etag):  # another run took it first
                     return Acquisition(Outcome.HELD, holder=None if again is None else again[1])
                 continue
             run.confirm(new_etag, run.until + self.ttl)
