@@ -30,9 +30,10 @@ Configured by the environment; each malformed value fails the invocation with a
 
 Run it every minute (an EventBridge ``rate(1 minute)`` rule). It passes the invocation's
 remaining time less a margin (`margin`: a tenth of it, at least a second, never all of
-it) as ``timeout``, so a slow run defers instead of being killed mid-way, logs one
-summary line, prints the metrics line and returns the report's ``to_dict()``. The scheduler and its client are
-built once per container.
+it) as ``timeout``, so a slow run defers instead of being killed mid-way, and warns when
+that leaves too little to deliver. It logs one summary line, prints the metrics line and
+returns the report's ``to_dict()``. The scheduler and its client are built once per
+container.
 """
 
 from __future__ import annotations
