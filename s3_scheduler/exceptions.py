@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 
 class S3SchedulerError(Exception):
     """Base of every exception this package raises on its own account."""
@@ -48,13 +46,3 @@ class ScheduleManyError(S3SchedulerError):
 
 class ConfigurationError(S3SchedulerError, ValueError):
     """A setting read from the environment is missing or malformed; the message names it."""
-
-
-def s3_error_code(error: Any) -> str:
-    """Return the S3 error code of a botocore ``ClientError`` (``"NoSuchKey"``, ``"404"``...)."""
-    return str(getattr(error, "response", {}).get("Error", {}).get("Code", ""))
-
-
-def is_missing_object(error: Any) -> bool:
-    """Whether S3 answered that the object does not exist (a HEAD says only ``"404"``)."""
-    return s3_error_code(error) in ("NoSuchKey", "404", "NotFound")
