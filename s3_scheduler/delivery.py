@@ -604,7 +604,13 @@ class _Run:
         condition = {"CopySourceIfMatch": due.etag} if due.etag else {}
         client.copy_object(Bucket=bucket, Key=target, CopySource={"Bucket": bucket, "Key": event.key}, **condition)
         delete_condition = {"IfMatch": due.etag} if due.etag else {}
-        client.delete_object(Bucket=bucket, Key=event.key, **delete_condition)
+        try:
+            client.delete_object(Bucket=bucket, Key=event.key, **delete_condition)
+        except ClientError as exc:
+            # Gone already (an earlier attempt whose reply was lost, or another run): the
+            # event is no longer pending and its copy is among the dead letters.
+            if not (_s3.is_missing(exc) or (_s3.is_lost(exc) and _s3.was_retried(exc))):
+                raise
         return target
 
 

@@ -371,11 +371,6 @@ def test_a_retried_schedule_without_replace_still_refuses_another_writers_event(
     assert s3.body(s3.schedule_bucket, key) == b"theirs"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: a dead-letter move whose DELETE landed but whose reply was lost (the retried conditional"
-    " delete gets 404) is warned 'Unable to move' and not reported as dead_lettered, though it was moved",
-)
 def test_a_lost_reply_to_the_delete_of_a_dead_letter_move_still_reports_it(s3: S3, clock: Clock) -> None:
     """A dead-letter move whose delete landed (reply lost, retry 404) is reported as dead-lettered, not as unmoved."""
     client = new_client()
