@@ -50,11 +50,17 @@ logger = logging.getLogger(__name__)
 DELETE_BATCH = 1000
 """Keys per ``DeleteObjects`` request: S3's limit."""
 
-DELETE_FLUSH_SECONDS = 0.2
-"""How long (real seconds) a copied event waits at most for its batch delete to be sent."""
+DELETE_FLUSH_SECONDS = 1.0
+"""How long (real seconds) a batch waits for more copied events before it is sent anyway.
+
+A batch is sent when it holds 1,000 keys, when the run waits for the next event of its
+window, when the run ends, or after this long without a new copy."""
 
 QUEUE_SIZE = 2000
 """How many listed names may wait for the calling thread: two LIST pages."""
+
+_FLUSH = "flush"
+"""Asks the deleter to send its batch now."""
 
 _POLL = 0.05
 """How long (real seconds) the calling thread waits at once for the lister or a copier."""
@@ -380,6 +386,8 @@ class _Run:
             return
         while not self.limit.wait_idle(_POLL):
             self._drain()
+        if self.deleter is not None:
+            self.deleter.flush()
         self._drain()
         now = self._now()
         if when > now:
@@ -620,13 +628,18 @@ class _Deleter:
     def __init__(self, settings: Settings, results: queue.Queue[tuple[str, Due, Any, datetime]]) -> None:
         self._s = settings
         self._results = results
-        self._queue: queue.Queue[Due | None] = queue.Queue()
+        self._queue: queue.Queue[Due | str | None] = queue.Queue()
         self._with_etags = True
+        self._flush_after = DELETE_FLUSH_SECONDS
         self._thread = threading.Thread(target=self._work, name="s3-scheduler-delete", daemon=True)
         self._thread.start()
 
     def add(self, due: Due) -> None:
         self._queue.put(due)
+
+    def flush(self) -> None:
+        """Send the batch gathered so far without waiting for more."""
+        self._queue.put(_FLUSH)
 
     def close(self) -> None:
         self._queue.put(None)
@@ -636,7 +649,7 @@ class _Deleter:
         batch: list[Due] = []
         while True:
             try:
-                item = self._queue.get(timeout=DELETE_FLUSH_SECONDS if batch else None)
+                item = self._queue.get(timeout=self._flush_after if batch else None)
             except queue.Empty:
                 self._flush(batch)
                 batch = []
@@ -644,6 +657,10 @@ class _Deleter:
             if item is None:
                 self._flush(batch)
                 return
+            if isinstance(item, str):  # _FLUSH
+                self._flush(batch)
+                batch = []
+                continue
             batch.append(item)
             if len(batch) >= DELETE_BATCH:
                 self._flush(batch)
