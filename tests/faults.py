@@ -118,14 +118,23 @@ Answer = Callable[[Call, Any], "AWSResponse | None"]
 
 
 def no_backoff(client: Any) -> None:
-    """Make botocore retry ``client``'s requests at once (its legacy retry mode sleeps up to seconds)."""
+    """Make botocore retry ``client``'s requests at once (its retry modes sleep up to seconds).
+
+    botocore's legacy mode (the default before 1.44) keeps its delay in the handler's
+    ``_action``; its standard mode (the default since) in the handler's retry policy.
+    """
     handlers = client.meta.events._emitter._unique_id_handlers
     service = client.meta.service_model.service_id.hyphenize()
     handler = handlers.get(f"retry-config-{service}", {}).get("handler")
-    if handler is None or not hasattr(handler, "_action"):
-        msg = "this botocore's retry handler is not the legacy one: no_backoff cannot zero its delay"
-        raise AssertionError(msg)
-    handler._action = lambda **_: 0
+    if handler is not None and hasattr(handler, "_action"):  # legacy
+        handler._action = lambda **_: 0
+        return
+    policy = getattr(getattr(handler, "__self__", None), "_retry_policy", None)
+    if policy is not None and hasattr(policy, "compute_retry_delay"):  # standard
+        policy.compute_retry_delay = lambda context: 0
+        return
+    msg = "this botocore's retry handler is neither the legacy nor the standard one: no_backoff cannot zero its delay"
+    raise AssertionError(msg)
 
 
 class Injector:
