@@ -16,6 +16,10 @@ Configured by the environment; each malformed value fails the invocation with a
   after its time a failing event is moved to the dead letters (off when unset).
 - ``S3_SCHEDULER_DEAD_LETTER_ATTEMPTS`` (default 3): how many runs must have failed to
   deliver an event before it may be dead-lettered.
+- ``S3_SCHEDULER_MAX_LATENESS`` (``90``, ``90s``, ``10m``, ``2h``, ``1d``): an event found
+  later than this after its time is not delivered but moved to the dead letters (removed,
+  with a WARNING, when ``S3_SCHEDULER_DEAD_LETTER_AFTER`` is unset) and reported as
+  ``expired`` (off when unset).
 - ``S3_SCHEDULER_MAX_WORKERS`` (default 32): copies in flight at once, and the S3
   client's connection pool.
 - ``S3_SCHEDULER_LEGACY_OFFSETS`` (yes/no as above, default yes): ``0`` lists only up to
@@ -31,8 +35,8 @@ Configured by the environment; each malformed value fails the invocation with a
 Run it every minute (an EventBridge ``rate(1 minute)`` rule). It passes the invocation's
 remaining time less a margin (`margin`: a tenth of it, at least a second, never all of
 it) as ``timeout``, so a slow run defers instead of being killed mid-way, and warns when
-that leaves too little to deliver. It logs one summary line, prints the metrics line and
-returns the report's ``to_dict()``. The scheduler and its client are built once per
+that leaves too little to deliver. It logs one summary line (``delivered=1 failed=0 ... expired=0``), prints
+the metrics line and returns the report's ``to_dict()``. The scheduler and its client are built once per
 container.
 """
 
@@ -44,7 +48,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any, Callable, NamedTuple
 
-from .cli import bucket_problem, duration_seconds, flag_value
+from .cli import bucket_problem, duration_timedelta, flag_value, metrics_dimensions
 from .exceptions import ConfigurationError
 from .metrics import emf_line
 from .scheduler import DEFAULT_DEAD_LETTER_ATTEMPTS, DEFAULT_MAX_WORKERS, Scheduler
@@ -84,6 +88,7 @@ class Settings(NamedTuple):
     max_workers: int = DEFAULT_MAX_WORKERS
     dead_letter_attempts: int = DEFAULT_DEAD_LETTER_ATTEMPTS
     metrics: bool = True
+    max_lateness: float | None = None
 
 
 def margin(remaining: float) -> float:
@@ -144,7 +149,7 @@ class LambdaHandler:
             until = scheduler.now() + window
         report = scheduler.handle(until=until, timeout=timeout)  # logs the summary line
         if settings.metrics:
-            dimensions = {"Bucket": settings.bucket, "Prefix": settings.prefix or "/"}  # a value may not be empty
+            dimensions = metrics_dimensions(settings.bucket, settings.prefix)
             print(emf_line(report, now=scheduler.now(), dimensions=dimensions), flush=True)
         return report.to_dict()
 
@@ -156,7 +161,7 @@ class LambdaHandler:
 
     def _build(self, settings: Settings) -> Scheduler:
         # No client passed: the scheduler builds its own, with a pool of max_workers connections.
-        dead_letter = settings.dead_letter_after
+        dead_letter, max_lateness = settings.dead_letter_after, settings.max_lateness
         return Scheduler(
             settings.bucket,
             settings.prefix,
@@ -165,6 +170,7 @@ class LambdaHandler:
             dead_letter_attempts=settings.dead_letter_attempts,
             max_workers=settings.max_workers,
             legacy_offsets=settings.legacy_offsets,
+            max_lateness=None if max_lateness is None else timedelta(seconds=max_lateness),
             clock=self._clock,
             sleep=self._sleep,
         )
@@ -203,6 +209,7 @@ def read_settings(env: Mapping[str, str]) -> Settings:
         max_workers=_count(env, "S3_SCHEDULER_MAX_WORKERS", DEFAULT_MAX_WORKERS),
         dead_letter_attempts=_count(env, "S3_SCHEDULER_DEAD_LETTER_ATTEMPTS", DEFAULT_DEAD_LETTER_ATTEMPTS),
         metrics=_flag(env, "S3_SCHEDULER_METRICS", default=True),
+        max_lateness=_duration(env, "S3_SCHEDULER_MAX_LATENESS"),
     )
 
 
@@ -241,9 +248,9 @@ def _duration(env: Mapping[str, str], name: str) -> float | None:
     if text is None or not text.strip():
         return None
     try:
-        return duration_seconds(text)
-    except ValueError:
-        msg = f"{name}={text!r} is not a duration: use seconds or 90s, 10m, 2h, 1d"
+        return duration_timedelta(text).total_seconds()
+    except ValueError as exc:  # not a duration, or longer than a timedelta holds
+        msg = f"{name}={exc}"
         raise ConfigurationError(msg) from None
 
 

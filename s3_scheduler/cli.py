@@ -2,12 +2,13 @@
 
 A thin layer on `Scheduler`. Each subcommand is registered once, in `build_parser`, with
 the function that runs it (``set_defaults(func=...)``). The global options (``--bucket``,
-``--prefix``, ``--endpoint-url``, ``--region``, ``--max-workers``, ``--no-legacy-offsets``,
-``--json``, ``-v``) may come before or after the subcommand, and fall back on the
-environment: ``--bucket`` on ``S3_SCHEDULER_BUCKET``, ``--prefix`` on
+``--prefix``, ``--endpoint-url``, ``--region``, ``--max-workers``, ``--max-lateness``,
+``--no-legacy-offsets``, ``--json``, ``-v``) may come before or after the subcommand, and
+fall back on the environment: ``--bucket`` on ``S3_SCHEDULER_BUCKET``, ``--prefix`` on
 ``S3_SCHEDULER_PREFIX`` (then ``jobs``), ``--max-workers`` on ``S3_SCHEDULER_MAX_WORKERS``,
-``--no-legacy-offsets`` on ``S3_SCHEDULER_LEGACY_OFFSETS=0``; boto3 itself reads
-``AWS_ENDPOINT_URL`` and ``AWS_REGION``.
+``--max-lateness`` on ``S3_SCHEDULER_MAX_LATENESS`` (then off), ``--no-legacy-offsets``
+on ``S3_SCHEDULER_LEGACY_OFFSETS=0``; boto3 itself reads ``AWS_ENDPOINT_URL`` and
+``AWS_REGION``.
 
 Every mistake prints one line on stderr naming the fix, never a traceback: exit status 2
 for usage errors (checked before any request to S3), 1 for failures.
@@ -34,7 +35,8 @@ from dateutil.parser import isoparse
 
 from . import __version__
 from .exceptions import EventExistsError, EventNotPendingError, InvalidKeyError, ScheduleManyError
-from .keys import decode_key
+from .keys import decode_event, decode_key, encode_key
+from .metrics import emf_line
 from .report import CheckReport, HandleReport, ScheduledEvent
 from .runner import one_line, run_until_stopped, stop_on_signals
 from .scheduler import DEFAULT_MAX_WORKERS, MAX_UNTIL, Scheduler
@@ -57,7 +59,13 @@ _RELATIVE = re.compile(r"([+-])(\d+(?:\.\d+)?)([smhd])")
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd]?)")
 _ZONE = re.compile(r"[A-Za-z][A-Za-z0-9_+-]*(?:/[A-Za-z0-9_+-]+)*")
 _BUCKET = re.compile(r"[A-Za-z0-9._-]{3,255}")
+_MIME_NAME = r"[A-Za-z0-9!#$&^_.+-]+"
+_MIME = re.compile(rf"{_MIME_NAME}/{_MIME_NAME}(?:\s*;.*)?")
+_METADATA_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+MAX_METADATA_BYTES = 2048
+"""S3's limit on an object's user metadata: the bytes of every name and value together."""
 _WHEN_OPTIONS = ("--at", "--until")
+_DURATION_OPTIONS = ("--max-lateness", "--timeout", "--interval")
 WHEN_FORMS = (
     "ISO 8601 (2030-01-07T14:05, no offset = UTC), a time and an IANA zone ('2030-01-07 14:05 Europe/Paris'),"
     " or relative: +90s, +10m, +2h, +1d, -5m"
@@ -193,6 +201,69 @@ def parse_duration(text: str, option: str) -> float:
         raise UsageError(msg) from None
 
 
+def duration_timedelta(text: str) -> timedelta:
+    """Return the duration ``text`` names (see `duration_seconds`) as a `timedelta`.
+
+    Raises `ValueError` for anything `duration_seconds` refuses, and for a duration
+    ``timedelta`` cannot hold (over 999,999,999 days).
+    """
+    seconds = duration_seconds(text)
+    try:
+        return timedelta(seconds=seconds)
+    except OverflowError:
+        msg = f"{text!r} is too long: use at most 999999999d"
+        raise ValueError(msg) from None
+
+
+def parse_content_type(text: str) -> str:
+    """Return ``text`` if it is a MIME type (``type/subtype``, parameters allowed) in printable ASCII."""
+    if not (text.isascii() and text.isprintable() and _MIME.fullmatch(text)):
+        msg = f"--content-type {text!r} is not a MIME type: use type/subtype, e.g. application/json"
+        raise UsageError(msg)
+    return text
+
+
+def parse_metadata(items: Sequence[str]) -> dict[str, str]:
+    """Return the S3 user metadata the ``NAME=VALUE`` items of ``--metadata`` give.
+
+    A name is ASCII letters, digits, ``.``, ``_`` and ``-`` (S3 keeps it in lower case, so
+    two names differing in case only are refused); a value is printable ASCII, possibly
+    empty; all together at most 2 KB (S3's limit). Errors are `UsageError`.
+    """
+    metadata: dict[str, str] = {}
+    seen: dict[str, str] = {}
+    for item in items:
+        name, equals, value = item.partition("=")
+        if not equals or not name:
+            msg = f"--metadata {item!r} is not NAME=VALUE: e.g. --metadata order-id=42"
+            raise UsageError(msg)
+        if not _METADATA_NAME.fullmatch(name):
+            msg = (
+                f"--metadata {item!r}: the name must be ASCII letters, digits, '.', '_' and '-',"
+                " starting with a letter or digit, e.g. order-id=42"
+            )
+            raise UsageError(msg)
+        if not (value.isascii() and value.isprintable()):
+            msg = f"--metadata {item!r}: the value must be printable ASCII (S3 sends it as a header), e.g. order-id=42"
+            raise UsageError(msg)
+        if name.lower() in seen:
+            msg = f"--metadata {name!r} is given twice (S3 keeps names in lower case): give each name once"
+            raise UsageError(msg)
+        seen[name.lower()] = name
+        metadata[name] = value
+    size = sum(len(name) + len(value) for name, value in metadata.items())
+    if size > MAX_METADATA_BYTES:
+        msg = f"--metadata: {size} bytes of names and values, over S3's {MAX_METADATA_BYTES}-byte limit"
+        raise UsageError(msg)
+    return metadata
+
+
+def metrics_dimensions(bucket: str, prefix: str) -> dict[str, str]:
+    """Return the metrics line's dimensions, ``Bucket`` and ``Prefix`` (``/`` for an empty
+    prefix: a dimension's value may not be empty)."""
+    return {"Bucket": bucket, "Prefix": prefix or "/"}
+
+
 def flag_value(text: str) -> bool:
     """Return the yes/no ``text`` means: 1/0, true/false, yes/no, on/off, in any case.
 
@@ -241,10 +312,12 @@ def endpoint_problem(url: str) -> str | None:
 
 def join_negative_times(argv: Sequence[str]) -> list[str]:
     """Return ``argv`` with ``--at -5m`` written ``--at=-5m``, which argparse would
-    otherwise take for an option."""
+    otherwise take for an option (also for a duration option, whose error then names
+    the forms in one line)."""
     joined: list[str] = []
     for token in argv:
-        if "--" not in joined and joined and joined[-1] in _WHEN_OPTIONS and _RELATIVE.fullmatch(token):
+        option = joined[-1] if joined else None
+        if "--" not in joined and option in _WHEN_OPTIONS + _DURATION_OPTIONS and _RELATIVE.fullmatch(token):
             joined[-1] = f"{joined[-1]}={token}"
         else:
             joined.append(token)
@@ -282,6 +355,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help=f"concurrent deliveries and S3 connections, e.g. 64 (env S3_SCHEDULER_MAX_WORKERS;"
         f" default {DEFAULT_MAX_WORKERS})",
+    )
+    options.add_argument(
+        "--max-lateness",
+        default=argparse.SUPPRESS,
+        metavar="DURATION",
+        help="do not deliver an event found later than this after its time: remove it, with a WARNING,"
+        " e.g. 1h (env S3_SCHEDULER_MAX_LATENESS; default off)",
     )
     options.add_argument(
         "--no-legacy-offsets",
@@ -355,6 +435,20 @@ def build_parser() -> argparse.ArgumentParser:
         help='schedule many: one JSON object a line, e.g. {"at": "+10m", "to": "s3://work/a.json",'
         ' "content": "hi"}; - for standard input (no env)',
     )
+    schedule.add_argument(
+        "--content-type",
+        metavar="TYPE",
+        help="the content's MIME type, carried to the target; with --from, of every event, e.g. application/json"
+        " (no env)",
+    )
+    schedule.add_argument(
+        "--metadata",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="S3 user metadata carried to the target (x-amz-meta-NAME), repeatable; with --from, of every event,"
+        " e.g. --metadata order-id=42 (no env)",
+    )
 
     listing = command(
         "list",
@@ -408,12 +502,18 @@ def build_parser() -> argparse.ArgumentParser:
     handle.add_argument(
         "--timeout", metavar="DURATION", help="start no delivery after this long, e.g. 50s or 1d (no env)"
     )
+    metrics_help = (
+        "after the summary, print the run's metrics as one CloudWatch Embedded Metric Format line"
+        " (dimensions Bucket and Prefix), e.g. --metrics (no env)"
+    )
+    handle.add_argument("--metrics", action="store_true", help=metrics_help)
 
     run = command(
         "run",
         _run,
         "deliver each event on its second until SIGINT or SIGTERM",
         "Deliver, window after window of --interval, each event at its own time; print each delivery."
+        " A window's summary is printed when an event failed or expired."
         " S3 errors are logged and retried with a growing wait (up to 5 minutes). SIGINT or SIGTERM"
         " finishes the delivery in flight and exits 0.",
     )
@@ -423,6 +523,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DURATION",
         help=f"how often to look for new events, e.g. 30s, at most {MAX_UNTIL} (no env; default 10s)",
     )
+    run.add_argument("--metrics", action="store_true", help=metrics_help.replace("the run's", "each window's"))
 
     command(
         "check",
@@ -486,6 +587,22 @@ def _apply_defaults(args: argparse.Namespace, clock: Callable[[], datetime] | No
     if args.max_workers < 1:
         msg = f"{source} must be a whole number of 1 or more, e.g. 32"
         raise UsageError(msg)
+    args.max_lateness = _max_lateness(getattr(args, "max_lateness", None), env.get("S3_SCHEDULER_MAX_LATENESS"))
+
+
+def _max_lateness(given: str | None, variable: str | None) -> timedelta | None:
+    """Return ``--max-lateness`` (else ``S3_SCHEDULER_MAX_LATENESS``) as a timedelta; None when neither is set."""
+    if given is not None:
+        source, text = "--max-lateness ", given
+    elif variable is not None and variable.strip():
+        source, text = "S3_SCHEDULER_MAX_LATENESS=", variable
+    else:
+        return None
+    try:
+        return duration_timedelta(text)
+    except ValueError as exc:
+        msg = f"{source}{exc}"
+        raise UsageError(msg) from None
 
 
 def _check_endpoint(url: str, option: str) -> None:
@@ -581,6 +698,7 @@ def _scheduler(args: argparse.Namespace) -> Scheduler:
         s3_client=client,
         max_workers=args.max_workers,
         legacy_offsets=args.legacy_offsets,
+        max_lateness=args.max_lateness,
         clock=args.clock,
     )
 
@@ -595,21 +713,32 @@ def _schedule(args: argparse.Namespace, out: TextIO) -> int:
         msg = "schedule needs --at WHEN, --to s3://BUCKET/KEY, and --content TEXT or --file PATH"
         raise UsageError(msg)
     bucket, key = parse_target(args.to)
+    extra = _extra(args)
     scheduler = _scheduler(args)
     when = parse_when(args.at, scheduler.now(), "--at")
     with _content(args) as what:
         try:
-            event_key = scheduler.schedule(when, bucket, key, what, replace=args.replace)
+            event_key = scheduler.schedule(when, bucket, key, what, replace=args.replace, **extra)
         except EventExistsError:
             msg = (
-                f"an event to s3://{bucket}/{key} at {when.isoformat()} is already pending:"
-                " pass --replace to replace its content"
+                f"an event to s3://{bucket}/{key} at {when.isoformat()} is already pending"
+                f" as {encode_key(scheduler.prefix, when, bucket, key)!r}: pass --replace to replace its content"
             )
             raise Failure(msg) from None
         except ValueError as exc:  # TargetNotAllowedError, a name over 1,024 bytes
             raise UsageError(str(exc)) from None
     _print(out, args, event_key, {"key": event_key, "when": when.isoformat(), "bucket": bucket, "path": key})
     return 0
+
+
+def _extra(args: argparse.Namespace) -> dict[str, Any]:
+    """Return the ``content_type`` and ``metadata`` keywords of `Scheduler.schedule` the options give."""
+    extra: dict[str, Any] = {}
+    if args.content_type is not None:
+        extra["content_type"] = parse_content_type(args.content_type)
+    if args.metadata:
+        extra["metadata"] = parse_metadata(args.metadata)
+    return extra
 
 
 def _schedule_many(args: argparse.Namespace, out: TextIO) -> int:
@@ -619,6 +748,7 @@ def _schedule_many(args: argparse.Namespace, out: TextIO) -> int:
         )
         raise UsageError(msg)
     source = f"--from {args.from_file!r}"
+    extra = _extra(args)
     lines = _read_lines(args.from_file, source)
     scheduler = _scheduler(args)
     now = scheduler.now()
@@ -641,7 +771,7 @@ def _schedule_many(args: argparse.Namespace, out: TextIO) -> int:
             raise UsageError(msg)
         seen[name] = number
     try:
-        written: list[str | None] = list(scheduler.schedule_many(events, replace=args.replace))
+        written: list[str | None] = list(scheduler.schedule_many(events, replace=args.replace, **extra))
         failures: list[tuple[int, BaseException]] = []
     except ScheduleManyError as exc:
         written, failures = exc.keys, exc.failures
@@ -655,7 +785,10 @@ def _schedule_many(args: argparse.Namespace, out: TextIO) -> int:
     for index, error in failures:
         when, bucket, path, _ = events[index]
         if isinstance(error, EventExistsError):
-            reason = "an event with that time and target is already pending: pass --replace to replace it"
+            existing = encode_key(scheduler.prefix, when, bucket, path)
+            reason = (
+                f"an event with that time and target is already pending as {existing!r}: pass --replace to replace it"
+            )
         else:
             reason = describe_error(error, args.bucket)
         print(f"s3-scheduler: {source} line {numbers[index]} (s3://{bucket}/{path}): {reason}", file=sys.stderr)
@@ -698,6 +831,12 @@ def _event_line(line: str, where: str, now: datetime) -> tuple[datetime, str, st
     except ValueError as exc:
         msg = f"{where} is not JSON ({exc}): write {_LINE_FORM}"
         raise UsageError(msg) from None
+    if isinstance(item, dict) and {"content_type", "metadata"} & set(item):
+        msg = (
+            f'{where}: "content_type" and "metadata" are not read per line: pass --content-type and --metadata,'
+            " which apply to every event of the file (or split the file by value)"
+        )
+        raise UsageError(msg)
     if not isinstance(item, dict) or set(item) != {"at", "to", "content"}:
         msg = f'{where} must hold exactly "at", "to" and "content": {_LINE_FORM}'
         raise UsageError(msg)
@@ -870,7 +1009,9 @@ def _reschedule(args: argparse.Namespace, out: TextIO) -> int:
         msg = f"{key!r} is no longer pending: it was delivered, cancelled or never scheduled"
         raise Failure(msg) from None
     except EventExistsError:
-        msg = f"another event to the same target is already pending at {when.isoformat()}: cancel it first"
+        event = decode_event(key, scheduler.prefix)
+        other = encode_key(scheduler.prefix, when, event.bucket, event.path)
+        msg = f"another event to the same target is already pending at {when.isoformat()}, {other!r}: cancel it first"
         raise Failure(msg) from None
     except ValueError as exc:  # a new name over S3's 1,024 bytes
         raise UsageError(str(exc)) from None
@@ -888,8 +1029,11 @@ def _check_key(scheduler: Scheduler, key: str) -> None:
 
 def _handle(args: argparse.Namespace, out: TextIO) -> int:
     timeout = None if args.timeout is None else parse_duration(args.timeout, "--timeout")
-    report = _scheduler(args).handle(timeout=timeout)
+    scheduler = _scheduler(args)
+    report = scheduler.handle(timeout=timeout)
     _print_report(out, args, report)
+    if args.metrics:
+        _print_metrics(out, args, report, scheduler.now())
     return 0 if report.ok else 1
 
 
@@ -899,13 +1043,21 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
         msg = f"--interval {args.interval!r} must be more than 0 and at most {MAX_UNTIL}"
         raise UsageError(msg)
     scheduler = _scheduler(args)
+
+    def on_report(report: HandleReport) -> None:
+        if report.failed or report.expired:
+            _print_report(out, args, report)
+        if args.metrics:
+            _print_metrics(out, args, report, scheduler.now())
+        out.flush()
+
     with stop_on_signals(threading.Event()) as stop:
         run_until_stopped(
             scheduler,
             interval,
             stop,
             on_delivery=lambda event, late: _print_delivery(out, args, event, late),
-            on_report=lambda report: _print_report(out, args, report) if report.failed else None,
+            on_report=on_report,
             describe=lambda error: describe_error(error, args.bucket),
         )
     return 0
@@ -949,7 +1101,13 @@ def _print_delivery(out: TextIO, args: argparse.Namespace, event: ScheduledEvent
 
 def _print_report(out: TextIO, args: argparse.Namespace, report: HandleReport) -> None:
     lines = [report.summary()] + [f"failed: {f.event.key!r}: {one_line(f.error)}" for f in report.failed]
+    lines += [f"expired: {event.key!r}" for event in report.expired]
     _print(out, args, "\n".join(lines), report.to_dict())
+
+
+def _print_metrics(out: TextIO, args: argparse.Namespace, report: HandleReport, now: datetime) -> None:
+    """Print ``report`` as one CloudWatch Embedded Metric Format line, with or without --json."""
+    out.write(emf_line(report, now=now, dimensions=metrics_dimensions(args.bucket, args.prefix)) + "\n")
 
 
 def _print(out: TextIO, args: argparse.Namespace, text: str, data: Any) -> None:

@@ -8,7 +8,8 @@ same event, so a delivery in flight finishes, no new one starts, and a wait ends
 An outage does not end it: an S3 error or an unreachable endpoint during a window is
 logged as one WARNING line and the window is tried again after a wait that doubles each
 time, from `FIRST_RETRY` up to `MAX_RETRY` seconds. The first window that succeeds
-resets the wait. Events that fell due meanwhile are delivered late, never lost.
+resets the wait. Events that fell due meanwhile are delivered late, never lost, unless
+the scheduler has a ``max_lateness`` they are past: those expire (see `Scheduler`).
 
 One clock: every time is read from `Scheduler.now`, and every wait between windows goes
 through ``wait`` (default ``stop.wait``), so a test drives the loop with the scheduler's

@@ -27,6 +27,7 @@ SETTINGS = (
     "S3_SCHEDULER_MAX_WORKERS",
     "S3_SCHEDULER_DEAD_LETTER_ATTEMPTS",
     "S3_SCHEDULER_METRICS",
+    "S3_SCHEDULER_MAX_LATENESS",
 )
 
 
@@ -77,11 +78,13 @@ def test_handler_delivers_and_returns_the_report_as_json(
     result = handler({}, FakeContext(60_000))
 
     assert json.loads(json.dumps(result))["delivered"][0]["key"] == key
-    assert result["deferred"] == []
+    assert result["deferred"] == result["expired"] == []
     summaries = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Handled")]
     assert len(summaries) == 1
     assert "s3://sched/jobs/|" in summaries[0]
-    assert "delivered=1 failed=0" in summaries[0]
+    assert summaries[0].endswith(
+        ": delivered=1 failed=0 skipped=0 deferred=0 vanished=0 rejected=0 dead_lettered=0 expired=0"
+    )
     assert warnings(caplog) == []
 
 
@@ -102,6 +105,35 @@ def test_each_run_prints_its_metrics_line(
     assert (metrics["Bucket"], metrics["Prefix"]) == ("sched", "jobs")
     assert (metrics["Failed"], metrics["OldestDueAgeSeconds"]) == (1, 60)
     assert capsys.readouterr().out == ""
+
+
+@pytest.mark.parametrize(("dead_letter_after", "put_aside"), [("1d", 1), ("", 0)])
+def test_max_lateness_expires_an_event_found_too_late(
+    lambda_env: Any,
+    handler: LambdaHandler,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    dead_letter_after: str,
+    put_aside: int,
+) -> None:
+    """MAX_LATENESS=1h: an event 2 h late is not delivered but dead-lettered (or removed, without them): expired=1."""
+    monkeypatch.setenv("S3_SCHEDULER_MAX_LATENESS", "1h")
+    monkeypatch.setenv("S3_SCHEDULER_DEAD_LETTER_AFTER", dead_letter_after)
+    late = schedule(lambda_env, T0 - timedelta(hours=2), "target", "late")
+    schedule(lambda_env, T0 - timedelta(minutes=30), "target", "recent")
+
+    result = handler({}, FakeContext(60_000))
+
+    assert [e["key"] for e in result["expired"]] == [late]
+    assert [e["path"] for e in result["delivered"]] == ["recent"]
+    assert [o["Key"] for o in lambda_env.list_objects_v2(Bucket="target")["Contents"]] == ["recent"]
+    left = [o["Key"] for o in lambda_env.list_objects_v2(Bucket="sched").get("Contents", [])]
+    assert len(left) == put_aside
+    assert all(".dead-letters/" in key for key in left)
+    summaries = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Handled")]
+    assert [s.rsplit(": ", 1)[1] for s in summaries] == [
+        "delivered=1 failed=0 skipped=0 deferred=0 vanished=0 rejected=0 dead_lettered=0 expired=1"
+    ]
 
 
 def test_the_module_handler_delivers_on_the_real_clock(lambda_env: Any, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -235,6 +267,19 @@ def test_a_missing_bucket_setting_fails_the_invocation_naming_it(
         ("S3_SCHEDULER_DEAD_LETTER_AFTER", "inf", r"S3_SCHEDULER_DEAD_LETTER_AFTER='inf' is not a duration"),
         ("S3_SCHEDULER_DEAD_LETTER_AFTER", "-60", r"S3_SCHEDULER_DEAD_LETTER_AFTER='-60' is not a duration"),
         ("S3_SCHEDULER_DEAD_LETTER_AFTER", "a day", r"S3_SCHEDULER_DEAD_LETTER_AFTER='a day' is not a duration"),
+        (
+            "S3_SCHEDULER_DEAD_LETTER_AFTER",
+            "99999999999d",
+            r"S3_SCHEDULER_DEAD_LETTER_AFTER='99999999999d' is too long",
+        ),
+        (
+            "S3_SCHEDULER_MAX_LATENESS",
+            "soon",
+            r"S3_SCHEDULER_MAX_LATENESS='soon' is not a duration: use seconds or 90s",
+        ),
+        ("S3_SCHEDULER_MAX_LATENESS", "-1h", r"S3_SCHEDULER_MAX_LATENESS='-1h' is not a duration"),
+        ("S3_SCHEDULER_MAX_LATENESS", "nan", r"S3_SCHEDULER_MAX_LATENESS='nan' is not a duration"),
+        ("S3_SCHEDULER_MAX_LATENESS", "99999999999d", r"S3_SCHEDULER_MAX_LATENESS='99999999999d' is too long: use at"),
         ("S3_SCHEDULER_PRECISE", "sometimes", r"S3_SCHEDULER_PRECISE='sometimes' .* 1/0, true/false, yes/no or on/off"),
         ("S3_SCHEDULER_PRECISE", "2", r"S3_SCHEDULER_PRECISE='2' is not yes or no"),
         ("S3_SCHEDULER_LEGACY_OFFSETS", "maybe", r"S3_SCHEDULER_LEGACY_OFFSETS='maybe' .* yes/no or on/off"),
@@ -261,6 +306,17 @@ def test_dead_letter_after_takes_durations(value: str, seconds: float | None) ->
     settings = read_settings({"S3_SCHEDULER_BUCKET": "sched", "S3_SCHEDULER_DEAD_LETTER_AFTER": value})
 
     assert settings.dead_letter_after == seconds
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"), [("90", 90.0), ("90s", 90.0), ("10m", 600.0), ("2h", 7200.0), ("1d", 86400.0), ("", None)]
+)
+def test_max_lateness_takes_durations(value: str, seconds: float | None) -> None:
+    """S3_SCHEDULER_MAX_LATENESS accepts seconds or s/m/h/d; unset or empty means off."""
+    settings = read_settings({"S3_SCHEDULER_BUCKET": "sched", "S3_SCHEDULER_MAX_LATENESS": value})
+
+    assert settings.max_lateness == seconds
+    assert read_settings({"S3_SCHEDULER_BUCKET": "sched"}).max_lateness is None
 
 
 @pytest.mark.parametrize(
@@ -352,6 +408,7 @@ def test_every_setting_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
         "S3_SCHEDULER_MAX_WORKERS": "64",
         "S3_SCHEDULER_DEAD_LETTER_ATTEMPTS": "5",
         "S3_SCHEDULER_METRICS": "no",
+        "S3_SCHEDULER_MAX_LATENESS": "2h",
     }
 
     assert read_settings(env) == aws_lambda.Settings(
@@ -365,4 +422,5 @@ def test_every_setting_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
         max_workers=64,
         dead_letter_attempts=5,
         metrics=False,
+        max_lateness=7200.0,
     )

@@ -25,6 +25,7 @@ from moto import mock_aws
 
 from s3_scheduler import Scheduler, cli
 from s3_scheduler.demo import EVENTS, run_demo
+from s3_scheduler.runner import run_until_stopped
 
 from .conftest import T0, Clock, Endpoint
 
@@ -35,7 +36,12 @@ UTC = timezone.utc
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """moto in-process with buckets 'sched' and 'target'; the CLI's bucket comes from the environment."""
     monkeypatch.setenv("S3_SCHEDULER_BUCKET", "sched")
-    for name in ("S3_SCHEDULER_PREFIX", "S3_SCHEDULER_MAX_WORKERS", "S3_SCHEDULER_LEGACY_OFFSETS"):
+    for name in (
+        "S3_SCHEDULER_PREFIX",
+        "S3_SCHEDULER_MAX_WORKERS",
+        "S3_SCHEDULER_LEGACY_OFFSETS",
+        "S3_SCHEDULER_MAX_LATENESS",
+    ):
         monkeypatch.delenv(name, raising=False)
     with mock_aws():
         client = boto3.client("s3")
@@ -275,12 +281,51 @@ def test_schedule_refuses_to_replace_a_pending_event_unless_told(aws: Any, capsy
 
     assert refused[0] == 1
     assert refused[2] == (
-        "s3-scheduler: an event to s3://target/k at 2030-01-07T14:05:00+00:00 is already pending:"
-        " pass --replace to replace its content\n"
+        "s3-scheduler: an event to s3://target/k at 2030-01-07T14:05:00+00:00 is already pending"
+        f" as {key.strip()!r}: pass --replace to replace its content\n"
     )
     assert kept == b"first"
     assert replaced[0] == 0
     assert aws.get_object(Bucket="sched", Key=key.strip())["Body"].read() == b"third"
+
+
+def test_content_type_and_metadata_reach_the_target(
+    aws: Any, capsys: pytest.CaptureFixture[str], clock: Clock, tmp_path: Any
+) -> None:
+    """--content-type and --metadata (repeatable; with --from, for every line) are on the target after handle."""
+    one = run(
+        capsys,
+        "schedule",
+        "--at",
+        "-1m",
+        "--to",
+        "s3://target/one.json",
+        "--content",
+        "{}",
+        "--content-type",
+        "application/json",
+        "--metadata",
+        "order-id=42",
+        "--metadata",
+        "source=cli",
+        clock=clock,
+    )
+    lines = jsonl(
+        tmp_path,
+        {"at": "-2m", "to": "s3://target/two.csv", "content": "a,b"},
+        {"at": "-1m", "to": "s3://target/three.csv", "content": "c,d"},
+    )
+    many = run(capsys, "schedule", "--from", lines, "--content-type", "text/csv", "--metadata", "batch=7", clock=clock)
+    handled = run(capsys, "handle", clock=clock)
+
+    assert (one[0], many[0], handled[0]) == (0, 0, 0)
+    assert handled[1].startswith("delivered=3 failed=0")
+    found = {key: aws.head_object(Bucket="target", Key=key) for key in ("one.json", "two.csv", "three.csv")}
+    assert {key: (head["ContentType"], head["Metadata"]) for key, head in found.items()} == {
+        "one.json": ("application/json", {"order-id": "42", "source": "cli"}),
+        "two.csv": ("text/csv", {"batch": "7"}),
+        "three.csv": ("text/csv", {"batch": "7"}),
+    }
 
 
 def test_list_prints_a_table_and_json_lines(aws: Any, capsys: pytest.CaptureFixture[str], clock: Clock) -> None:
@@ -396,6 +441,21 @@ def test_reschedule_prints_the_new_key(aws: Any, capsys: pytest.CaptureFixture[s
     assert again[2] == f"s3-scheduler: {key!r} is no longer pending: it was delivered, cancelled or never scheduled\n"
 
 
+def test_reschedule_onto_a_pending_event_names_it(aws: Any, capsys: pytest.CaptureFixture[str], clock: Clock) -> None:
+    """Moving an event onto the time of another to the same target fails in one line naming the other's key."""
+    key = scheduler(aws, clock).schedule(T0 + timedelta(hours=1), "target", "x", "x")
+    other = scheduler(aws, clock).schedule(T0 + timedelta(hours=2), "target", "x", "y")
+
+    status, _, err = run(capsys, "reschedule", key, "--at", "+2h", clock=clock)
+
+    assert status == 1
+    assert err == (
+        "s3-scheduler: another event to the same target is already pending at 2026-11-27T14:00:00+00:00,"
+        f" {other!r}: cancel it first\n"
+    )
+    assert keys(aws, "sched") == [key, other]
+
+
 def test_reschedule_selects_by_target(aws: Any, capsys: pytest.CaptureFixture[str], clock: Clock) -> None:
     """reschedule --to s3://bucket/key --at WHEN moves the one event going there."""
     scheduler(aws, clock).schedule(T0 + timedelta(hours=1), "target", "x", "x")
@@ -423,6 +483,104 @@ def test_handle_prints_the_summary_and_fails_on_a_failed_delivery(
     assert failed[0] == 1
     assert len(json.loads(failed[1])["failed"]) == 1
     assert "Unable to deliver" in failed[2]  # warnings reach stderr without -v
+
+
+def test_max_lateness_expires_an_event_found_too_late(
+    aws: Any, capsys: pytest.CaptureFixture[str], clock: Clock
+) -> None:
+    """handle --max-lateness 1h does not deliver an event 2 h late: removed with a WARNING, counted expired=1."""
+    late = scheduler(aws, clock).schedule(T0 - timedelta(hours=2), "target", "late", "x")
+    scheduler(aws, clock).schedule(T0 - timedelta(minutes=30), "target", "recent", "x")
+
+    status, out, err = run(capsys, "handle", "--max-lateness", "1h", clock=clock)
+
+    assert status == 0
+    assert out.splitlines() == [
+        "delivered=1 failed=0 skipped=0 deferred=0 vanished=0 rejected=0 dead_lettered=0 expired=1",
+        f"expired: {late!r}",
+    ]
+    assert keys(aws, "target") == ["recent"]
+    assert keys(aws, "sched") == []
+    assert f"Not delivering {late!r}: 7200 s late, past max_lateness; removed" in err
+
+
+def test_max_lateness_comes_from_the_environment(
+    aws: Any, capsys: pytest.CaptureFixture[str], clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """S3_SCHEDULER_MAX_LATENESS applies when --max-lateness is not given; the option wins; a bad value is exit 2."""
+    first = scheduler(aws, clock).schedule(T0 - timedelta(hours=2), "target", "first", "x")
+    monkeypatch.setenv("S3_SCHEDULER_MAX_LATENESS", "1h")
+
+    from_env = run(capsys, "--json", "handle", clock=clock)
+    scheduler(aws, clock).schedule(T0 - timedelta(hours=2), "target", "second", "x")
+    overridden = run(capsys, "--json", "handle", "--max-lateness", "1d", clock=clock)
+    monkeypatch.setenv("S3_SCHEDULER_MAX_LATENESS", "an hour")
+    bad = run(capsys, "handle", clock=clock)
+
+    assert [e["key"] for e in json.loads(from_env[1])["expired"]] == [first]
+    assert [e["path"] for e in json.loads(overridden[1])["delivered"]] == ["second"]
+    assert json.loads(overridden[1])["expired"] == []
+    assert keys(aws, "target") == ["second"]
+    assert bad[0] == 2
+    assert bad[2] == (
+        "s3-scheduler: S3_SCHEDULER_MAX_LATENESS='an hour' is not a duration: use seconds or 90s, 10m, 2h, 1d\n"
+    )
+
+
+def emf(line: str) -> dict[str, Any]:
+    """Parse one metrics line and check it has the Embedded Metric Format structure."""
+    document: dict[str, Any] = json.loads(line)
+    (directive,) = document["_aws"]["CloudWatchMetrics"]
+    assert directive["Namespace"] == "S3Scheduler"
+    assert directive["Dimensions"] == [["Bucket", "Prefix"]]
+    assert all(metric["Name"] in document for metric in directive["Metrics"])
+    assert isinstance(document["_aws"]["Timestamp"], int)
+    return document
+
+
+def test_handle_metrics_prints_one_emf_line(aws: Any, capsys: pytest.CaptureFixture[str], clock: Clock) -> None:
+    """handle --metrics prints one Embedded Metric Format line after the summary, and after the report with --json."""
+    scheduler(aws, clock).schedule(T0 - timedelta(minutes=1), "target", "ok", "x")
+    scheduler(aws, clock).schedule(T0 - timedelta(minutes=2), "no-such-bucket", "bad", "x")
+
+    text = run(capsys, "handle", "--metrics", clock=clock)
+    lines = run(capsys, "--json", "handle", "--metrics", clock=clock)
+    plain = run(capsys, "handle", clock=clock)
+
+    summary, failed, metrics_line = text[1].splitlines()
+    assert summary.startswith("delivered=1 failed=1 ")
+    assert failed.startswith("failed: ")
+    first = emf(metrics_line)
+    assert (first["Bucket"], first["Prefix"], first["Delivered"], first["Failed"]) == ("sched", "jobs", 1, 1)
+    assert first["_aws"]["Timestamp"] == int(T0.timestamp() * 1000)
+    report, second_line = lines[1].splitlines()
+    assert len(json.loads(report)["failed"]) == 1
+    second = emf(second_line)
+    assert (second["Delivered"], second["Failed"], second["OldestDueAgeSeconds"]) == (0, 1, 120)
+    assert "_aws" not in plain[1]
+
+
+def test_run_prints_expired_windows_and_each_windows_metrics(
+    aws: Any, capsys: pytest.CaptureFixture[str], clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """run --max-lateness --metrics prints a window's summary when it expired an event, and each window's EMF line."""
+    late = scheduler(aws, clock).schedule(T0 - timedelta(hours=2), "target", "late", "x")
+    scheduler(aws, clock).schedule(T0 - timedelta(seconds=1), "target", "due", "x")
+
+    def one_window(*args: Any, **kwargs: Any) -> None:
+        run_until_stopped(*args, wait=lambda seconds: True, **kwargs)  # the first wait ends the run: no real wait
+
+    monkeypatch.setattr(cli, "run_until_stopped", one_window)
+
+    status, out, _ = run(capsys, "run", "--max-lateness", "1h", "--metrics", clock=clock)
+
+    delivered, summary, expired, metrics_line = out.splitlines()
+    assert status == 0
+    assert delivered.startswith("delivered s3://target/due (1.000 s late) ")
+    assert summary == "delivered=1 failed=0 skipped=0 deferred=0 vanished=0 rejected=0 dead_lettered=0 expired=1"
+    assert expired == f"expired: {late!r}"
+    assert (emf(metrics_line)["Delivered"], emf(metrics_line)["Prefix"]) == (1, "jobs")
+    assert keys(aws, "target") == ["due"]
 
 
 def test_schedule_json_output(aws: Any, capsys: pytest.CaptureFixture[str]) -> None:
@@ -576,6 +734,10 @@ def test_schedule_from_a_jsonl_file_writes_each_event(
         ('{"at": "+1h", "to": "s3://target/b"}', 'line 2 must hold exactly "at", "to" and "content"'),
         ('{"at": "+1h", "to": "s3://target/b", "content": 7}', 'line 2: "at", "to" and "content" must be strings'),
         ("not json", "line 2 is not JSON"),
+        (
+            '{"at": "+1h", "to": "s3://target/b", "content": "x", "metadata": {"a": "1"}}',
+            'line 2: "content_type" and "metadata" are not read per line: pass --content-type and --metadata',
+        ),
         ('{"at": "+10m", "to": "s3://target/a", "content": "again"}', "lines 1 and 2 have the same time and target"),
     ],
 )
@@ -611,13 +773,16 @@ def test_schedule_from_reports_each_failed_event_in_one_line(
     assert [line.rsplit("|", 1)[1] for line in out.splitlines()] == ["a", "c"]
     assert err.splitlines() == [
         f"s3-scheduler: --from {path!r} line 2 (s3://target/b): an event with that time and target is already"
-        " pending: pass --replace to replace it",
+        f" pending as {taken!r}: pass --replace to replace it",
         "s3-scheduler: 1 of 3 events were not written (2 were)",
     ]
     assert aws.get_object(Bucket="sched", Key=taken)["Body"].read() == b"old"
 
 
 # user errors: one line on stderr, the right exit code ------------------------------------
+
+
+SCHEDULE_K = ["schedule", "--at", "+1h", "--to", "s3://target/k", "--content", "x"]
 
 
 @pytest.mark.parametrize(
@@ -654,6 +819,20 @@ def test_schedule_from_reports_each_failed_event_in_one_line(
         (["reschedule", "--at", "+1h"], 2, "reschedule needs either the KEY"),
         (["run", "--interval", "1h"], 2, "at most 0:15:00"),
         (["handle", "--timeout", "soon"], 2, "--timeout 'soon' is not a duration"),
+        (["--max-lateness", "soon", "handle"], 2, "--max-lateness 'soon' is not a duration: use seconds or 90s"),
+        (["handle", "--max-lateness", "-1h"], 2, "--max-lateness '-1h' is not a duration"),
+        (["handle", "--max-lateness", "99999999999d"], 2, "--max-lateness '99999999999d' is too long"),
+        ([*SCHEDULE_K, "--metadata", "order-id"], 2, "--metadata 'order-id' is not NAME=VALUE: e.g. --metadata"),
+        ([*SCHEDULE_K, "--metadata", "=42"], 2, "--metadata '=42' is not NAME=VALUE"),
+        ([*SCHEDULE_K, "--metadata", "numéro=42"], 2, "--metadata 'numéro=42': the name must be ASCII letters"),
+        ([*SCHEDULE_K, "--metadata", "a b=1"], 2, "the name must be ASCII letters"),
+        ([*SCHEDULE_K, "--metadata", "n=é"], 2, "--metadata 'n=é': the value must be printable ASCII"),
+        ([*SCHEDULE_K, "--metadata", "n=a\nb"], 2, "the value must be printable ASCII"),
+        ([*SCHEDULE_K, "--metadata", "id=1", "--metadata", "ID=2"], 2, "--metadata 'ID' is given twice"),
+        ([*SCHEDULE_K, "--metadata", "n=" + "x" * 2048], 2, "2049 bytes of names and values, over S3's 2048-byte"),
+        ([*SCHEDULE_K, "--content-type", "json"], 2, "--content-type 'json' is not a MIME type: use type/subtype"),
+        ([*SCHEDULE_K, "--content-type", "text/plain\r\nX: y"], 2, "is not a MIME type"),
+        (["schedule", "--from", "/no/such.jsonl", "--metadata", "x"], 2, "--metadata 'x' is not NAME=VALUE"),
     ],
 )
 def test_user_errors_print_one_line_and_exit(
@@ -711,9 +890,12 @@ def test_usage_errors_send_no_request(
         run(capsys, "--bucket", "Bad_Bucket!", "list")[0],
         run(capsys, "--endpoint-url", "localhost:5101", "list")[0],
         run(capsys, "schedule", "--at", "+1h", "--to", "s3://x/k", "--content", "x")[0],
+        run(capsys, *SCHEDULE_K, "--metadata", "numéro=42")[0],
+        run(capsys, *SCHEDULE_K, "--content-type", "json")[0],
+        run(capsys, "--max-lateness", "soon", "handle")[0],
     ]
 
-    assert statuses == [2, 2, 2]
+    assert statuses == [2, 2, 2, 2, 2, 2]
     assert made == []
 
 

@@ -218,6 +218,25 @@ def test_a_good_window_resets_the_wait(aws: Any, clock: Clock) -> None:
     assert wait.waits[:4] == [1, 2, 10, 1]
 
 
+def test_an_outage_longer_than_max_lateness_expires_what_fell_due_early_in_it(aws: Any, clock: Clock) -> None:
+    """After 127 s of outage, with max_lateness 60 s, an event 125 s late expires and one 27 s late is delivered."""
+    stop = threading.Event()
+    wait = FakeWait(clock, stop, stop_after=8)
+    scheduler = Scheduler(
+        "sched", "jobs", s3_client=aws, clock=clock, sleep=clock.advance, max_lateness=timedelta(seconds=60)
+    )
+    early = scheduler.schedule(T0 + timedelta(seconds=2), "target", "early", "x")
+    scheduler.schedule(T0 + timedelta(seconds=100), "target", "recent", "x")
+    fail_first(aws, "ListObjectsV2", 7, server_error())  # waits 1 + 2 + ... + 64 = 127 s
+    reports: list[HandleReport] = []
+
+    run_until_stopped(scheduler, 10, stop, wait=wait, on_report=reports.append)
+
+    assert [([e.key for e in r.expired], [e.path for e in r.delivered]) for r in reports] == [([early], ["recent"])]
+    assert keys(aws, "target") == ["recent"]
+    assert keys(aws, "sched") == []
+
+
 def test_a_stop_during_a_retry_wait_ends_the_run(aws: Any, clock: Clock) -> None:
     """A stop asked while waiting out an outage ends the run at once, with no further request."""
     stop = threading.Event()
