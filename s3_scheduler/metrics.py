@@ -17,6 +17,7 @@ name                         unit    what it counts
 ``Failed``                   Count   events whose copy or delete failed (they stay)
 ``Rejected``                 Count   events whose target is outside ``allowed_targets``
 ``DeadLettered``             Count   events moved to the dead letters
+``Expired``                  Count   events found past ``max_lateness``: not delivered
 ``Skipped``                  Count   names under the prefix that are not events
 ``Deferred``                 Count   events of the run's window not started in its time
 ``MaxLatenessSeconds``       Seconds the largest lateness of a delivery of the run
@@ -56,6 +57,7 @@ METRICS: tuple[tuple[str, str], ...] = (
     ("Failed", "Count"),
     ("Rejected", "Count"),
     ("DeadLettered", "Count"),
+    ("Expired", "Count"),
     ("Skipped", "Count"),
     ("Deferred", "Count"),
     ("MaxLatenessSeconds", "Seconds"),
@@ -124,6 +126,7 @@ def metric_values(report: HandleReport, *, now: datetime) -> dict[str, Number]:
         "Failed": len(report.failed),
         "Rejected": len(report.rejected),
         "DeadLettered": len(report.dead_lettered),
+        "Expired": len(report.expired),
         "Skipped": len(report.skipped),
         "Deferred": len(report.deferred),
         "MaxLatenessSeconds": round(max(0.0, lateness), 3),

@@ -62,7 +62,7 @@ def emf_errors(line: str) -> list[str]:
 
 
 def full_report() -> HandleReport:
-    """A run with something in every field: 2 delivered, 2 failed (1 dead-lettered), 2 deferred, 1 rejected."""
+    """A run with something in every field: 2 delivered, 2 failed (1 dead-lettered), 2 deferred, 1 rejected, 1 expired."""
     failed_old = event("failed-old", 600)
     report = HandleReport(
         failed=[FailedDelivery(failed_old, RuntimeError("copy")), FailedDelivery(event("failed", 120), OSError())],
@@ -75,6 +75,7 @@ def full_report() -> HandleReport:
         (report.vanished, [event("gone", 5)]),
         (report.rejected, [event("rejected", 400)]),
         (report.dead_lettered, [failed_old]),
+        (report.expired, [event("expired", 7200)]),
     ]:
         for each in events:
             field.append(each)
@@ -111,6 +112,7 @@ def test_the_values_follow_the_report() -> None:
         "Failed": 2,
         "Rejected": 1,
         "DeadLettered": 1,
+        "Expired": 1,
         "Skipped": 1,
         "Deferred": 2,
         "MaxLatenessSeconds": 2.5,
