@@ -62,7 +62,7 @@ def emf_errors(line: str) -> list[str]:
 
 
 def full_report() -> HandleReport:
-    """A run with something in every field: 2 delivered, 2 failed (1 dead-lettered), 2 deferred, 1 rejected, 1 expired."""
+    """Something in every field: 2 delivered, 2 failed (1 dead-lettered), 2 deferred, 1 rejected, 1 expired."""
     failed_old = event("failed-old", 600)
     report = HandleReport(
         failed=[FailedDelivery(failed_old, RuntimeError("copy")), FailedDelivery(event("failed", 120), OSError())],
