@@ -265,6 +265,7 @@ class _Run:
         self.rejected: list[Due] = []
         self.deleter: _Deleter | None = None
         self.stopped_by: str | None = None
+        self.callback_error: Exception | None = None
 
     # the loop ------------------------------------------------------------------------
 
@@ -322,26 +323,29 @@ class _Run:
                     task = self._expire
                 while not self.limit.acquire(_POLL):
                     self._drain()
+                self._drain()
                 if self._must_stop(self._now()):  # the time waited for a free copier counts
                     self.limit.release(throttled=False)
                     self.report.deferred.append(due.event)
                     break
                 pool.submit(task, due)
         finally:
-            for _, _, due in waiting:
-                self.report.deferred.append(due.event)
-            if not listing_done and listing_error is None and self.stopped_by is not None:
-                listing_error = self._defer_unread(lister)
-            lister.cancel()
-            pool.shutdown(wait=True)
-            if self.deleter is not None:
-                self.deleter.close()
-            self._drain()
             try:
+                for _, _, due in waiting:
+                    self.report.deferred.append(due.event)
+                if not listing_done and listing_error is None and self.stopped_by is not None:
+                    listing_error = self._defer_unread(lister)
+                lister.cancel()
+                pool.shutdown(wait=True)
+                if self.deleter is not None:
+                    self.deleter.close()
+                self._drain()
                 self._dead_letter()
             finally:
-                if self.lease is not None:
+                if self.lease is not None:  # whatever happened, the heartbeat ends and the lease goes
                     self.lease.release()
+        if self.callback_error is not None:
+            raise self.callback_error
         if listing_error is not None:
             raise listing_error
         return self.report
@@ -463,12 +467,12 @@ class _Run:
                 )
         except Exception as exc:  # noqa: BLE001 - recorded by the calling thread
             outcome = exc
+        try:  # the outcome is handed on before the copier is free, so it is seen first
+            self.results.put(("copy", due, outcome, self._now()))
+            if outcome is None and self.deleter is not None:
+                self.deleter.add(due)
         finally:
             self.limit.release(throttled=outcome is not None and _s3.is_throttled(outcome))
-        at = self._now()
-        self.results.put(("copy", due, outcome, at))
-        if outcome is None and self.deleter is not None:
-            self.deleter.add(due)
 
     def _expire(self, due: Due) -> None:
         """In a copier thread: put aside (or remove) an event found later than max_lateness."""
@@ -481,9 +485,10 @@ class _Run:
                 self.s.client.delete_object(Bucket=self.s.bucket, Key=due.event.key, **condition)
         except Exception as exc:  # noqa: BLE001 - recorded by the calling thread
             outcome = exc
+        try:
+            self.results.put(("expire", due, outcome, self._now()))
         finally:
             self.limit.release(throttled=False)
-        self.results.put(("expire", due, outcome, self._now()))
 
     def _drain(self) -> None:
         """Record the outcomes the copiers and the deleter have handed on."""
@@ -520,7 +525,14 @@ class _Run:
             self.report.max_lateness = max(self.report.max_lateness, late)
             logger.info("Delivered %r to %r, %.3f s late", event.key, _url(event), late)
             if self.on_delivery is not None:
-                self.on_delivery(event, late)
+                try:
+                    self.on_delivery(event, late)
+                except Exception as exc:  # noqa: BLE001 - raised once the run has cleaned up
+                    # No further copy starts and no further call is made; the copies in
+                    # flight finish, are deleted and reported, the lease is released, and
+                    # handle() raises this.
+                    self.callback_error, self.on_delivery = exc, None
+                    self.stopped_by = "on_delivery"
         elif _s3.is_missing(error):
             self.report.vanished.append_key(event.key)
             logger.info("Not delivering %r: it was cancelled or delivered by another run", event.key)
@@ -629,7 +641,6 @@ class _Deleter:
         self._s = settings
         self._results = results
         self._queue: queue.Queue[Due | str | None] = queue.Queue()
-        self._with_etags = True
         self._flush_after = DELETE_FLUSH_SECONDS
         self._thread = threading.Thread(target=self._work, name="s3-scheduler-delete", daemon=True)
         self._thread.start()
@@ -678,23 +689,33 @@ class _Deleter:
             self._results.put(("delete", due, errors.get(due.event.key), at))
 
     def _delete(self, batch: list[Due]) -> dict[str, BaseException]:
-        """Send one ``DeleteObjects``; return the error of each key not deleted."""
-        objects = [
-            {"Key": due.event.key, **({"ETag": due.etag} if due.etag and self._with_etags else {})} for due in batch
-        ]
+        """Send one ``DeleteObjects``; return the error of each key not deleted.
+
+        When the store refuses the whole request (a key it cannot put in XML, a store
+        without the ETag condition), each key is deleted on its own, conditional on its
+        ETag, so one odd key never keeps a batch of delivered events pending.
+        """
+        objects = [{"Key": due.event.key, **({"ETag": due.etag} if due.etag else {})} for due in batch]
         try:
             response = self._s.client.delete_objects(Bucket=self._s.bucket, Delete={"Objects": objects, "Quiet": True})
-        except ClientError as exc:
-            if not (self._with_etags and _s3.error_code(exc) in ("MalformedXML", *_s3.UNSUPPORTED)):
-                raise
-            logger.warning("This S3 store refuses ETags in DeleteObjects (%s): deleting without them", exc)
-            self._with_etags = False
-            return self._delete(batch)
+        except Exception as exc:  # noqa: BLE001 - falls back to one delete per key
+            logger.info("DeleteObjects was refused (%s): deleting the %d keys one by one", _describe(exc), len(batch))
+            return self._delete_each(batch)
         errors: dict[str, BaseException] = {}
         for error in response.get("Errors", ()):
             errors[error.get("Key", "")] = ClientError(
                 {"Error": {"Code": error.get("Code", ""), "Message": error.get("Message", "")}}, "DeleteObjects"
             )
+        return errors
+
+    def _delete_each(self, batch: list[Due]) -> dict[str, BaseException]:
+        errors: dict[str, BaseException] = {}
+        for due in batch:
+            condition = {"IfMatch": due.etag} if due.etag else {}
+            try:
+                self._s.client.delete_object(Bucket=self._s.bucket, Key=due.event.key, **condition)
+            except Exception as exc:  # noqa: BLE001 - this key stays pending, reported
+                errors[due.event.key] = exc
         return errors
 
 

@@ -194,6 +194,14 @@ def _from_match(match: re.Match[str]) -> datetime:
     return when.replace(tzinfo=timezone(-offset if zone[0] == "-" else offset))
 
 
+def has_offset(part: str) -> bool:
+    """Whether the ``when`` part ``part`` of a name spells a UTC offset other than zero
+    (as 0.0.3 wrote the caller's offset); False for anything that is not a time."""
+    match = _TIME.fullmatch(unquote(part))
+    zone = None if match is None else match["zone"]
+    return zone is not None and zone != "Z" and zone[1:].replace(":", "").strip("0") != ""
+
+
 def check_bucket_name(bucket: str) -> None:
     """Raise `ValueError` unless ``bucket`` is a name S3 can accept for a bucket.
 

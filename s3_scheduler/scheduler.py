@@ -30,6 +30,7 @@ from .keys import (
     decode_key,
     encode_key,
     encode_time,
+    has_offset,
     is_canonical,
     lease_key,
     listing_bound,
@@ -498,7 +499,7 @@ class Scheduler:
                 if is_canonical(key, self._prefix, event.when):
                     continue
                 time_part, rest = key[len(self._prefix) :].split("|", 1)
-                if _has_offset(time_part):
+                if has_offset(time_part):
                     report.offset_keys.append(key)
                 if sorts_late(key, self._prefix, event.when, legacy_offsets=self._legacy_offsets):
                     canonical = f"{self._prefix}{encode_time(event.when)}|{rest}"
@@ -629,13 +630,6 @@ def _extra_args(content_type: Any, metadata: Any) -> dict[str, Any]:
 def _pool_size(client: Any) -> int | None:
     size = getattr(getattr(getattr(client, "meta", None), "config", None), "max_pool_connections", None)
     return size if isinstance(size, int) and not isinstance(size, bool) and size > 0 else None
-
-
-def _has_offset(time_part: str) -> bool:
-    from urllib.parse import unquote
-
-    text = unquote(time_part)
-    return len(text) > 10 and text[-6] in "+-" and text[-5:] != "00:00"
 
 
 def _check_count(name: str, value: Any) -> None:

@@ -495,3 +495,56 @@ def test_a_scheduler_builds_its_own_client_with_a_pool_for_its_workers(s3: S3) -
 
     assert scheduler._s3_client.meta.config.max_pool_connections == 48
     assert scheduler.max_workers == 48
+
+
+def test_a_batch_delete_refused_whole_falls_back_to_one_delete_per_key(s3: S3, clock: Clock) -> None:
+    """A DeleteObjects refused as a whole (a key the store cannot put in XML) deletes key by key: one odd key
+    never keeps the batch's other delivered events pending."""
+    scheduler = s3.scheduler(clock=clock)
+    poison = scheduler.schedule(T0 - seconds(2), s3.target_bucket, "poison", "p")
+    scheduler.schedule(T0 - seconds(1), s3.target_bucket, "fine", "f")
+
+    def malformed(**_: Any) -> None:
+        raise ClientError({"Error": {"Code": "MalformedXML", "Message": "bad key"}}, "DeleteObjects")
+
+    def refuse_poison(params: dict[str, Any], **_: Any) -> None:
+        if params["Key"] == poison:
+            raise ClientError({"Error": {"Code": "InvalidArgument", "Message": "bad key"}}, "DeleteObject")
+
+    s3.client.meta.events.register("before-call.s3.DeleteObjects", malformed)
+    s3.client.meta.events.register("before-parameter-build.s3.DeleteObject", refuse_poison)
+    report = scheduler.handle()
+
+    assert sorted(s3.keys(s3.target_bucket)) == ["fine", "poison"]
+    assert s3.keys(s3.schedule_bucket) == [poison]
+    assert [f.event.key for f in report.failed] == [poison]
+
+
+def test_an_on_delivery_that_raises_ends_the_run_cleanly(s3: S3, clock: Clock) -> None:
+    """A callback error stops new copies; the copy made is deleted, the lease released, no thread left; it raises."""
+    import threading
+
+    scheduler = s3.scheduler(clock=clock, max_workers=1)
+    for i in range(3):
+        scheduler.schedule(T0 - seconds(3 - i), s3.target_bucket, f"k{i}", "x")
+    before = {t.name for t in threading.enumerate()}
+
+    def fail(event: Any, late: float) -> None:
+        raise RuntimeError("the caller's callback broke")
+
+    with pytest.raises(RuntimeError, match="callback broke"):
+        scheduler.handle(on_delivery=fail)
+
+    assert s3.keys(s3.target_bucket) == ["k0"]  # one copier: its outcome is seen before the next copy starts
+    assert len(s3.keys(s3.schedule_bucket)) == 2  # k0 was removed, k1 and k2 wait
+    assert LEASE not in s3.keys(s3.schedule_bucket)
+    assert not [t for t in threading.enumerate() if t.name.startswith("s3-scheduler") and t.name not in before]
+
+
+@pytest.mark.parametrize("time", ["2026-11-27 14:00:00+02:00", "2026-11-27T17:30+0530", "2026-11-27T07:00-05"])
+def test_check_finds_every_form_of_offset(s3: S3, clock: Clock, time: str) -> None:
+    """check() reports a name with a non-zero offset in any form it reads, so legacy_offsets=False is known safe."""
+    key = f"jobs/|{quote(time)}|{s3.target_bucket}|o"
+    put(s3, key)
+
+    assert s3.scheduler(clock=clock).check().offset_keys == [key]

@@ -191,12 +191,14 @@ def test_a_failed_delete_keeps_the_event_for_another_delivery(s3: S3, clock: Clo
     key = scheduler.schedule(T0 - minutes(1), s3.target_bucket, "t.txt", "body")
 
     def refuse_delete(params: dict[str, Any], **_: Any) -> None:
-        if any(o["Key"] == key for o in params["Delete"]["Objects"]):
+        if params.get("Key") == key or any(o["Key"] == key for o in params.get("Delete", {}).get("Objects", [])):
             raise RuntimeError("injected delete failure")
 
-    s3.client.meta.events.register("before-parameter-build.s3.DeleteObjects", refuse_delete)
+    for operation in ("DeleteObjects", "DeleteObject"):  # the batch, then the one-by-one fallback
+        s3.client.meta.events.register(f"before-parameter-build.s3.{operation}", refuse_delete)
     report = scheduler.handle()
-    s3.client.meta.events.unregister("before-parameter-build.s3.DeleteObjects", refuse_delete)
+    for operation in ("DeleteObjects", "DeleteObject"):
+        s3.client.meta.events.unregister(f"before-parameter-build.s3.{operation}", refuse_delete)
 
     assert s3.body(s3.target_bucket, "t.txt") == b"body"
     assert s3.keys(s3.schedule_bucket) == [key]
