@@ -1,39 +1,63 @@
-"""This package against s3-scheduler 0.0.3, side by side, in one run.
+"""This package against s3-scheduler 0.0.3 and against the least work the job needs.
 
-    python benchmarks/compare.py --quick          # under 3 minutes on 2 cores
-    python benchmarks/compare.py --chart docs/handle-time.png
+    python benchmarks/compare.py --quick            # moto only, small sizes: under 3 minutes
+    python benchmarks/compare.py --out docs/benchmark-DATE.txt --chart docs/handle-time.png
 
 s3-scheduler 0.0.3 is downloaded from the package index into a temporary folder at run
-time (its code is never part of this project). Both run against the same S3 stand-in,
-moto's server on 127.0.0.1 started here, each in its own process (``driver.py``), on
-the same data, with the same injected latency before every request (default 20 ms, a
-typical in-region S3 round trip), and every request is counted by operation.
+time (its code is never part of this project) and driven as its README says:
+``Scheduler(bucket, path, s3_resource, s3_client)``, ``schedule()`` and ``handle()``.
 
-Measured: ``handle()`` wall time and requests over backlogs of far-future events with
-some events due; ``schedule()`` time per event; the peak memory of a ``handle()`` over
-the largest backlog; and the floor: one LIST page per 1,000 due-window keys plus a COPY
-and a DELETE per due event, overlapped across the client's 10 connections. Goals are
-printed, never asserted.
+Servers: moto's S3 server (``stand.py``, a process of its own) and Ceph radosgw started by
+``scripts/start-rgw`` (``apt-get install radosgw ceph-mon ceph-osd curl``; skipped, and
+said so, when it is not installed). Every run is a fresh process (``driver.py``) against
+the same server, on the same data re-seeded before it (the same names each time), with
+the same latency slept before every request in the client (a ``before-send`` hook: 20 ms
+is a typical in-region S3 round trip). The configurations of a scenario are interleaved
+(0.0.3, ours, floor, 0.0.3, ours, floor, ...), each ``--reps`` times; the report gives
+medians and their spread (min-max), the requests per delivered event (counted at
+``before-send``, retries included), the server's CPU seconds during the run
+(``/proc/<pid>/stat`` of moto's process, or of radosgw plus its OSD and monitor), the
+client process's CPU seconds, the busy cores of the whole machine and its load average.
 
-Needs this package's ``test`` or ``local`` extra (moto's server); the chart needs the
+Scenarios:
+
+- ``handle``: ``handle()`` with 1,000 due over 10,000 pending two days ahead; 0.0.3, this
+  package, and the measured floor: bare boto3 sending only ``ceil(window/1000)`` LIST
+  pages, a COPY per due event on as many threads as this package's copiers, and a
+  DeleteObjects per 1,000 (``driver._floor``). The computed floor is those requests
+  spread evenly over the workers, one round trip each: ``ceil((L + C + D) / W) * RTT``.
+- ``dense``: 5,000 events due in the next 12 h and 100 due now; this package with
+  ``legacy_offsets=False`` (lists to the window's end) and by default (14 h past it).
+- ``first``: 10,000 due; when the first COPY is sent against when LIST pages come back.
+- ``memory``: 100,000 due (moto only): peak RSS growth of the handling process.
+- ``schedule``: 1,000 events by ``schedule_many``, by a ``schedule()`` loop, and by 0.0.3's
+  ``schedule()`` loop.
+
+Goals are printed as measured, met or not; nothing is asserted. The chart needs the
 ``bench`` extra (matplotlib).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
 import platform
+import shlex
+import shutil
+import statistics
 import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -41,10 +65,214 @@ sys.path.insert(0, str(ROOT))
 
 from s3_scheduler import keys  # noqa: E402
 
-WORKERS = 10  # botocore's default connection pool: both implementations' clients use it
 PAGE = 1000
-FULL = {"backlogs": [0, 10_000, 100_000], "dues": [0, 100, 1000], "schedule": 1000}
-QUICK = {"scenarios": [(0, 0), (0, 100), (0, 1000), (10_000, 0), (10_000, 100)], "schedule": 200}
+WORKERS = 32  # this package's default max_workers; every client gets a pool this size
+PATH = "jobs"
+BODY = 64
+
+FULL: dict[str, Any] = {
+    "servers": ["moto", "radosgw"],
+    "latencies": [20.0, 0.0],
+    "reps": 3,
+    "handle": {"due": 1000, "backlog": 10_000},
+    "dense": {"future": 5000, "due": 100},
+    "first": {"due": 10_000},
+    "memory": {"due": [10_000, 30_000]},  # 100,000 on moto: 7.5 min a run here; see --memory-due
+    "schedule": {"count": 1000},
+}
+QUICK: dict[str, Any] = {
+    "servers": ["moto"],
+    "latencies": [20.0],
+    "reps": 3,
+    "handle": {"due": 100, "backlog": 2000},
+    "dense": {"future": 1000, "due": 20},
+    "first": {"due": 1500},
+    "memory": {"due": [500, 1500]},
+    "schedule": {"count": 50},
+}
+
+
+class Output:
+    """Prints, and keeps every line for ``--out``."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def __call__(self, text: str = "") -> None:
+        print(text, flush=True)
+        self.lines.append(text)
+
+
+out = Output()
+
+
+# servers -----------------------------------------------------------------------------
+
+
+class Store:
+    """An S3 server the runs share: its endpoint, credentials, processes, and seeding."""
+
+    name = ""
+    endpoint = ""
+    access_key = "bench"
+    secret_key = "bench"
+    pids: list[int]
+
+    def make(self, bucket: str) -> None:
+        raise NotImplementedError
+
+    def put(self, bucket: str, names: list[str]) -> None:
+        raise NotImplementedError
+
+    def count(self, bucket: str) -> int:
+        raise NotImplementedError
+
+    def clear(self, bucket: str) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+class MotoStore(Store):
+    """moto's server in a process of its own (``stand.py``), seeded through its backend."""
+
+    name = "moto"
+
+    def __init__(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, str(HERE / "stand.py")],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=tempfile.gettempdir(),
+        )
+        self.endpoint = self._read()["endpoint"]
+        self.pids = [self.process.pid]
+        self.lock = threading.Lock()
+
+    def _read(self) -> dict[str, Any]:
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError("moto's server process (stand.py) ended")
+        answer: dict[str, Any] = json.loads(line)
+        return answer
+
+    def _ask(self, **command: Any) -> dict[str, Any]:
+        assert self.process.stdin is not None
+        with self.lock:
+            self.process.stdin.write(json.dumps(command) + "\n")
+            self.process.stdin.flush()
+            answer = self._read()
+        if not answer.get("ok"):
+            raise RuntimeError(f"stand.py: {answer}")
+        return answer
+
+    def make(self, bucket: str) -> None:
+        self._ask(op="make", bucket=bucket)
+
+    def put(self, bucket: str, names: list[str]) -> None:
+        for i in range(0, len(names), 20_000):
+            self._ask(op="put", bucket=bucket, keys=names[i : i + 20_000], size=BODY)
+
+    def count(self, bucket: str) -> int:
+        return int(self._ask(op="count", bucket=bucket)["count"])
+
+    def clear(self, bucket: str) -> None:
+        self._ask(op="clear", bucket=bucket)
+
+    def close(self) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+class HttpStore(Store):
+    """A real S3 server, seeded with concurrent PUTs."""
+
+    def __init__(self, name: str, endpoint: str, access_key: str, secret_key: str, pids: list[int]) -> None:
+        import boto3
+        from botocore.config import Config
+
+        self.name, self.endpoint, self.access_key, self.secret_key, self.pids = (
+            name,
+            endpoint,
+            access_key,
+            secret_key,
+            pids,
+        )
+        self.client = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            aws_access_key_id=access_key,
+            aws_secret_access_key=secret_key,
+            region_name="us-east-1",
+            config=Config(s3={"addressing_style": "path"}, max_pool_connections=WORKERS),
+        )
+        self.stop_folder: Path | None = None
+
+    def make(self, bucket: str) -> None:
+        with contextlib.suppress(self.client.exceptions.BucketAlreadyOwnedByYou):
+            self.client.create_bucket(Bucket=bucket)
+
+    def put(self, bucket: str, names: list[str]) -> None:
+        body = b"x" * BODY
+        with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+            list(pool.map(lambda name: self.client.put_object(Bucket=bucket, Key=name, Body=body), names))
+
+    def _names(self, bucket: str) -> list[str]:
+        names: list[str] = []
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+            names += [obj["Key"] for obj in page.get("Contents", ())]
+        return names
+
+    def count(self, bucket: str) -> int:
+        return len(self._names(bucket))
+
+    def clear(self, bucket: str) -> None:
+        names = self._names(bucket)
+        for i in range(0, len(names), PAGE):
+            objects = [{"Key": name} for name in names[i : i + PAGE]]
+            self.client.delete_objects(Bucket=bucket, Delete={"Objects": objects, "Quiet": True})
+
+    def close(self) -> None:
+        if self.stop_folder is not None:
+            subprocess.run([str(ROOT / "scripts" / "stop-rgw"), str(self.stop_folder)], check=False)
+
+
+def start_radosgw(port: int) -> HttpStore | str:
+    """Start radosgw with ``scripts/start-rgw`` (about 12 s); return it, or why it could not start."""
+    missing = [tool for tool in ("radosgw", "ceph-mon", "ceph-osd", "curl") if shutil.which(tool) is None]
+    if missing:
+        return f"not installed ({', '.join(missing)}): apt-get install radosgw ceph-mon ceph-osd curl"
+    folder = Path(tempfile.mkdtemp(prefix="bench-rgw-"))
+    done = subprocess.run(
+        [str(ROOT / "scripts" / "start-rgw"), str(folder), str(port)], capture_output=True, text=True, check=False
+    )
+    last = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
+    fields = dict(part.split("=", 1) for part in last.split() if "=" in part)
+    if done.returncode != 0 or "endpoint" not in fields:
+        subprocess.run([str(ROOT / "scripts" / "stop-rgw"), str(folder)], check=False)
+        return f"scripts/start-rgw failed: {done.stderr.strip()[-300:]}"
+    pids = [int(fields[name]) for name in ("rgw", "osd", "mon")]
+    store = HttpStore("radosgw", fields["endpoint"], "test", "testsecret", pids)
+    store.stop_folder = folder
+    return store
+
+
+def version_of(command: list[str]) -> str:
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
+    return (done.stdout or done.stderr).strip().splitlines()[0] if (done.stdout or done.stderr).strip() else "?"
+
+
+# implementations and runs ----------------------------------------------------------
 
 
 def fetch_original(folder: Path) -> Path:
@@ -57,51 +285,6 @@ def fetch_original(folder: Path) -> Path:
         else:  # pragma: no cover
             archive.extractall(folder)
     return folder / "s3_scheduler-0.0.3"
-
-
-class Stand:
-    """moto's server in this process; buckets are filled through its backend, quickly."""
-
-    def __init__(self) -> None:
-        import logging
-
-        from moto.core import DEFAULT_ACCOUNT_ID
-        from moto.s3.models import s3_backends
-        from moto.server import ThreadedMotoServer
-
-        logging.getLogger("werkzeug").setLevel(logging.WARNING)
-        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        self.server.start()
-        host, port = self.server.get_host_and_port()
-        self.endpoint = f"http://{host}:{port}"
-        self.backend = s3_backends[DEFAULT_ACCOUNT_ID]["global"]
-        self.serial = 0
-
-    def buckets(self) -> tuple[str, str]:
-        self.serial += 1
-        made = (f"sched-{self.serial}", f"target-{self.serial}")
-        for bucket in made:
-            self.backend.create_bucket(bucket, "us-east-1")
-        return made
-
-    def fill(self, bucket: str, target: str, backlog: int, due: int, now: datetime) -> None:
-        """``due`` events due in the last minutes and ``backlog`` events two days ahead."""
-        prefix = keys.listing_prefix("jobs")
-        for i in range(due):
-            key = keys.encode_key(prefix, now - timedelta(seconds=i + 1), target, f"due/{i}")
-            self.backend.put_object(bucket, key, b"x" * 64)
-        for i in range(backlog):
-            key = keys.encode_key(prefix, now + timedelta(days=2, seconds=i), target, f"later/{i}")
-            self.backend.put_object(bucket, key, b"x" * 64)
-
-    def count(self, bucket: str) -> int:
-        return len(list(self.backend.get_bucket(bucket).keys))
-
-    def drop(self, *buckets: str) -> None:
-        for bucket in buckets:
-            for key in list(self.backend.get_bucket(bucket).keys):
-                self.backend.delete_object(bucket, key)
-            self.backend.delete_bucket(bucket)
 
 
 def measure(source: Path, order: dict[str, Any]) -> dict[str, Any]:
@@ -117,211 +300,594 @@ def measure(source: Path, order: dict[str, Any]) -> dict[str, Any]:
         check=False,
     )
     if done.returncode != 0:
-        raise RuntimeError(f"driver failed for {source}:\n{done.stderr}")
+        raise RuntimeError(f"driver failed for {source} ({order['mode']}):\n{done.stderr[-3000:]}")
     result: dict[str, Any] = json.loads(done.stdout)
     if not result["module"].startswith(str(source)):
         raise RuntimeError(f"the driver imported {result['module']}, not the code under {source}")
     return result
 
 
-def floor_seconds(due: int, latency: float) -> float:
-    """One LIST page per 1,000 due-window keys, plus COPY and DELETE per due event over the workers."""
-    pages = max(1, math.ceil(due / PAGE))
-    return pages * latency + math.ceil(due / WORKERS) * 2 * latency
+class Config:
+    """One configuration of a scenario: which code, which mode, which options."""
+
+    def __init__(
+        self, label: str, impl: str, mode: str, options: dict[str, Any] | None = None, *, due: int | None = None
+    ) -> None:
+        self.label, self.impl, self.mode, self.options = label, impl, mode, options or {}
+        self.due = due
+        """Due events of this configuration's runs, when not the scenario's."""
+
+
+class Scenario:
+    """Data laid out once per server; before each run the consumed part is re-seeded."""
+
+    def __init__(
+        self,
+        name: str,
+        title: str,
+        configs: list[Config],
+        latencies: list[float],
+        servers: list[str],
+        *,
+        kept: Callable[[datetime, str], list[str]] | None = None,
+        due: Callable[[datetime, str], list[str]] | None = None,
+        count: int = 0,
+    ) -> None:
+        self.name, self.title, self.configs, self.latencies, self.servers = name, title, configs, latencies, servers
+        self.kept = kept or (lambda anchor, target: [])
+        self.due = due or (lambda anchor, target: [])
+        self.count = count
+
+
+def due_names(n: int) -> Callable[[datetime, str], list[str]]:
+    """``n`` events due in the seconds before the anchor (due during the whole benchmark)."""
+    prefix = keys.listing_prefix(PATH)
+    return lambda anchor, target: [
+        keys.encode_key(prefix, anchor - timedelta(seconds=n - i), target, f"due/{i}") for i in range(n)
+    ]
+
+
+def later_names(n: int, start: timedelta, spread: timedelta) -> Callable[[datetime, str], list[str]]:
+    """``n`` events from ``start`` after the anchor, evenly over ``spread``."""
+    prefix = keys.listing_prefix(PATH)
+    step = spread / max(n, 1)
+    return lambda anchor, target: [
+        keys.encode_key(prefix, anchor + start + step * i, target, f"later/{i}") for i in range(n)
+    ]
+
+
+def scenarios(sizes: dict[str, Any], latencies: list[float]) -> list[Scenario]:
+    h, d, f, m, s = (sizes[k] for k in ("handle", "dense", "first", "memory", "schedule"))
+    everywhere = ["moto", "radosgw"]
+    return [
+        Scenario(
+            "handle",
+            f"handle(): {h['due']:,} due over {h['backlog']:,} pending two days ahead",
+            [Config("0.0.3", "0.0.3", "handle"), Config("ours", "ours", "handle"), Config("floor", "ours", "floor")],
+            latencies,
+            everywhere,
+            kept=later_names(h["backlog"], timedelta(days=2), timedelta(seconds=h["backlog"])),
+            due=due_names(h["due"]),
+        ),
+        Scenario(
+            "dense",
+            f"handle(): {d['future']:,} due in the next 12 h and {d['due']:,} due now",
+            [
+                Config("0.0.3", "0.0.3", "handle"),
+                Config("ours, legacy_offsets=False", "ours", "handle", {"legacy_offsets": False}),
+                Config("ours, default", "ours", "handle"),
+            ],
+            latencies,
+            everywhere,
+            kept=later_names(d["future"], timedelta(hours=1), timedelta(hours=11)),
+            due=due_names(d["due"]),
+        ),
+        Scenario(
+            "first",
+            f"first delivery: handle() with {f['due']:,} due",
+            [Config("ours", "ours", "handle")],
+            [lat for lat in latencies if lat] or latencies,
+            everywhere,
+            due=due_names(f["due"]),
+        ),
+        Scenario(
+            "schedule",
+            f"scheduling {s['count']:,} events",
+            [
+                Config("0.0.3 schedule() loop", "0.0.3", "schedule"),
+                Config("ours schedule() loop", "ours", "schedule"),
+                Config("ours schedule_many()", "ours", "schedule_many"),
+            ],
+            latencies,
+            everywhere,
+            count=s["count"],
+        ),
+        Scenario(
+            "memory",
+            "memory: handle() with " + " and with ".join(f"{n:,}" for n in m["due"]) + " due",
+            [Config(f"ours, {n:,} due", "ours", "handle", due=n) for n in m["due"]],
+            [0.0],
+            ["moto"],
+        ),
+    ]
+
+
+def run_scenario(
+    store: Store,
+    scenario: Scenario,
+    sources: dict[str, Path],
+    reps: int,
+    serial: list[int],
+) -> dict[float, dict[str, list[dict[str, Any]]]]:
+    """Every configuration ``reps`` times, interleaved, at each latency; each run re-seeded."""
+    serial[0] += 1
+    bucket, target = f"bench{serial[0]}-events", f"bench{serial[0]}-target"
+    for name in (bucket, target):
+        store.make(name)
+    anchor = datetime.now(timezone.utc).replace(microsecond=0)
+    kept, scenario_due = scenario.kept(anchor, target), scenario.due(anchor, target)
+    dues = {c.label: scenario_due if c.due is None else due_names(c.due)(anchor, target) for c in scenario.configs}
+    seeded = time.perf_counter()
+    store.put(bucket, kept)
+    out(
+        f"  [{store.name}] {scenario.title}: {len(kept):,} pending names seeded once"
+        f" in {time.perf_counter() - seeded:.1f} s; "
+        + ", ".join(sorted({f"{len(d):,}" for d in dues.values()}))
+        + " due names re-seeded before every run"
+    )
+    results: dict[float, dict[str, list[dict[str, Any]]]] = {}
+    for latency in scenario.latencies:
+        runs: dict[str, list[dict[str, Any]]] = {c.label: [] for c in scenario.configs}
+        results[latency] = runs
+        for rep in range(reps):
+            for config in scenario.configs:
+                due = dues[config.label]
+                store.clear(target)
+                if scenario.count:
+                    store.clear(bucket)
+                store.put(bucket, due)
+                before = store.count(bucket)
+                if before != len(kept) + len(due):
+                    raise RuntimeError(f"{bucket} holds {before} names before the run, not {len(kept) + len(due)}")
+                order = {
+                    "endpoint": store.endpoint,
+                    "access_key": store.access_key,
+                    "secret_key": store.secret_key,
+                    "bucket": bucket,
+                    "path": PATH,
+                    "target": target,
+                    "mode": config.mode,
+                    "options": config.options,
+                    "latency_ms": latency,
+                    "workers": WORKERS,
+                    "server_pids": store.pids,
+                    "fix_next_marker": store.name == "radosgw",
+                    "window": len(due),
+                    "count": scenario.count,
+                    "base": (anchor + timedelta(days=1)).isoformat(),
+                }
+                result = measure(sources[config.impl], order)
+                result["target_count"] = store.count(target)
+                result["left"] = store.count(bucket)
+                result["events"] = scenario.count or len(due)
+                expected_left = len(kept) + scenario.count
+                if result["target_count"] != len(due) or result["left"] != expected_left:
+                    raise RuntimeError(
+                        f"{config.label}: {result['target_count']} of {len(due)} delivered,"
+                        f" {result['left']} names left (expected {expected_left})"
+                    )
+                result["module"] = config.impl  # where it was found was checked; the path is this machine's
+                runs[config.label].append(result)
+                SOURCES.setdefault(config.impl, {}).setdefault(result.get("source", "?"), 0)
+                SOURCES[config.impl][result.get("source", "?")] += 1
+                out(f"    {latency:g} ms, run {rep + 1}, {config.label}: {run_line(result)}")
+    store.clear(bucket)
+    store.clear(target)
+    return results
+
+
+def run_line(r: dict[str, Any]) -> str:
+    text = (
+        f"{r['seconds']:.3f} s, sources {r.get('source', '?')}, {requests_text(r['requests'])},"
+        f" server CPU {r['server_cpu']:.2f} s,"
+        f" client CPU {r['client_cpu']:.2f} s, machine busy {r['machine_busy_cores']:.2f} cores, load {r['load']:.2f}"
+    )
+    if r.get("first_copy") is not None and r.get("list_done"):
+        text += f", first COPY at {r['first_copy']:.3f} s, last LIST page back at {r['list_done'][-1]:.3f} s"
+    if r["target_count"] and r["rss_peak_kib"]:
+        text += f", RSS +{(r['rss_peak_kib'] - r['rss_before_kib']) / 1024:.1f} MiB"
+    return text
+
+
+# figures -----------------------------------------------------------------------------
+
+SHORT = {
+    "ListObjects": "L",
+    "ListObjectsV2": "L",
+    "CopyObject": "C",
+    "DeleteObject": "D",
+    "DeleteObjects": "B",
+    "PutObject": "P",
+    "GetObject": "G",
+    "HeadObject": "H",
+}
 
 
 def requests_text(requests: dict[str, int]) -> str:
-    short = {"ListObjects": "L", "ListObjectsV2": "L", "CopyObject": "C", "DeleteObject": "D", "PutObject": "P"}
     totals: dict[str, int] = {}
     for name, n in requests.items():
-        totals[short.get(name, "other")] = totals.get(short.get(name, "other"), 0) + n
+        short = SHORT.get(name, name)
+        totals[short] = totals.get(short, 0) + n
     return " ".join(f"{k}{v}" for k, v in sorted(totals.items()))
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="a smaller set, under 3 minutes")
-    parser.add_argument("--latency-ms", type=float, default=20.0, help="injected per-request latency (default 20)")
-    parser.add_argument("--chart", type=Path, help="write the handle()-time chart (PNG) here")
-    parser.add_argument("--json", type=Path, help="write every figure as JSON here")
-    args = parser.parse_args(argv)
-    os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
-    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
-    if args.quick:
-        scenarios, schedule_count = QUICK["scenarios"], QUICK["schedule"]
-    else:
-        scenarios = [(b, d) for b in FULL["backlogs"] for d in FULL["dues"]]
-        schedule_count = FULL["schedule"]
+def lists(r: dict[str, Any]) -> int:
+    return int(r["requests"].get("ListObjects", 0) + r["requests"].get("ListObjectsV2", 0))
 
-    started = time.perf_counter()
-    print(
-        f"s3-scheduler benchmark: {platform.python_implementation()} {platform.python_version()},"
-        f" {os.cpu_count()} cores, {args.latency_ms:g} ms injected before every request, moto's server as S3"
+
+def per_event(r: dict[str, Any]) -> float:
+    """Every request the run sent, per event delivered (or scheduled)."""
+    events = r.get("events") or 0
+    return sum(r["requests"].values()) / events if events else float("nan")
+
+
+def spread(values: list[float], fmt: str = "{:.3f}") -> str:
+    """The median, then min-max in brackets."""
+    if not values:
+        return "-"
+    median = statistics.median(values)
+    return f"{fmt.format(median)} [{fmt.format(min(values))}-{fmt.format(max(values))}]"
+
+
+def med(runs: list[dict[str, Any]], key: str | Callable[[dict[str, Any]], float]) -> float:
+    return statistics.median([key(r) if callable(key) else r[key] for r in runs])
+
+
+def values(runs: list[dict[str, Any]], key: str | Callable[[dict[str, Any]], float]) -> list[float]:
+    return [key(r) if callable(key) else r[key] for r in runs]
+
+
+def computed_floor(window: int, due: int, latency_ms: float) -> float:
+    """``ceil(window/1000)`` LIST + ``due`` COPY + ``ceil(due/1000)`` DeleteObjects, spread over the workers."""
+    requests = math.ceil(window / PAGE) + due + math.ceil(due / PAGE)
+    return math.ceil(requests / WORKERS) * latency_ms / 1000
+
+
+def table(title: str, runs: dict[str, list[dict[str, Any]]]) -> None:
+    out(f"  {title}")
+    out(
+        f"    {'configuration':<28} {'wall s, median [min-max]':<26} {'req/event':>9} {'LIST':>4}"
+        f" {'server CPU s':<22} {'client CPU s':<22} {'busy cores':>10} {'load':<18}"
     )
-    with tempfile.TemporaryDirectory() as tmp:
-        implementations = {"0.0.3": fetch_original(Path(tmp)), "ours": ROOT}
-        stand = Stand()
-        rows = [run_handle(stand, implementations, backlog, due, args.latency_ms) for backlog, due in scenarios]
-        schedule = {
-            (name, latency_ms): run_schedule(stand, source, schedule_count, latency_ms)
-            for latency_ms in (args.latency_ms, 0.0)
-            for name, source in implementations.items()
-        }
-        stand.server.stop()
-
-    report(rows, schedule, schedule_count, args.latency_ms)
-    print(f"\n(whole run: {time.perf_counter() - started:.0f} s)")
-    if args.json:
-        figures = {"handle": rows, "schedule": [{"impl": n, "latency_ms": ms, **r} for (n, ms), r in schedule.items()]}
-        args.json.write_text(json.dumps(figures, indent=1))
-    if args.chart:
-        chart(rows, args.chart, args.latency_ms)
-    return 0
-
-
-def run_handle(
-    stand: Stand, implementations: dict[str, Path], backlog: int, due: int, latency_ms: float
-) -> dict[str, Any]:
-    """One handle() scenario for each implementation, and the measured floor, on fresh copies of the data."""
-    row: dict[str, Any] = {"backlog": backlog, "due": due, "floor_computed": floor_seconds(due, latency_ms / 1000)}
-    runs = {**implementations, "floor": ROOT} if due else dict(implementations)
-    for name, source in runs.items():
-        bucket, target = stand.buckets()
-        stand.fill(bucket, target, backlog, due, datetime.now(timezone.utc))
-        mode = "floor" if name == "floor" else "handle"
-        order = {
-            "endpoint": stand.endpoint,
-            "bucket": bucket,
-            "path": "jobs",
-            "target": target,
-            "mode": mode,
-            "latency_ms": latency_ms,
-        }
-        row[name] = measure(source, order)
-        delivered = stand.count(target)
-        stand.drop(bucket, target)
-        if delivered != due:
-            raise RuntimeError(f"{name} delivered {delivered} of {due} events")
-    seconds = {name: row[name]["seconds"] for name in runs}
-    print(
-        f"  handle backlog={backlog:>6} due={due:>4}: " + ", ".join(f"{n} {s:.3f} s" for n, s in seconds.items()),
-        flush=True,
-    )
-    return row
-
-
-def run_schedule(stand: Stand, source: Path, count: int, latency_ms: float) -> dict[str, Any]:
-    bucket, target = stand.buckets()
-    order = {
-        "endpoint": stand.endpoint,
-        "bucket": bucket,
-        "path": "jobs",
-        "mode": "schedule",
-        "target": target,
-        "latency_ms": latency_ms,
-        "count": count,
-    }
-    result = measure(source, order)
-    stand.drop(bucket, target)
-    return result
-
-
-def report(rows: list[dict[str, Any]], schedule: dict[tuple[str, float], Any], count: int, latency_ms: float) -> None:
-    print("\nhandle(): wall time, ratio 0.0.3 / ours, requests (L list, C copy, D delete, P put), and two floors:")
-    print(f"  computed: LIST pages + a COPY and a DELETE per due event over {WORKERS} connections, latency alone;")
-    print(f"  measured: those requests sent by bare boto3 on {WORKERS} threads to this stand-in, with the latency")
-    print(
-        f"{'backlog':>8} {'due':>5} | {'0.0.3 s':>8} {'ours s':>7} {'ratio':>6} | {'computed':>8} {'measured':>8}"
-        f" {'ours/comp':>9} {'ours/meas':>9} | requests 0.0.3 ; ours"
-    )
-    for row in rows:
-        theirs, ours = row["0.0.3"], row["ours"]
-        computed = row["floor_computed"]
-        measured = row["floor"]["seconds"] if "floor" in row else float("nan")
-        print(
-            f"{row['backlog']:>8} {row['due']:>5} | {theirs['seconds']:8.3f} {ours['seconds']:7.3f}"
-            f" {theirs['seconds'] / ours['seconds']:6.1f} | {computed:8.3f} {measured:8.3f}"
-            f" {ours['seconds'] / computed:9.2f} {ours['seconds'] / measured:9.2f} |"
-            f" {requests_text(theirs['requests'])} ; {requests_text(ours['requests'])}"
+    for label, rs in runs.items():
+        line = (
+            f"    {label:<28} {spread(values(rs, 'seconds')):<26} {med(rs, per_event):9.3f} {med(rs, lists):4.0f}"
+            f" {spread(values(rs, 'server_cpu'), '{:.2f}'):<22} {spread(values(rs, 'client_cpu'), '{:.2f}'):<22}"
+            f" {med(rs, 'machine_busy_cores'):10.2f} {spread(values(rs, 'load'), '{:.2f}'):<18}"
         )
-
-    print(f"\nschedule(): {count} events, one after the other")
-    ratios = {}
-    for latency in (latency_ms, 0.0):
-        per = {name: schedule[(name, latency)]["seconds"] / count * 1000 for name in ("0.0.3", "ours")}
-        ratios[latency] = per["0.0.3"] / per["ours"]
-        print(
-            f"  {latency:g} ms per request: 0.0.3 {per['0.0.3']:.2f} ms/event, ours {per['ours']:.2f} ms/event,"
-            f" ratio {ratios[latency]:.2f} (each makes one PUT per event)"
-        )
-
-    largest = max(rows, key=lambda r: (r["backlog"], r["due"] == 100))
-    print(f"\npeak memory of the handle() process, backlog {largest['backlog']}, due {largest['due']}:")
-    for name in ("0.0.3", "ours"):
-        result = largest[name]
-        print(
-            f"  {name:>5}: peak RSS {result['rss_peak_kib'] / 1024:.1f} MiB during handle()"
-            f" (RSS before it {result['rss_before_kib'] / 1024:.1f} MiB)"
-        )
-
-    print("\ngoals:")
-    for r in (r for r in rows if r["due"] == 1000):
-        ratio = r["0.0.3"]["seconds"] / r["ours"]["seconds"]
-        computed = r["ours"]["seconds"] / r["floor_computed"]
-        measured = r["ours"]["seconds"] / r["floor"]["seconds"]
-        print(
-            f"  handle() with 1,000 due, backlog {r['backlog']}: {ratio:.1f}x faster than 0.0.3"
-            f" (goal 8x: {_met(ratio >= 8)}); {computed:.2f}x the computed floor ({_met(computed <= 1.5)}),"
-            f" {measured:.2f}x the measured floor ({_met(measured <= 1.5)}) (goal 1.5x)"
-        )
-    for r in (r for r in rows if r["due"] == 0):
-        lists = {
-            n: r[n]["requests"].get("ListObjects", 0) + r[n]["requests"].get("ListObjectsV2", 0)
-            for n in ("0.0.3", "ours")
-        }
-        print(
-            f"  idle run at backlog {r['backlog']}: LIST requests ours {lists['ours']}, 0.0.3 {lists['0.0.3']}"
-            f" (goal: ours 1: {_met(lists['ours'] == 1)})"
-        )
-    for latency, ratio in ratios.items():
-        print(
-            f"  schedule() at {latency:g} ms per request: {ratio:.2f}x less time per event than 0.0.3"
-            f" (goal 2x: {_met(ratio >= 2)})"
-        )
+        out(line.rstrip())
 
 
-def _met(ok: bool) -> str:
+def met(ok: bool) -> str:
     return "met" if ok else "NOT met"
 
 
-def chart(rows: list[dict[str, Any]], path: Path, latency_ms: float) -> None:
+def report(
+    all_results: dict[str, dict[str, dict[float, dict[str, list[dict[str, Any]]]]]],
+    sizes: dict[str, Any],
+    reps: int,
+) -> list[str]:
+    """Print every scenario's table, then the goals; return the goal lines."""
+    out("\nfigures: median [min-max] of each configuration's runs; req/event = every request sent / events delivered;")
+    out("server CPU = the server processes' CPU seconds during the run; busy cores = the whole machine's, of")
+    out(f"{os.cpu_count()}; load = the 1-minute load average before the run. {reps} runs of each, interleaved.")
+    for name, by_server in all_results.items():
+        for server, by_latency in by_server.items():
+            for latency, runs in by_latency.items():
+                out(f"\n[{name}] {server}, {latency:g} ms per request")
+                table(SCENARIO_TITLES[name], runs)
+                if name == "handle":
+                    window = sizes["handle"]["due"]
+                    out(
+                        f"    computed floor: {computed_floor(window, window, latency):.3f} s"
+                        f" (ceil((L + C + D) / {WORKERS}) round trips of {latency:g} ms)"
+                    )
+                if name == "first":
+                    for label, rs in runs.items():
+                        out(
+                            f"    {label}: first COPY sent at {spread(values(rs, 'first_copy'))} s; first LIST page"
+                            f" back at {spread(values(rs, lambda r: r['list_done'][0]))} s; last LIST page back at"
+                            f" {spread(values(rs, lambda r: r['list_done'][-1]))} s; LIST pages back before the first"
+                            f" COPY: {spread(values(rs, pages_before_copy), '{:.0f}')}"
+                        )
+                if name == "memory":
+                    for label, rs in runs.items():
+                        growth = values(rs, lambda r: (r["rss_peak_kib"] - r["rss_before_kib"]) / 1024)
+                        out(
+                            f"    {label}: peak RSS growth {spread(growth, '{:.1f}')} MiB over an RSS of"
+                            f" {spread(values(rs, lambda r: r['rss_before_kib'] / 1024), '{:.1f}')} MiB before handle()"
+                        )
+    return goals(all_results, sizes)
+
+
+SCENARIO_TITLES: dict[str, str] = {}
+SOURCES: dict[str, dict[str, int]] = {}
+"""Per implementation, the fingerprint of its sources (driver.py) and how many runs saw it."""
+
+
+def git_head() -> str:
+    """This checkout's commit, marked ``+changes`` when s3_scheduler/ differs from it."""
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    if head.returncode != 0:
+        return "not a git checkout"
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--", "s3_scheduler"], cwd=ROOT, capture_output=True, text=True
+    )
+    return head.stdout.strip() + (" +changes in s3_scheduler/" if dirty.stdout.strip() else "")
+
+
+def pages_before_copy(r: dict[str, Any]) -> float:
+    if r["first_copy"] is None:
+        return float("nan")
+    return float(sum(1 for t in r["list_done"] if t <= r["first_copy"]))
+
+
+def goals(
+    results: dict[str, dict[str, dict[float, dict[str, list[dict[str, Any]]]]]], sizes: dict[str, Any]
+) -> list[str]:
+    lines: list[str] = []
+
+    def say(text: str) -> None:
+        lines.append(text)
+        out(text)
+
+    out("\ngoals (as measured; medians, [min-max] where it matters):")
+    handle = results.get("handle", {})
+    h = sizes["handle"]
+    ours_runs = [r for by_l in handle.values() for runs in by_l.values() for r in runs["ours"]]
+    for name in ("first", "memory"):
+        ours_runs += [
+            r for by_l in results.get(name, {}).values() for runs in by_l.values() for rs in runs.values() for r in rs
+        ]
+    if ours_runs:
+        worst = max(per_event(r) for r in ours_runs)
+        say(
+            f"- requests per delivered event, this package's handle(), every run of the handle, first and memory"
+            f" scenarios: at most {worst:.3f} (goal <= 2.01: {met(worst <= 2.01)})"
+        )
+    for server, by_latency in handle.items():
+        for latency, runs in sorted(by_latency.items(), reverse=True):
+            theirs, ours, floor = (values(runs[k], "seconds") for k in ("0.0.3", "ours", "floor"))
+            ratio = statistics.median(theirs) / statistics.median(ours)
+            low, high = min(theirs) / max(ours), max(theirs) / min(ours)
+            goal = 10.0 if latency else (2.5 if server == "moto" else None)
+            verdict = f"goal >= {goal:g}x: {met(ratio >= goal)}" if goal else "no goal set"
+            say(
+                f"- handle() {h['due']:,} due over {h['backlog']:,} pending, {server}, {latency:g} ms: 0.0.3"
+                f" {spread(theirs)} s, ours {spread(ours)} s: {ratio:.1f}x faster (worst to best pairing"
+                f" {low:.1f}x-{high:.1f}x; {verdict})"
+            )
+            to_floor = statistics.median(ours) / statistics.median(floor)
+            comp = computed_floor(h["due"], h["due"], latency)
+            comp_text = f"; {statistics.median(ours) / comp:.2f}x the computed floor {comp:.3f} s" if comp else ""
+            server_cpu = statistics.median(values(runs["ours"], "server_cpu"))
+            say(
+                f"  ours / bare-boto3 floor ({spread(floor)} s): {to_floor:.2f}x (goal <= 1.3x: {met(to_floor <= 1.3)})"
+                f"{comp_text}; server CPU {server_cpu:.2f} s in ours' {statistics.median(ours):.2f} s"
+                f" ({server_cpu / statistics.median(ours):.0%} of one core)"
+            )
+    for server, by_latency in results.get("first", {}).items():
+        for latency, runs in by_latency.items():
+            rs = runs["ours"]
+            pages = values(rs, pages_before_copy)
+            first, last = values(rs, "first_copy"), values(rs, lambda r: r["list_done"][-1])
+            say(
+                f"- first delivery, {sizes['first']['due']:,} due, {server}, {latency:g} ms: first COPY at"
+                f" {spread(first)} s, last LIST page at {spread(last)} s, LIST pages back before it: at most"
+                f" {max(pages):.0f} (goal: after one page: {met(max(pages) <= 1)})"
+            )
+    for server, by_latency in results.get("memory", {}).items():
+        for latency, runs in by_latency.items():
+            growth = {
+                rs[0]["events"]: values(rs, lambda r: (r["rss_peak_kib"] - r["rss_before_kib"]) / 1024)
+                for rs in runs.values()
+            }
+            for due, mib in sorted(growth.items()):
+                say(
+                    f"- peak RSS growth of the handling process, {due:,} due, {server}, {latency:g} ms:"
+                    f" {spread(mib, '{:.1f}')} MiB"
+                    + (f" (goal <= 30 MiB: {met(max(mib) <= 30)})" if due >= 100_000 else "")
+                )
+            if len(growth) < 2 or max(growth) >= 100_000:
+                continue
+            (n1, g1), (n2, g2) = ((n, statistics.median(g)) for n, g in sorted(growth.items())[-2:])
+            if n1 < 10_000:
+                say(
+                    "  (sizes under 10,000 mostly measure the pipeline filling up, 32 copiers and a 2,000-name"
+                    " queue: no extrapolation to 100,000)"
+                )
+            else:
+                slope = (g2 - g1) / (n2 - n1)
+                at = g2 + slope * (100_000 - n2)
+                say(
+                    f"  per event: {slope * 2**20:.0f} bytes (median growth {g1:.1f} MiB at {n1:,},"
+                    f" {g2:.1f} MiB at {n2:,}); on that line 100,000 due would grow {at:.1f} MiB"
+                    f" (goal <= 30 MiB: {met(at <= 30)} by extrapolation, not measured here)"
+                )
+    for server, by_latency in results.get("dense", {}).items():
+        for latency, runs in by_latency.items():
+            new = values(runs["ours, legacy_offsets=False"], lists)
+            old = values(runs["ours, default"], lists)
+            theirs = values(runs["0.0.3"], lists)
+            say(
+                f"- dense 12 h, {server}, {latency:g} ms: LIST requests with legacy_offsets=False"
+                f" {max(new):.0f} (goal 1: {met(max(new) == 1)}), by default {statistics.median(old):.0f},"
+                f" 0.0.3 {statistics.median(theirs):.0f}; wall"
+                f" {spread(values(runs['ours, legacy_offsets=False'], 'seconds'))} s against"
+                f" {spread(values(runs['ours, default'], 'seconds'))} s"
+            )
+    for server, by_latency in results.get("schedule", {}).items():
+        for latency, runs in sorted(by_latency.items(), reverse=True):
+            many = values(runs["ours schedule_many()"], "seconds")
+            loop = values(runs["ours schedule() loop"], "seconds")
+            theirs = values(runs["0.0.3 schedule() loop"], "seconds")
+            ratio = statistics.median(loop) / statistics.median(many)
+            goal = f"goal >= 6x: {met(ratio >= 6)}" if latency else "no goal at 0 ms"
+            say(
+                f"- schedule_many() of {sizes['schedule']['count']:,}, {server}, {latency:g} ms: {spread(many)} s;"
+                f" schedule() loop {spread(loop)} s: {ratio:.1f}x ({goal}); 0.0.3's loop {spread(theirs)} s:"
+                f" {statistics.median(theirs) / statistics.median(many):.1f}x"
+            )
+    return lines
+
+
+def chart(results: dict[str, Any], sizes: dict[str, Any], path: Path, command: str) -> None:
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        print(f'no chart: matplotlib is missing (pip install -e ".[bench]"); {path} not written')
+        out(f'no chart: matplotlib is missing (pip install -e ".[bench]"); {path} not written')
         return
-    figure, axis = plt.subplots(figsize=(7, 4.2), dpi=110)
-    for due in sorted({r["due"] for r in rows}):
-        points = sorted((r["backlog"], r["0.0.3"]["seconds"], r["ours"]["seconds"]) for r in rows if r["due"] == due)
-        if len(points) < 2:
-            continue
-        backlog = [max(p[0], 1) for p in points]
-        axis.plot(backlog, [p[1] for p in points], "o--", label=f"0.0.3, {due} due")
-        axis.plot(backlog, [p[2] for p in points], "s-", label=f"this package, {due} due")
-    axis.set_xscale("symlog", linthresh=1000)
-    axis.set_yscale("log")
-    axis.set_xlabel("far-future events pending (backlog)")
-    axis.set_ylabel("handle() wall time, s")
-    axis.set_title(f"handle() time against backlog ({latency_ms:g} ms per request, moto)")
-    axis.grid(True, which="both", alpha=0.3)
-    axis.legend(fontsize=8)
-    figure.tight_layout()
+    handle = results.get("handle", {})
+    groups = [(s, lat) for s, by_l in handle.items() for lat in sorted(by_l, reverse=True)]
+    if not groups:
+        return
+    labels = ["0.0.3", "ours", "floor"]
+    names = {"0.0.3": "0.0.3", "ours": "this package", "floor": "bare boto3 floor"}
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4.4), dpi=110)
+    width = 0.26
+    for i, label in enumerate(labels):
+        xs, ys, lo, hi, cpu = [], [], [], [], []
+        for g, (server, latency) in enumerate(groups):
+            secs = values(handle[server][latency][label], "seconds")
+            xs.append(g + (i - 1) * width)
+            ys.append(statistics.median(secs))
+            lo.append(ys[-1] - min(secs))
+            hi.append(max(secs) - ys[-1])
+            cpu.append(statistics.median(values(handle[server][latency][label], "server_cpu")))
+        left.bar(xs, ys, width, yerr=[lo, hi], capsize=3, label=names[label])
+        right.bar(xs, cpu, width, label=names[label])
+    for g, (_, latency) in enumerate(groups):
+        comp = computed_floor(sizes["handle"]["due"], sizes["handle"]["due"], latency)
+        if comp:
+            left.hlines(comp, g - 1.5 * width, g + 1.5 * width, colors="k", linestyles="dotted")
+    ticks = [f"{s}\n{lat:g} ms" for s, lat in groups]
+    left.set_yscale("log")
+    left.set_ylabel("handle() wall time, s (median, min-max)")
+    right.set_ylabel("server CPU seconds during the run (median)")
+    for axis in (left, right):
+        axis.set_xticks(range(len(groups)))
+        axis.set_xticklabels(ticks)
+        axis.grid(True, axis="y", which="both", alpha=0.3)
+    left.legend(fontsize=8, title="dotted: computed floor", title_fontsize=8)
+    h = sizes["handle"]
+    figure.suptitle(f"handle(): {h['due']:,} due over {h['backlog']:,} pending", fontsize=11)
+    figure.text(0.5, 0.01, command, ha="center", fontsize=7, family="monospace")
+    figure.tight_layout(rect=(0, 0.04, 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path)
-    print(f"chart written to {path}")
+    out(f"chart written to {path}")
+
+
+# main --------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="moto only, small sizes, 20 ms: under 3 minutes")
+    parser.add_argument("--servers", help="comma-separated: moto, radosgw (default: both; --quick: moto)")
+    parser.add_argument("--latencies", help="comma-separated injected ms per request (default 20,0; --quick: 20)")
+    parser.add_argument("--reps", type=int, help="runs of each configuration (default 3)")
+    parser.add_argument("--only", help="comma-separated scenarios: handle, dense, first, schedule, memory")
+    parser.add_argument("--memory-due", help="comma-separated due counts of the memory scenario (default 10000,30000)")
+    parser.add_argument("--rgw-port", type=int, default=7480, help="radosgw's port (default 7480)")
+    parser.add_argument("--out", type=Path, help="write this report here as text")
+    parser.add_argument("--chart", type=Path, help="write the handle() chart (PNG) here")
+    parser.add_argument("--json", type=Path, help="write every run's figures as JSON here")
+    args = parser.parse_args(argv)
+    sizes = json.loads(json.dumps(QUICK if args.quick else FULL))
+    if args.memory_due:
+        sizes["memory"]["due"] = [int(n) for n in args.memory_due.split(",")]
+    servers = args.servers.split(",") if args.servers else sizes["servers"]
+    latencies = [float(v) for v in args.latencies.split(",")] if args.latencies else sizes["latencies"]
+    reps = args.reps or sizes["reps"]
+    command = "python benchmarks/compare.py" + "".join(" " + shlex.quote(a) for a in (argv or sys.argv[1:]))
+    started = time.perf_counter()
+    out(f"command: {command}")
+    out(
+        f"machine: {os.cpu_count()} cores, {platform.system()} {platform.machine()},"
+        f" {platform.python_implementation()} {platform.python_version()}; moto {version_of_module('moto')},"
+        f" boto3 {version_of_module('boto3')}; started {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC,"
+        f" load average {'/'.join(f'{v:.2f}' for v in os.getloadavg())} (1/5/15 min)"
+    )
+    out(f"every client: a pool of {WORKERS} connections; this package's copiers and the floor's threads: {WORKERS}")
+    out(f"this package: {ROOT.name} at {git_head()}")
+    chosen = scenarios(sizes, latencies)
+    if args.only:
+        wanted = set(args.only.split(","))
+        chosen = [s for s in chosen if s.name in wanted]
+    for s in chosen:
+        SCENARIO_TITLES[s.name] = s.title
+    all_results: dict[str, dict[str, dict[float, dict[str, list[dict[str, Any]]]]]] = {s.name: {} for s in chosen}
+    not_run: list[str] = []
+    serial = [0]
+    with tempfile.TemporaryDirectory() as tmp:
+        sources = {"0.0.3": fetch_original(Path(tmp)), "ours": ROOT}
+        for server in servers:
+            store: Store | str = MotoStore() if server == "moto" else start_radosgw(args.rgw_port)
+            if isinstance(store, str):
+                not_run.append(f"{server}: {store}")
+                out(f"{server}: {store}; not run")
+                continue
+            if server == "radosgw":
+                out(f"radosgw: {version_of(['radosgw', '--version'])}")
+                out(
+                    "radosgw sends ListObjects' NextMarker unencoded (the keys are url-encoded): 0.0.3's listing"
+                    " raises PaginationError on its second page, so on radosgw every run drops NextMarker"
+                    " from ListObjects answers and boto3 pages from the last key, as on AWS"
+                )
+            try:
+                for scenario in chosen:
+                    if server not in scenario.servers:
+                        continue
+                    begun = time.perf_counter()
+                    all_results[scenario.name][server] = run_scenario(store, scenario, sources, reps, serial)
+                    out(f"  ({scenario.name} on {server}: {time.perf_counter() - begun:.0f} s)")
+            finally:
+                store.close()
+    report(all_results, sizes, reps)
+    ours = SOURCES.get("ours", {})
+    out(
+        "\nthis package's sources in the runs (fingerprints by driver.py): "
+        + ", ".join(f"{fp} in {n} runs" for fp, n in ours.items())
+        + ("; THEY CHANGED DURING THE RUN" if len(ours) > 1 else "")
+        + f"; checkout at the end: {git_head()}"
+    )
+    if not_run:
+        out("\nnot run: " + "; ".join(not_run))
+    out(
+        f"\nwhole run: {time.perf_counter() - started:.0f} s; load average at the end"
+        f" {'/'.join(f'{v:.2f}' for v in os.getloadavg())}"
+    )
+    if args.chart:
+        chart(all_results, sizes, args.chart, command)
+    if args.json:
+        args.json.write_text(json.dumps({"sizes": sizes, "results": all_results}, indent=1))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text("\n".join(out.lines) + "\n")
+    return 0
+
+
+def version_of_module(name: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "?"
 
 
 if __name__ == "__main__":
