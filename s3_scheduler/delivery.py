@@ -30,6 +30,7 @@ import itertools
 import logging
 import queue
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -39,7 +40,7 @@ from botocore.exceptions import ClientError
 
 from . import _s3
 from .exceptions import InvalidKeyError
-from .keys import ATTEMPTS_TAG, dead_letter_key, decode_event
+from .keys import ATTEMPTS_TAG, dead_letter_key, decode_event, is_reserved
 from .lease import Lease, Outcome, RunLease
 from .report import FailedDelivery, HandleReport, ScheduledEvent
 from .targets import AllowedTarget, is_allowed
@@ -51,10 +52,10 @@ DELETE_BATCH = 1000
 """Keys per ``DeleteObjects`` request: S3's limit."""
 
 DELETE_FLUSH_SECONDS = 1.0
-"""How long (real seconds) a batch waits for more copied events before it is sent anyway.
+"""How long (real seconds) a copied event waits at most for its batch delete to be sent.
 
 A batch is sent when it holds 1,000 keys, when the run waits for the next event of its
-window, when the run ends, or after this long without a new copy."""
+window, when the run ends, or when its first key has waited this long."""
 
 QUEUE_SIZE = 2000
 """How many listed names may wait for the calling thread: two LIST pages."""
@@ -221,8 +222,10 @@ class _Lister:
         except InvalidKeyError as exc:
             return _Skip(listed.key, str(exc))
         due = Due(event, listed.etag)
-        allowed = self._settings.allowed
-        if allowed is not None and not is_allowed(allowed, event.bucket, event.path):
+        s = self._settings
+        if is_reserved(s.prefix, s.bucket, event.bucket, event.path):
+            return _Reject(due)  # an event aimed at the lease or a dead letter: never delivered
+        if s.allowed is not None and not is_allowed(s.allowed, event.bucket, event.path):
             return _Reject(due)
         return due
 
@@ -333,9 +336,6 @@ class _Run:
             try:
                 for _, _, due in waiting:
                     self.report.deferred.append(due.event)
-                if not listing_done and listing_error is None and self.stopped_by is not None:
-                    listing_error = self._defer_unread(lister)
-                lister.cancel()
                 pool.shutdown(wait=True)
                 if self.deleter is not None:
                     self.deleter.close()
@@ -344,6 +344,12 @@ class _Run:
             finally:
                 if self.lease is not None:  # whatever happened, the heartbeat ends and the lease goes
                     self.lease.release()
+            # With the lease released and the deletes sent, count what the run leaves:
+            # the rest of the window's listing when another run held the lease, what was
+            # already read when the run's own time (timeout, stop) ran out.
+            if not listing_done and listing_error is None and self.stopped_by is not None:
+                listing_error = self._defer_unread(lister, read_rest=self.stopped_by == "held")
+            lister.cancel()
         if self.callback_error is not None:
             raise self.callback_error
         if listing_error is not None:
@@ -368,11 +374,18 @@ class _Run:
                 )
         return self.stopped_by is not None
 
-    def _defer_unread(self, lister: _Lister) -> BaseException | None:
-        """Read the rest of the window's listing, delivering nothing: each due event is
-        counted as deferred, so the report says what the run left. Return a listing error."""
+    def _defer_unread(self, lister: _Lister, *, read_rest: bool) -> BaseException | None:
+        """Count each due event the lister read as deferred, delivering nothing; with
+        ``read_rest``, read the rest of the window's listing first (up to the deadline).
+        Return a listing error."""
         while True:
-            item = lister.items.get()
+            if read_rest and (self.deadline is None or self._now() < self.deadline):
+                item = lister.items.get()
+            else:
+                try:
+                    item = lister.items.get_nowait()
+                except queue.Empty:
+                    return None
             if isinstance(item, _End):
                 return item.error
             if isinstance(item, _Skip):
@@ -413,7 +426,7 @@ class _Run:
             return True
         if acquired.outcome is Outcome.HELD:
             self.lease_state = "held"
-            self.stopped_by = "lease"
+            self.stopped_by = "held"
             holder = acquired.holder
             overstayed = None if holder is None else holder.overstayed(self._now())
             if holder is not None and overstayed is not None:
@@ -514,7 +527,7 @@ class _Run:
         elif _s3.is_missing(error) or _s3.is_lost(error):
             self.report.vanished.append_key(event.key)
         else:
-            self.report.failed.append(FailedDelivery(event, error))
+            self.report.failed.append(FailedDelivery(event, error.with_traceback(None)))
             logger.warning("Unable to put aside the expired event %r: %s", event.key, _describe(error))
 
     def _copied(self, due: Due, error: BaseException | None, at: datetime) -> None:
@@ -542,7 +555,7 @@ class _Run:
                 "Not delivering %r now: it was rewritten since it was listed; the next run delivers it", event.key
             )
         else:
-            self.report.failed.append(FailedDelivery(event, error))
+            self.report.failed.append(FailedDelivery(event, error.with_traceback(None)))
             self.failed.append(due)
             self.api.warn("Unable to deliver %r to %r: %s", event.key, _url(event), error)
 
@@ -553,7 +566,7 @@ class _Run:
         if _s3.is_lost(error):
             logger.info("%r was rewritten after its copy: its new content stays pending", event.key)
             return
-        self.report.failed.append(FailedDelivery(event, error))
+        self.report.failed.append(FailedDelivery(event, error.with_traceback(None)))
         logger.warning(
             "Delivered %r but could not remove it (%s): a later run delivers it again", event.key, _describe(error)
         )
@@ -658,9 +671,11 @@ class _Deleter:
 
     def _work(self) -> None:
         batch: list[Due] = []
+        oldest = 0.0
         while True:
             try:
-                item = self._queue.get(timeout=self._flush_after if batch else None)
+                wait = max(0.0, oldest + self._flush_after - time.monotonic()) if batch else None
+                item = self._queue.get(timeout=wait)
             except queue.Empty:
                 self._flush(batch)
                 batch = []
@@ -672,8 +687,10 @@ class _Deleter:
                 self._flush(batch)
                 batch = []
                 continue
+            if not batch:
+                oldest = time.monotonic()
             batch.append(item)
-            if len(batch) >= DELETE_BATCH:
+            if len(batch) >= DELETE_BATCH or time.monotonic() - oldest >= self._flush_after:
                 self._flush(batch)
                 batch = []
 

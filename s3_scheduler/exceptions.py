@@ -44,5 +44,9 @@ class ScheduleManyError(S3SchedulerError):
         )
 
 
+class RunInProgressError(S3SchedulerError, RuntimeError):
+    """A run holds the lease and may be delivering the event: try again once it ends."""
+
+
 class ConfigurationError(S3SchedulerError, ValueError):
     """A setting read from the environment is missing or malformed; the message names it."""

@@ -123,6 +123,13 @@ def dead_letter_key(prefix: str, key: str) -> str:
     return dead_letter_prefix(prefix) + key[len(prefix) :]
 
 
+def is_reserved(prefix: str, schedule_bucket: str, bucket: str, target: str) -> bool:
+    """Whether ``bucket``/``target`` is the lease or a dead letter of the scheduler at
+    ``prefix`` in ``schedule_bucket``: no event may be delivered there."""
+    target = normalize_target(target)
+    return bucket == schedule_bucket and (target == lease_key(prefix) or target.startswith(dead_letter_prefix(prefix)))
+
+
 def to_utc(when: datetime) -> datetime:
     """Return ``when`` as an aware UTC datetime; a naive ``when`` is taken as UTC.
 

@@ -84,28 +84,40 @@ class Holder:
 
     @classmethod
     def parse(cls, body: bytes) -> Holder:
-        """Read a lease body; one that does not say when it expires has expired long ago."""
+        """Read a lease body; one that does not say when it expires has expired long ago.
+
+        Nothing in a body makes this raise: a body this package did not write (too long,
+        not a JSON object, odd numbers) is read as expired, or without what it does not
+        say right.
+        """
+        expired = cls(None, None, None, _EPOCH, None)
+        if len(body) > _MAX_BODY:
+            return expired
         try:
             data = json.loads(body)
-            expires = _time(data["expires"])
-        except (ValueError, KeyError, TypeError):
-            return cls(None, None, None, _EPOCH, None)
-        if not isinstance(data, dict) or expires is None:
-            return cls(None, None, None, _EPOCH, None)
+            expires = _time(data["expires"]) if isinstance(data, dict) else None
+        except Exception:  # noqa: BLE001 - anything unreadable is an expired lease
+            return expired
+        if expires is None:
+            return expired
         ttl = data.get("ttl")
+        fine = isinstance(ttl, (int, float)) and not isinstance(ttl, bool) and 0 < ttl <= _MAX_TTL_SECONDS
         return cls(
             str(data.get("owner")),
             _time(data.get("since")),
             _time(data.get("until")),
             expires,
-            float(ttl) if isinstance(ttl, (int, float)) else None,
+            float(ttl) if fine else None,
         )
 
     def overstayed(self, now: datetime) -> timedelta | None:
         """How long the holder has kept the lease past its first term, or None if it has not."""
         if self.since is None or self.until is None or self.ttl is None:
             return None
-        term_end = max(self.since, self.until) + timedelta(seconds=self.ttl)
+        try:
+            term_end = max(self.since, self.until) + timedelta(seconds=self.ttl)
+        except OverflowError:
+            return None
         return now - term_end if now > term_end else None
 
 
@@ -374,3 +386,6 @@ def _time(value: Any) -> datetime | None:
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MAX_BODY = 4096
+"""A lease body this package writes is about 200 bytes; a longer one is not its own."""
+_MAX_TTL_SECONDS = MAX_LEASE_TTL.total_seconds()

@@ -23,7 +23,13 @@ from typing import Any, BinaryIO, Callable, Union
 from botocore.exceptions import ClientError
 
 from . import _s3, delivery
-from .exceptions import EventExistsError, EventNotPendingError, InvalidKeyError, ScheduleManyError
+from .exceptions import (
+    EventExistsError,
+    EventNotPendingError,
+    InvalidKeyError,
+    RunInProgressError,
+    ScheduleManyError,
+)
 from .keys import (
     dead_letter_prefix,
     decode_event,
@@ -32,6 +38,7 @@ from .keys import (
     encode_time,
     has_offset,
     is_canonical,
+    is_reserved,
     lease_key,
     listing_bound,
     listing_prefix,
@@ -296,6 +303,9 @@ class Scheduler:
             raise TypeError(msg)
         body = _body(what)
         key = encode_key(self._prefix, when, bucket, path)
+        if is_reserved(self._prefix, self._bucket, bucket, path):
+            msg = f"the target s3://{bucket}/{normalize_target(path)} is this scheduler's lease or a dead letter"
+            raise ValueError(msg)
         check_allowed(self._allowed, bucket, normalize_target(path))
         return key, body
 
@@ -395,13 +405,13 @@ class Scheduler:
         new name, leaving both as they were; `InvalidKeyError` for a key that is not an
         event of this scheduler; `TypeError` for a ``when`` of another type.
 
-        With ``exclusive`` (the default), when both the old and the new time are within
-        a run's reach (15 minutes and a lease ahead), the move holds the run lease, so a
-        run delivers the event once, under one name or the other; if a run holds the
-        lease it waits for it up to one ``lease_ttl``, then raises `EventNotPendingError`
-        only if the event was delivered meanwhile and otherwise moves it without the
-        lease. Without the lease a run that lists both names between the copy and the
-        delete can deliver both: the Guarantees section of the README says so.
+        With ``exclusive`` (the default), when the event's time is within a run's reach
+        (15 minutes and a lease ahead, or past), the move holds the run lease, so a run
+        delivers the event once, under one name or the other; if a run holds the lease
+        the move waits for it up to one ``lease_ttl``, then raises `RunInProgressError`
+        (the run may be delivering the event), changing nothing. Without the lease a run
+        that lists both names between the copy and the delete can deliver both: the
+        Guarantees section of the README says so.
         """
         event = decode_event(key, self._prefix)
         if isinstance(when, timedelta):
@@ -412,7 +422,7 @@ class Scheduler:
                 raise EventNotPendingError(_not_pending(key))
             return key
         reach = self.now() + MAX_UNTIL + self._lease_ttl + CLOCK_SKEW
-        run = self._lease_for_move() if self._exclusive and max(event.when, to_utc(when)) <= reach else None
+        run = self._lease_for_move() if self._exclusive and event.when <= reach else None
         try:
             self._move(key, new_key)
         finally:
@@ -436,15 +446,25 @@ class Scheduler:
         except ClientError as exc:
             if _s3.is_missing(exc):
                 raise EventNotPendingError(_not_pending(key)) from exc
-            if _s3.is_lost(exc):
+            if not _s3.is_lost(exc):
+                raise
+            ours = _s3.was_retried(exc) and _s3.same_etag(
+                _s3.head_etag(self._s3_client, self._bucket, new_key),
+                _s3.head_etag(self._s3_client, self._bucket, key),
+            )
+            if not ours:  # another event is there; a retried copy of ours (reply lost) goes on
                 raise EventExistsError(f"{new_key} is already pending: reschedule would replace it") from None
-            raise
         if not self.cancel(key):
             self._s3_client.delete_object(Bucket=self._bucket, Key=new_key)
             raise EventNotPendingError(_not_pending(key))
 
     def _lease_for_move(self) -> Any:
-        """Hold the run lease for a move, waiting up to one lease_ttl; None when not had."""
+        """Hold the run lease for a move, waiting up to one lease_ttl.
+
+        None where there is no lease to be had (a store without conditional writes,
+        credentials that may not write it). Raises `RunInProgressError` when a run still
+        holds it after that wait: the run may be delivering the event.
+        """
         waited = 0.0
         while True:
             acquired = self._lease.acquire(self.now())
@@ -452,8 +472,11 @@ class Scheduler:
                 assert acquired.run is not None
                 acquired.run.start_heartbeat()
                 return acquired.run
-            if acquired.outcome is not Outcome.HELD or waited >= self._lease_ttl.total_seconds():
+            if acquired.outcome is not Outcome.HELD:
                 return None
+            if waited >= self._lease_ttl.total_seconds():
+                msg = f"a run holds the lease {self._lease.key!r} and may be delivering the event: try again"
+                raise RunInProgressError(msg)
             self._sleep(1.0)
             waited += 1.0
 

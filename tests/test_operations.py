@@ -12,7 +12,14 @@ from typing import Any, Callable
 import pytest
 from botocore.exceptions import ClientError
 
-from s3_scheduler import EventNotPendingError, HandleReport, InvalidKeyError, ScheduledEvent, Scheduler
+from s3_scheduler import (
+    EventNotPendingError,
+    HandleReport,
+    InvalidKeyError,
+    RunInProgressError,
+    ScheduledEvent,
+    Scheduler,
+)
 
 from .conftest import S3, T0, Clock, honours_if_match_on_delete, pooled_client
 
@@ -286,8 +293,8 @@ def test_reschedule_of_a_missing_event_raises_and_creates_nothing(s3: S3, clock:
 
 
 def test_reschedule_racing_a_delivery_takes_back_its_copy(s3: S3, clock: Clock) -> None:
-    """If handle() delivers the old event mid-move, reschedule raises and leaves no new event."""
-    scheduler = s3.scheduler(clock=clock)
+    """Without the lease, if handle() delivers the old event mid-move, reschedule raises and leaves no new event."""
+    scheduler = s3.scheduler(clock=clock, exclusive=False)
     key = scheduler.schedule(T0, s3.target_bucket, "k", "x")
     s3.client.meta.events.register("after-call.s3.CopyObject", once(scheduler.handle))
 
@@ -296,6 +303,36 @@ def test_reschedule_racing_a_delivery_takes_back_its_copy(s3: S3, clock: Clock) 
 
     assert s3.keys(s3.schedule_bucket) == []
     assert s3.keys(s3.target_bucket) == ["k"]
+
+
+def test_a_run_during_a_leased_move_delivers_nothing_and_the_event_moves(s3: S3, clock: Clock) -> None:
+    """With the lease, a run started mid-move of a due event is deferred; the event moves, delivered by no one."""
+    scheduler = s3.scheduler(clock=clock)
+    key = scheduler.schedule(T0, s3.target_bucket, "k", "x")
+    during: list[Any] = []
+    s3.client.meta.events.register("after-call.s3.CopyObject", once(lambda: during.append(scheduler.handle())))
+
+    new = scheduler.reschedule(key, T0 + timedelta(hours=1))
+
+    assert during[0].delivered == []
+    assert [e.key for e in during[0].deferred] == [key]
+    assert s3.keys(s3.schedule_bucket) == [new]
+    assert s3.keys(s3.target_bucket) == []
+
+
+def test_a_reschedule_while_a_run_holds_the_lease_raises_and_changes_nothing(s3: S3, clock: Clock) -> None:
+    """A due event cannot be moved while a run holds the lease (it may be delivering it): RunInProgressError."""
+    waits: list[float] = []
+    scheduler = s3.scheduler(clock=clock, sleep=waits.append, lease_ttl=timedelta(seconds=10))
+    key = scheduler.schedule(T0, s3.target_bucket, "k", "x")
+    running = s3.scheduler(clock=clock)._lease.acquire(T0)  # a run that holds the lease
+    assert running.run is not None
+
+    with pytest.raises(RunInProgressError, match="try again"):
+        scheduler.reschedule(key, T0 + timedelta(days=1))
+
+    assert waits == [1.0] * 10
+    assert sorted(s3.keys(s3.schedule_bucket)) == sorted([key, "jobs/.lease"])
 
 
 def test_reschedule_to_the_same_time_keeps_the_key(s3: S3, clock: Clock) -> None:
