@@ -1068,11 +1068,11 @@ def _check(args: argparse.Namespace, out: TextIO) -> int:
     offsets = len(report.offset_keys)
     if offsets:
         advice = (
-            f"{offsets} event(s) named with a UTC offset, as 0.0.3 wrote them: keep legacy offsets on"
-            " (do not pass --no-legacy-offsets)"
+            f"{offsets} event(s) named with a UTC offset (as 0.0.3 wrote them) or sorting after their time:"
+            " keep legacy offsets on (do not pass --no-legacy-offsets)"
         )
     else:
-        advice = "no event is named with a UTC offset: --no-legacy-offsets (S3_SCHEDULER_LEGACY_OFFSETS=0) is safe"
+        advice = "every event sorts at its time: --no-legacy-offsets (S3_SCHEDULER_LEGACY_OFFSETS=0) is safe"
     if args.json:
         out.write(json.dumps({**report.to_dict(), "ok": report.ok, "legacy_offsets_needed": bool(offsets)}) + "\n")
     else:

@@ -197,6 +197,9 @@ def _from_match(match: re.Match[str]) -> datetime:
     if zone is None or zone == "Z":
         return when.replace(tzinfo=timezone.utc)
     digits = zone[1:].replace(":", "")
+    if int(digits[2:] or 0) >= 60:
+        msg = f"the offset {zone} has {digits[2:]} minutes"
+        raise ValueError(msg)
     offset = timedelta(hours=int(digits[:2]), minutes=int(digits[2:] or 0))
     return when.replace(tzinfo=timezone(-offset if zone[0] == "-" else offset))
 

@@ -177,8 +177,9 @@ class CheckReport:
     - ``not_events``: names that are not events, with the reason; `handle` skips them.
     - ``late``: events whose name sorts past where `handle` reads at their time, with
       the reason; they are delivered late (when the listing bound passes them).
-    - ``offset_keys``: events named with a UTC offset other than ``+00:00`` (as 0.0.3
-      wrote them); they need ``legacy_offsets=True`` (the default) to be found in time.
+    - ``offset_keys``: events that need ``legacy_offsets=True`` (the default) to be
+      found in time: named with a UTC offset other than ``+00:00`` (as 0.0.3 wrote
+      them), or otherwise sorting after their time.
     - ``events``: how many events were read in all.
     """
 

@@ -504,8 +504,9 @@ class Scheduler:
         - ``late``: events whose name sorts past the listing bound at their own time (a
           ``T``-separated or otherwise non-canonical time): `handle` reads them only once
           the bound passes them. The reason gives the name to rename them to.
-        - ``offset_keys``: events named with an offset other than UTC, as 0.0.3 wrote
-          them; ``legacy_offsets=False`` is safe only when there is none.
+        - ``offset_keys``: events that need ``legacy_offsets=True`` to be read in time:
+          named with an offset other than UTC, as 0.0.3 wrote them, or otherwise sorting
+          after their time; ``legacy_offsets=False`` is safe only when there is none.
 
         Costs one LIST per 1,000 names of the whole prefix.
         """
@@ -522,7 +523,7 @@ class Scheduler:
                 if is_canonical(key, self._prefix, event.when):
                     continue
                 time_part, rest = key[len(self._prefix) :].split("|", 1)
-                if has_offset(time_part):
+                if has_offset(time_part) or sorts_late(key, self._prefix, event.when, legacy_offsets=False):
                     report.offset_keys.append(key)
                 if sorts_late(key, self._prefix, event.when, legacy_offsets=self._legacy_offsets):
                     canonical = f"{self._prefix}{encode_time(event.when)}|{rest}"

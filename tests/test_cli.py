@@ -678,8 +678,8 @@ def test_check_prints_each_problem_and_fails(aws: Any, capsys: pytest.CaptureFix
     assert status == 1
     lines = out.splitlines()
     assert lines[0].startswith("not an event: 'jobs/|not-a-time|target|x': 'not-a-time' is not a time")
-    assert lines[-2] == "events=3 not_events=1 late=0 offset_keys=1"
-    assert lines[-1].startswith("1 event(s) named with a UTC offset, as 0.0.3 wrote them: keep legacy offsets on")
+    assert lines[-2] == "events=3 not_events=1 late=0 offset_keys=2"  # the T-form name needs the look-ahead too
+    assert lines[-1].startswith("2 event(s) named with a UTC offset (as 0.0.3 wrote them) or sorting after their time")
     assert strict[0] == 1
     report = json.loads(strict[1])
     assert [item["key"] for item in report["late"]] == [OFFSET_KEY, T_KEY]
@@ -695,7 +695,7 @@ def test_check_says_when_no_legacy_offsets_is_safe(aws: Any, capsys: pytest.Capt
     assert status == 0
     assert out.splitlines() == [
         "events=1 not_events=0 late=0 offset_keys=0",
-        "no event is named with a UTC offset: --no-legacy-offsets (S3_SCHEDULER_LEGACY_OFFSETS=0) is safe",
+        "every event sorts at its time: --no-legacy-offsets (S3_SCHEDULER_LEGACY_OFFSETS=0) is safe",
     ]
 
 

@@ -132,7 +132,7 @@ def test_check_reports_names_a_run_will_not_read_in_time(s3: S3, clock: Clock) -
     assert [k for k, _ in report.not_events] == [not_event]
     assert [k for k, _ in report.late] == [late]
     assert "2026-11-27%2005%3A00%3A00%2B00%3A00" in report.late[0][1]
-    assert report.offset_keys == [offset]
+    assert report.offset_keys == [offset, late]  # both need the 14 h look-ahead
     assert not report.ok
     assert fine not in [k for k, _ in report.late]
 
@@ -548,3 +548,76 @@ def test_check_finds_every_form_of_offset(s3: S3, clock: Clock, time: str) -> No
     put(s3, key)
 
     assert s3.scheduler(clock=clock).check().offset_keys == [key]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        json.dumps({"owner": "x", "expires": "2020-01-01T00:00:00+00:00", "ttl": 10**400}),
+        json.dumps(
+            {
+                "owner": "x",
+                "expires": "2026-11-27T12:05:00+00:00",
+                "ttl": 1e308,
+                "since": "2026-11-27T11:00:00+00:00",
+                "until": "2026-11-27T11:00:00+00:00",
+            }
+        ),
+        "[" * 100_000 + "]" * 100_000,
+        json.dumps({"owner": None, "expires": "2026-11-27T12:05:00"}),
+        json.dumps([1, 2, 3]),
+    ],
+)
+def test_no_lease_body_makes_a_run_raise(s3: S3, clock: Clock, body: str) -> None:
+    """Huge numbers, deep nesting, a list, a naive expiry: a run defers or delivers, it never raises."""
+    scheduler = s3.scheduler(clock=clock)
+    key = scheduler.schedule(T0, s3.target_bucket, "k", "x")
+    s3.client.put_object(Bucket=s3.schedule_bucket, Key=LEASE, Body=body.encode())
+
+    report = scheduler.handle()
+
+    assert [e.key for e in [*report.delivered, *report.deferred]] == [key]
+
+
+def test_no_event_may_target_the_lease_or_a_dead_letter(s3: S3, clock: Clock) -> None:
+    """schedule() refuses the scheduler's own lease and dead letters as targets; handle() rejects such a name."""
+    scheduler = s3.scheduler(clock=clock)
+    for target in ("jobs/.lease", "jobs/.dead-letters/x"):
+        with pytest.raises(ValueError, match="lease or a dead letter"):
+            scheduler.schedule(T0, s3.schedule_bucket, target, "x")
+    forged = f"jobs/|{quote(str(T0))}|{s3.schedule_bucket}|jobs~~.lease"
+    put(s3, forged, b'{"expires": "9999-01-01T00:00:00+00:00", "ttl": 1e999}')
+
+    report = scheduler.handle()
+
+    assert [e.key for e in report.rejected] == [forged]
+    assert LEASE not in s3.keys(s3.schedule_bucket)
+
+
+def test_a_failed_event_keeps_no_traceback(s3: S3, clock: Clock) -> None:
+    """The report keeps each failure's error without its traceback, so a mass failure stays small."""
+    scheduler = s3.scheduler(clock=clock)
+    scheduler.schedule(T0, "no-such-bucket", "k", "x")
+
+    report = scheduler.handle()
+
+    assert report.failed[0].error.__traceback__ is None
+
+
+def test_offset_minutes_past_59_are_not_a_time() -> None:
+    """'+05:75' would be a guess (+06:15): not an event."""
+    prefix = keys.listing_prefix("jobs")
+
+    with pytest.raises(InvalidKeyError):
+        keys.decode_key(prefix + "2026-11-27 12:00+05:75|bkt|k", prefix)
+
+
+def test_check_flags_what_needs_the_lookahead_even_when_it_is_read_in_time(s3: S3, clock: Clock) -> None:
+    """A T-form name read in time only thanks to the 14 h look-ahead makes legacy_offsets=False unsafe."""
+    key = f"jobs/|2030-01-07T10:00:00Z|{s3.target_bucket}|t"
+    put(s3, key)
+
+    report = s3.scheduler(clock=clock).check()
+
+    assert report.late == []
+    assert report.offset_keys == [key]
