@@ -15,8 +15,9 @@ A run is three kinds of thread around a loop in the calling thread:
 The calling thread takes the lease before the first copy, waits for events of the run's
 window that are not yet due, records every outcome in the `HandleReport` and calls
 ``on_delivery``. When the run must stop (its timeout, a stop event, its lease), no copy
-starts, the copies in flight finish, and the rest of the window's listing is read only to
-count each due event left as ``deferred``.
+starts, the copies in flight finish and are deleted, and the lease is released; then,
+where another run held the lease, the rest of the window's listing is read only to count
+each due event left as ``deferred``.
 
 0.0.3's tests replace ``s3_scheduler.scheduler.move_file`` and ``warn``: both are looked
 up there at call time, and a replaced ``move_file`` delivers each event (copy and delete

@@ -571,10 +571,12 @@ class Scheduler:
         the prefix that is not an event is warned and left alone, never deleted.
         Delivery is at-least-once: a run that dies between copy and delete delivers
         again next time. With ``exclusive`` (the default) the run takes the lease before
-        its first copy; if another run holds it, the run copies nothing. A run that stops
-        early (timeout, stop, lease) still reads the rest of its window's listing, copying
-        nothing, so that ``deferred`` counts every due event it leaves. A listing error is
-        raised once the copies already started have finished.
+        its first copy; if another run holds it, the run copies nothing and reads the rest
+        of its window's listing (up to its timeout), so that ``deferred`` counts every due
+        event it leaves. A run whose own time runs out (timeout, stop) sends its deletes,
+        releases the lease and reads no further: ``deferred`` counts the due events it
+        had read. A listing error is raised once the copies already started have finished.
+        An ``on_delivery`` that raises stops the run the same way; then ``handle`` raises it.
         """
         start = self.now()
         horizon = start
