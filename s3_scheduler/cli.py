@@ -807,21 +807,27 @@ def _read_lines(path: str, source: str) -> list[tuple[int, str]]:
         if path == "-":
             text = sys.stdin.read()
         else:
-            with open(path, encoding="utf-8") as stream:
+            with _open(path, source, "a file of JSON lines", "r") as stream:
                 text = stream.read()
+    except UnicodeDecodeError as exc:
+        msg = f"{source} is not UTF-8 text: {exc.reason} at byte {exc.start}"
+        raise UsageError(msg) from None
+    return [(number, line) for number, line in enumerate(text.splitlines(), 1) if line.strip()]
+
+
+def _open(path: str, source: str, what: str, mode: str) -> Any:
+    """Open ``path`` for reading; its errors become one line naming ``source`` (the option)."""
+    try:
+        return open(path, mode, encoding=None if "b" in mode else "utf-8")
     except FileNotFoundError:
         msg = f"{source}: no such file"
         raise UsageError(msg) from None
     except IsADirectoryError:
-        msg = f"{source} is a directory: name a file of JSON lines, or - for standard input"
-        raise UsageError(msg) from None
-    except UnicodeDecodeError as exc:
-        msg = f"{source} is not UTF-8 text: {exc.reason} at byte {exc.start}"
+        msg = f"{source} is a directory: name {what}, or - for standard input"
         raise UsageError(msg) from None
     except OSError as exc:
         msg = f"{source}: {exc.strerror or exc}"
         raise Failure(msg) from None
-    return [(number, line) for number, line in enumerate(text.splitlines(), 1) if line.strip()]
 
 
 def _event_line(line: str, where: str, now: datetime) -> tuple[datetime, str, str, str]:
@@ -861,18 +867,7 @@ def _content(args: argparse.Namespace) -> Iterator[str | BinaryIO]:
     if args.file == "-":
         yield sys.stdin.buffer
         return
-    try:
-        stream = open(args.file, "rb")  # noqa: SIM115 - closed below; errors of open alone are reported
-    except FileNotFoundError:
-        msg = f"--file {args.file!r}: no such file"
-        raise UsageError(msg) from None
-    except IsADirectoryError:
-        msg = f"--file {args.file!r} is a directory: name a file, or - for standard input"
-        raise UsageError(msg) from None
-    except OSError as exc:
-        msg = f"--file {args.file!r}: {exc.strerror or exc}"
-        raise Failure(msg) from None
-    with stream:
+    with _open(args.file, f"--file {args.file!r}", "a file", "rb") as stream:
         yield stream
 
 
