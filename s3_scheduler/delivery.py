@@ -335,22 +335,24 @@ class _Run:
                 pool.submit(task, due)
         finally:
             try:
-                for _, _, due in waiting:
-                    self.report.deferred.append(due.event)
-                pool.shutdown(wait=True)
-                if self.deleter is not None:
-                    self.deleter.close()
-                self._drain()
-                self._dead_letter()
+                try:
+                    for _, _, due in waiting:
+                        self.report.deferred.append(due.event)
+                    pool.shutdown(wait=True)
+                    if self.deleter is not None:
+                        self.deleter.close()
+                    self._drain()
+                    self._dead_letter()
+                finally:
+                    if self.lease is not None:  # whatever happened, the heartbeat ends and the lease goes
+                        self.lease.release()
+                # With the lease released and the deletes sent, count what the run leaves:
+                # the rest of the window's listing when another run held the lease, what
+                # was already read when the run's own time (timeout, stop) ran out.
+                if not listing_done and listing_error is None and self.stopped_by is not None:
+                    listing_error = self._defer_unread(lister, read_rest=self.stopped_by == "held")
             finally:
-                if self.lease is not None:  # whatever happened, the heartbeat ends and the lease goes
-                    self.lease.release()
-            # With the lease released and the deletes sent, count what the run leaves:
-            # the rest of the window's listing when another run held the lease, what was
-            # already read when the run's own time (timeout, stop) ran out.
-            if not listing_done and listing_error is None and self.stopped_by is not None:
-                listing_error = self._defer_unread(lister, read_rest=self.stopped_by == "held")
-            lister.cancel()
+                lister.cancel()  # whatever happened, the lister thread ends
         if self.callback_error is not None:
             raise self.callback_error
         if listing_error is not None:

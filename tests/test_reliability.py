@@ -621,3 +621,26 @@ def test_check_flags_what_needs_the_lookahead_even_when_it_is_read_in_time(s3: S
 
     assert report.late == []
     assert report.offset_keys == [key]
+
+
+def test_a_run_that_raises_leaves_no_thread_behind(s3: S3, clock: Clock) -> None:
+    """An error taking the lease propagates; the lister, copiers and deleter threads all end."""
+    import threading
+
+    scheduler = s3.scheduler(clock=clock)
+    for i in range(3):
+        scheduler.schedule(T0, s3.target_bucket, f"k{i}", "x")
+    before = {t.ident for t in threading.enumerate()}
+
+    def unreachable(params: dict[str, Any], **_: Any) -> None:
+        if params["Key"] == LEASE:
+            raise ClientError({"Error": {"Code": "InternalError", "Message": "down"}}, "PutObject")
+
+    s3.client.meta.events.register("before-parameter-build.s3.PutObject", unreachable)
+
+    with pytest.raises(ClientError, match="down"):
+        scheduler.handle()
+
+    left = [t for t in threading.enumerate() if t.ident not in before and t.name.startswith("s3-scheduler")]
+    assert left == []
+    assert s3.keys(s3.target_bucket) == []
