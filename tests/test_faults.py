@@ -384,7 +384,9 @@ def test_a_lost_reply_to_the_delete_of_a_dead_letter_move_still_reports_it(s3: S
         report = scheduler.handle()
 
     (delete,) = [c for c in injector.of("DeleteObject") if c.key == key]
-    assert statuses(delete) == [(204, True), (404, False)]
+    first, retry = statuses(delete)
+    assert first == (204, True)
+    assert retry in ((404, False), (204, False))  # 204 where the store ignores If-Match on DELETE (moto 5.1)
     assert [e.path for e in scheduler.dead_letters()] == ["k"]  # moved: nothing is lost
     assert list(scheduler.pending()) == []
     assert [e.key for e in report.dead_lettered] == [key]
