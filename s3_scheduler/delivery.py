@@ -81,6 +81,7 @@ class Settings:
     dead_letter_attempts: int
     max_workers: int
     clock: Callable[[], datetime]
+    """Returns an aware UTC time (the scheduler's `Scheduler.now`)."""
     wait: Callable[[float, threading.Event | None], None]
     lease: Lease | None
     max_lateness: timedelta | None = None
@@ -251,16 +252,7 @@ class _Run:
         self.stop = stop
         self.api = api
         self.legacy_move = api.move_file is not _original_move_file
-        self.report = HandleReport()
-        for events in (
-            self.report.delivered,
-            self.report.deferred,
-            self.report.vanished,
-            self.report.rejected,
-            self.report.dead_lettered,
-            self.report.expired,
-        ):
-            events.prefix = settings.prefix
+        self.report = HandleReport.under(settings.prefix)
         self.results: queue.Queue[tuple[str, Due, Any, datetime]] = queue.Queue()
         self.limit = _Limit(settings.max_workers)
         self.lease: RunLease | None = None
@@ -360,9 +352,7 @@ class _Run:
         return self.report
 
     def _now(self) -> datetime:
-        from .keys import to_utc
-
-        return to_utc(self.s.clock())
+        return self.s.clock()
 
     def _must_stop(self, now: datetime) -> bool:
         if self.stopped_by is None:

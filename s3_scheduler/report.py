@@ -139,6 +139,14 @@ class HandleReport:
     expired: EventList = field(default_factory=_events)
     max_lateness: float = 0.0
 
+    @classmethod
+    def under(cls, prefix: str) -> HandleReport:
+        """Return an empty report whose event lists decode keys added bare under ``prefix``."""
+        report = cls()
+        for name in _EVENT_FIELDS:
+            getattr(report, name).prefix = prefix
+        return report
+
     def __post_init__(self) -> None:
         for name in _EVENT_FIELDS:
             value = getattr(self, name)

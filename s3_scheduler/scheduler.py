@@ -42,7 +42,6 @@ from .keys import (
     lease_key,
     listing_bound,
     listing_prefix,
-    normalize_path,
     normalize_target,
     sorts_late,
     to_utc,
@@ -165,7 +164,6 @@ class Scheduler:
         if s3_client is None:
             s3_client = _s3.fast_client(max_workers)
         self._bucket = bucket
-        self._path = normalize_path(path)
         self._prefix = listing_prefix(path)
         self._s3_resource = s3_resource
         self._s3_client = s3_client
@@ -356,7 +354,7 @@ class Scheduler:
         """
         limit = None if until is None else _utc("until", until)
         bound = None if limit is None else listing_bound(self._prefix, limit, legacy_offsets=self._legacy_offsets)
-        return (event for event, _ in self._events(bound) if limit is None or event.when <= limit)
+        return (event for event in self._events(self._prefix, bound) if limit is None or event.when <= limit)
 
     def cancel(self, key: str) -> bool:
         """Remove the pending event ``key``; return ``True`` only if this call removed it.
@@ -489,13 +487,7 @@ class Scheduler:
         moved it (name and body kept) to ``{path}/.dead-letters/``. Nothing delivers or
         deletes it there.
         """
-        prefix = dead_letter_prefix(self._prefix)
-        for page in _s3.list_pages(self._s3_resource, self._s3_client, self._bucket, prefix):
-            for listed in page:
-                try:
-                    yield decode_event(listed.key, prefix)
-                except InvalidKeyError:
-                    continue
+        return self._events(dead_letter_prefix(self._prefix), None)
 
     def check(self) -> CheckReport:
         """Scan every name under the prefix once and report what a run will not read in time.
@@ -622,14 +614,15 @@ class Scheduler:
         else:
             self._sleep(seconds)
 
-    def _events(self, bound: str | None) -> Iterator[tuple[ScheduledEvent, str | None]]:
-        """Yield the events named up to ``bound`` (all, if None) in key order, with their ETags."""
-        for page in _s3.list_pages(self._s3_resource, self._s3_client, self._bucket, self._prefix):
+    def _events(self, prefix: str, bound: str | None) -> Iterator[ScheduledEvent]:
+        """Yield the events named under ``prefix`` up to ``bound`` (all, if None) in key order,
+        lazily page by page; other names are passed over."""
+        for page in _s3.list_pages(self._s3_resource, self._s3_client, self._bucket, prefix):
             for listed in page:
                 if bound is not None and listed.key > bound:
                     return
                 try:
-                    yield decode_event(listed.key, self._prefix), listed.etag
+                    yield decode_event(listed.key, prefix)
                 except InvalidKeyError:
                     continue
 
