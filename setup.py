@@ -14,13 +14,17 @@ setup(
     packages=find_packages(include=["s3_scheduler", "s3_scheduler.*"]),
     package_data={"s3_scheduler": ["py.typed"]},
     python_requires=">=3.9",
-    install_requires=["boto3>=1.26", "python-dateutil>=2.8"],
+    # boto3 1.35.69 is the first whose S3 model sends If-Match on PutObject and DeleteObject
+    # (the lease, cancel(), the conditional deletes). .ci/oldest.txt runs the tests at each floor.
+    install_requires=["boto3>=1.35.69", "python-dateutil>=2.8"],
     extras_require={
         "test": [
             "pytest>=7",
-            "moto[s3,server]>=5",
+            "pytest-xdist>=3",  # the README's pytest runs on every core (-n auto in pyproject.toml)
+            # 5.1.22: honours If-Match on PutObject, which the lease's tests need.
+            "moto[s3,server]>=5.1.22",
             "hypothesis>=6.89",
-            "cfn-lint>=1",
+            "cfn-lint>=1.36",  # cfnlint.api.lint_file
             "aws-sam-translator>=1.90",
         ],
         # An S3-only moto server: moto[server] would pull every AWS service's dependencies.

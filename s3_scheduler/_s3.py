@@ -22,10 +22,15 @@ guarantee that rests on it weakens as README's Guarantees says, and nothing is l
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import collections
+import threading
+import time
+from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
 from botocore.exceptions import ClientError
+
+from .keys import MAX_KEY_BYTES, Window
 
 MISSING = frozenset({"NoSuchKey", "404", "NotFound"})
 """Codes with which a store says the object does not exist (a HEAD says only ``404``)."""
@@ -118,29 +123,79 @@ class Listed(NamedTuple):
     etag: str | None
 
 
-def list_pages(resource: Any, client: Any, bucket: str, prefix: str) -> Iterator[list[Listed]]:
-    """Yield the names under ``prefix`` in key order, one list per LIST page.
+def list_pages(
+    resource: Any, client: Any, bucket: str, prefix: str, *, start_after: str | None = None
+) -> Iterator[list[Listed]]:
+    """Yield the names under ``prefix`` (after ``start_after``, if given) in key order,
+    one list per LIST page.
 
     A boto3 resource of boto3's own is listed through its client (ListObjectsV2, no
     resource objects made); any other resource (what 0.0.3's tests pass: a mock whose
-    ``Bucket(...).objects.filter(...)`` returns the listing) through its collection.
-    Without a resource, through ``client``.
+    ``Bucket(...).objects.filter(...)`` returns the listing) through its collection,
+    read from its start. Without a resource, through ``client``.
     """
+    for page, _ in _pages(resource, client, bucket, prefix, start_after):
+        yield page
+
+
+def _pages(
+    resource: Any, client: Any, bucket: str, prefix: str, start_after: str | None
+) -> Iterator[tuple[list[Listed], bool]]:
+    """Yield each LIST page with whether a further page may follow."""
     if resource is not None and not _is_boto3_resource(resource):
         page: list[Listed] = []
         for obj in resource.Bucket(bucket).objects.filter(Prefix=prefix):
+            if start_after is not None and obj.key <= start_after:
+                continue
             etag = getattr(obj, "e_tag", None)
             page.append(Listed(obj.key, etag if isinstance(etag, str) else None))
             if len(page) == 1000:
-                yield page
+                yield page, True
                 page = []
-        if page:
-            yield page
+        yield page, False
         return
     if resource is not None:
         client = resource.meta.client
-    for response in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        yield [Listed(obj["Key"], obj.get("ETag")) for obj in response.get("Contents", ())]
+    after = {} if start_after is None else {"StartAfter": start_after}
+    for response in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, **after):
+        listed = [Listed(obj["Key"], obj.get("ETag")) for obj in response.get("Contents", ())]
+        yield listed, bool(response.get("IsTruncated", True))
+
+
+def list_window(resource: Any, client: Any, bucket: str, prefix: str, window: Window) -> Iterator[Listed]:
+    """Yield the names under ``prefix`` that lie in ``window``, in key order.
+
+    The names up to the window's bound come first, page by page. The pages already read
+    also give the names of the window's extra ranges up to where they reach; a range
+    that lies past the last page read, while more pages follow, is listed on its own
+    (``StartAfter``), so the names between the bound and the range are never read.
+    """
+    last_read: str | None = None
+    for page, more in _pages(resource, client, bucket, prefix, None):
+        for listed in page:
+            last_read = listed.key
+            if window.reads(listed.key):
+                yield listed
+        if not more:
+            return
+        if window.bound is not None and last_read is not None and last_read > window.bound:
+            break
+    else:
+        return  # read to the end
+    for extra in window.extra:
+        if last_read is not None and extra.last <= last_read:
+            continue
+        start = extra.after if last_read is None else max(extra.after, last_read)
+        yield from _range(_pages(resource, client, bucket, prefix, start), extra.last)
+
+
+def _range(pages: Iterator[tuple[list[Listed], bool]], last: str) -> Iterator[Listed]:
+    """Yield the names of ``pages`` up to and including ``last``."""
+    for page, _ in pages:
+        for listed in page:
+            if listed.key > last:
+                return
+            yield listed
 
 
 def _is_boto3_resource(resource: Any) -> bool:
@@ -172,12 +227,17 @@ def head_etag(client: Any, bucket: str, key: str) -> str | None:
     return etag
 
 
-def fast_client(max_workers: int) -> Any:
+POOL_EXTRA = 3
+"""Connections a run uses beside its copies: the listing, the batch delete and the lease's
+renewal. A scheduler runs at most its client's pool less these copies at once."""
+
+
+def fast_client(max_workers: int, *, timeout: float | None = None) -> Any:
     """Return an S3 client of boto3's default session for a scheduler that builds its own.
 
-    Its pool holds ``max_workers`` connections, and it does not parse the timestamps of
+    Its pool holds ``max_workers`` + `POOL_EXTRA` connections, and it does not parse the timestamps of
     responses (no request of the scheduler reads them; parsing them is about half of a
-    listing's client CPU).
+    listing's client CPU). ``timeout`` (seconds) sets its connect and read timeouts.
     """
     import boto3
     from botocore.config import Config
@@ -185,4 +245,144 @@ def fast_client(max_workers: int) -> Any:
     session = boto3.session.Session()
     factory = session._session.get_component("response_parser_factory")
     factory.set_parser_defaults(timestamp_parser=lambda value: value)
-    return session.client("s3", config=Config(max_pool_connections=max_workers))
+    timeouts = {} if timeout is None else {"connect_timeout": timeout, "read_timeout": timeout}
+    client = session.client("s3", config=Config(max_pool_connections=max_workers + POOL_EXTRA, **timeouts))
+    client._s3_scheduler_session = session  # for bounded(): siblings with other timeouts
+    return client
+
+
+def copy_to_new_name(client: Any, bucket: str, key: str, etag: str | None, name: Callable[[], str]) -> str:
+    """Copy ``key`` (as it was at ``etag``, where given) to a name no object holds; return it.
+
+    ``name`` makes a fresh name at each call (a random part makes two alike unlikely);
+    the copy is conditional on it being new (``If-None-Match: *``) where the store
+    honours that on CopyObject (AWS; moto and radosgw 16 ignore it, so the name's own
+    randomness is what keeps an older object there from being replaced). A name found
+    taken is given up for another; a retried copy whose earlier attempt wrote the name
+    (its reply lost) is recognised by its ETag. Raises the store's error otherwise, and
+    `ValueError` for a name over S3's 1,024 bytes.
+    """
+    condition = {"CopySourceIfMatch": etag} if etag else {}
+    for _ in range(3):
+        new = name()
+        size = len(new.encode("utf-8"))
+        if size > MAX_KEY_BYTES:
+            msg = f"{key!r} cannot be copied to {new!r}: {size} bytes, over S3's {MAX_KEY_BYTES}-byte limit on keys"
+            raise ValueError(msg)
+        try:
+            client.copy_object(
+                Bucket=bucket, Key=new, CopySource={"Bucket": bucket, "Key": key}, **condition, **copy_if_new(client)
+            )
+        except ClientError as exc:
+            if not is_lost(exc):
+                raise
+            found = head_etag(client, bucket, new)
+            if found is None:
+                raise  # the source changed since it was listed: its condition failed
+            if was_retried(exc) and same_etag(found, head_etag(client, bucket, key)):
+                return new  # our own copy; its reply was lost
+            continue  # the name is taken: try another
+        return new
+    msg = f"{key!r} found three names taken in a row: not copied"
+    raise RuntimeError(msg)
+
+
+def copy_if_new(client: Any) -> dict[str, str]:
+    """Return ``{"IfNoneMatch": "*"}`` for a CopyObject of ``client`` where its botocore
+    knows that parameter (1.41 and later), else nothing."""
+    try:
+        members = client.meta.service_model.operation_model("CopyObject").input_shape.members
+    except AttributeError:  # not a botocore client (a test's stand-in): send it
+        return {"IfNoneMatch": "*"}
+    return {"IfNoneMatch": "*"} if "IfNoneMatch" in members else {}
+
+
+def delete_if_match(client: Any, bucket: str, key: str, etag: str) -> bool:
+    """Delete ``key`` if it still holds ``etag``; return whether it was deleted (or gone after a retry)."""
+    for form in etag_forms(etag):
+        try:
+            client.delete_object(Bucket=bucket, Key=key, IfMatch=form)
+        except ClientError as exc:
+            if is_missing(exc):
+                return was_retried(exc)
+            if is_lost(exc):
+                continue
+            raise
+        return True
+    return False
+
+
+_BOUNDS = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+"""The request timeouts (seconds) `bounded` chooses from, so its clients can be kept."""
+
+
+def bounded(client: Any, seconds: float) -> Any:
+    """Return a client like ``client`` whose requests give up within about ``seconds``.
+
+    Its connect and read timeouts are the greatest of `_BOUNDS` not over ``seconds`` (at
+    least the smallest) and it makes one attempt, no retry. Only for a client this
+    package built (`fast_client`): a client passed in keeps its own timeouts, and is
+    returned as it is.
+    """
+    session = getattr(client, "_s3_scheduler_session", None)
+    if session is None:
+        return client
+    from botocore.config import Config
+
+    limit = max([b for b in _BOUNDS if b <= seconds] or [_BOUNDS[0]])
+    siblings: dict[float, Any] = client.__dict__.setdefault("_s3_scheduler_bounded", {})
+    if limit not in siblings:
+        config = client.meta.config.merge(
+            Config(connect_timeout=limit, read_timeout=limit, retries={"mode": "standard", "total_max_attempts": 1})
+        )
+        siblings[limit] = session.client("s3", config=config)
+    return siblings[limit]
+
+
+class Latency:
+    """The slowest of the last requests a client sent, in real seconds, once it is watching them.
+
+    `watch` hooks it on a client's botocore events: the time from each request's
+    ``before-call`` to its ``after-call`` (retries included) is recorded.
+    """
+
+    RECENT = 64
+    """How many of the last requests count."""
+
+    def __init__(self) -> None:
+        self._recent: collections.deque[float] = collections.deque(maxlen=self.RECENT)
+        self._lock = threading.Lock()
+
+    @classmethod
+    def watch(cls, client: Any) -> Latency:
+        """Return the `Latency` of ``client``, hooking it on the client's events the first time."""
+        found = client.__dict__.get("_s3_scheduler_latency") if hasattr(client, "__dict__") else None
+        if isinstance(found, cls):
+            return found
+        latency = cls()
+        events = getattr(getattr(client, "meta", None), "events", None)
+        if events is not None:
+            events.register("before-call.s3", latency._start)
+            events.register("after-call.s3", latency._end)
+            events.register("after-call-error.s3", latency._end)
+            client.__dict__["_s3_scheduler_latency"] = latency
+        return latency
+
+    def record(self, seconds: float) -> None:
+        with self._lock:
+            self._recent.append(seconds)
+
+    @property
+    def worst(self) -> float:
+        """The slowest recent request (0.0 before any)."""
+        with self._lock:
+            return max(self._recent, default=0.0)
+
+    def _start(self, context: dict[str, Any] | None = None, **_: Any) -> None:
+        if context is not None:
+            context["s3_scheduler_started"] = time.monotonic()
+
+    def _end(self, context: dict[str, Any] | None = None, **_: Any) -> None:
+        started = None if context is None else context.get("s3_scheduler_started")
+        if isinstance(started, float):
+            self.record(time.monotonic() - started)

@@ -19,9 +19,9 @@ Configured by the environment; each malformed value fails the invocation with a
 - ``S3_SCHEDULER_MAX_LATENESS`` (``90``, ``90s``, ``10m``, ``2h``, ``1d``): an event found
   later than this after its time is not delivered but moved to the dead letters (removed,
   with a WARNING, when ``S3_SCHEDULER_DEAD_LETTER_AFTER`` is unset) and reported as
-  ``expired`` (off when unset).
-- ``S3_SCHEDULER_MAX_WORKERS`` (default 32): copies in flight at once, and the S3
-  client's connection pool.
+  ``expired`` (a minute or more; off when unset).
+- ``S3_SCHEDULER_MAX_WORKERS`` (1 to 1000, default 32): copies in flight at once; the S3
+  client's connection pool holds 3 more.
 - ``S3_SCHEDULER_LEGACY_OFFSETS`` (yes/no as above, default yes): ``0`` lists only up to
   each run's window instead of 14 hours past it; safe once ``s3-scheduler check`` finds
   no event named with a UTC offset.
@@ -31,13 +31,18 @@ Configured by the environment; each malformed value fails the invocation with a
   one CloudWatch Embedded Metric Format line (`s3_scheduler.metrics.emf_line`, namespace
   ``S3Scheduler``, dimensions ``Bucket`` and ``Prefix``), which CloudWatch turns into
   metrics such as ``Failed`` and ``OldestDueAgeSeconds``.
+- ``AWS_ENDPOINT_URL_S3`` and ``AWS_ENDPOINT_URL``, read by boto3, are checked too: one
+  that is not an ``http(s)://host[:port]`` URL is refused naming it.
 
 Run it every minute (an EventBridge ``rate(1 minute)`` rule). It passes the invocation's
-remaining time less a margin (`margin`: a tenth of it, at least a second, never all of
-it) as ``timeout``, so a slow run defers instead of being killed mid-way, and warns when
-that leaves too little to deliver. It logs one summary line (``delivered=1 failed=0 ... expired=0``), prints
-the metrics line and returns the report's ``to_dict()``. The scheduler and its client are built once per
-container.
+remaining time less a margin (`margin`: a twentieth of it, at least 0.2 s, never all of
+it) as ``timeout``; the run keeps back, from what it measured of S3's latency, the time
+its copies in flight, its last deletes and the release of the lease take, so it returns
+before the deadline instead of being killed mid-way (deferring what it cannot deliver),
+and warns when that leaves too little to deliver. Each request of the handler's client
+gives up after a third of the function's timeout (1 s to 60 s). It logs one summary line
+(``delivered=1 failed=0 ... expired=0``), prints the metrics line and returns the
+report's ``to_dict()``. The scheduler and its client are built once per container.
 """
 
 from __future__ import annotations
@@ -48,17 +53,34 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any, Callable, NamedTuple
 
-from .cli import bucket_problem, duration_timedelta, flag_value, metrics_dimensions
+from ._s3 import fast_client
+from .cli import (
+    MAX_WORKERS_LIMIT,
+    bucket_problem,
+    duration_timedelta,
+    endpoint_problem,
+    flag_value,
+    lateness_problem,
+    metrics_dimensions,
+    text_problem,
+    whole_number,
+)
 from .exceptions import ConfigurationError
 from .metrics import emf_line
 from .scheduler import DEFAULT_DEAD_LETTER_ATTEMPTS, DEFAULT_MAX_WORKERS, Scheduler
 from .utils import warn
 
-MARGIN_FRACTION = 0.1
-"""The share of the invocation's remaining time kept back to finish and return."""
+MARGIN_FRACTION = 0.05
+"""The share of the invocation's remaining time kept back to return: the run's own
+wind-down (its copies in flight, its deletes, the release of the lease) is measured by the
+run and fits before its ``timeout``."""
 
-MIN_MARGIN_SECONDS = 1.0
+MIN_MARGIN_SECONDS = 0.2
 """The least time kept back, unless that would be all of it (then half is kept)."""
+
+REQUEST_TIMEOUT_FRACTION = 1 / 3
+"""Each S3 request of the handler's client gives up after this share of the function's
+timeout (1 s to 60 s), so no request outlives the invocation by much."""
 
 SHORT_TIMEOUT_SECONDS = 1.0
 """Below this much time for deliveries, each run warns that the function's timeout is too short."""
@@ -92,10 +114,10 @@ class Settings(NamedTuple):
 
 
 def margin(remaining: float) -> float:
-    """Return the seconds kept back from ``remaining``: a tenth, at least 1 s, at most half.
+    """Return the seconds kept back from ``remaining``: a twentieth, at least 0.2 s, at most half.
 
-    >>> margin(3.0), margin(60.0), margin(1.0), margin(0.0)
-    (1.0, 6.0, 0.5, 0.0)
+    >>> margin(3.0), margin(60.0), margin(0.3), margin(0.0)
+    (0.2, 3.0, 0.15, 0.0)
     """
     if remaining <= 0:
         return 0.0
@@ -127,8 +149,8 @@ class LambdaHandler:
         """Deliver the due events; return the run's report as plain data."""
         settings = read_settings(os.environ if self._environ is None else self._environ)
         _configure_logging(settings.log_level)
-        scheduler = self.scheduler(settings)
-        remaining = context.get_remaining_time_in_millis() / 1000.0
+        scheduler = self.scheduler(settings, context.get_remaining_time_in_millis() / 1000.0)
+        remaining = context.get_remaining_time_in_millis() / 1000.0  # a cold start's build counts
         timeout = max(0.0, remaining - margin(remaining))
         if timeout < SHORT_TIMEOUT_SECONDS:
             warn(
@@ -153,18 +175,23 @@ class LambdaHandler:
             print(emf_line(report, now=scheduler.now(), dimensions=dimensions), flush=True)
         return report.to_dict()
 
-    def scheduler(self, settings: Settings) -> Scheduler:
-        """Return the scheduler for ``settings``, built once and reused while they hold."""
+    def scheduler(self, settings: Settings, remaining: float = 900.0) -> Scheduler:
+        """Return the scheduler for ``settings``, built once and reused while they hold.
+
+        ``remaining`` is the first invocation's time: its client's requests give up after
+        a third of it (1 s to 60 s), so none outlives an invocation by much.
+        """
         if self._cached is None or self._cached[0] != settings:
-            self._cached = (settings, self._build(settings))
+            self._cached = (settings, self._build(settings, remaining))
         return self._cached[1]
 
-    def _build(self, settings: Settings) -> Scheduler:
-        # No client passed: the scheduler builds its own, with a pool of max_workers connections.
+    def _build(self, settings: Settings, remaining: float) -> Scheduler:
         dead_letter, max_lateness = settings.dead_letter_after, settings.max_lateness
+        request_timeout = min(60.0, max(1.0, remaining * REQUEST_TIMEOUT_FRACTION))
         return Scheduler(
             settings.bucket,
             settings.prefix,
+            s3_client=fast_client(settings.max_workers, timeout=request_timeout),
             allowed_targets=settings.allowed_targets,
             dead_letter_after=None if dead_letter is None else timedelta(seconds=dead_letter),
             dead_letter_attempts=settings.dead_letter_attempts,
@@ -188,7 +215,8 @@ def read_settings(env: Mapping[str, str]) -> Settings:
     """Return the handler's settings read from ``env``.
 
     Raises `ConfigurationError` naming the variable and the accepted forms for a
-    missing bucket or any malformed value.
+    missing bucket or any malformed value, ``AWS_ENDPOINT_URL_S3`` and
+    ``AWS_ENDPOINT_URL`` (read by boto3) included.
     """
     bucket = env.get("S3_SCHEDULER_BUCKET", "").strip()
     if not bucket:
@@ -198,19 +226,42 @@ def read_settings(env: Mapping[str, str]) -> Settings:
     if problem:
         msg = f"S3_SCHEDULER_BUCKET: {problem}"
         raise ConfigurationError(msg)
+    _check_endpoint(env)
     return Settings(
         bucket=bucket,
-        prefix=env.get("S3_SCHEDULER_PREFIX", "jobs"),
+        prefix=_text(env, "S3_SCHEDULER_PREFIX", "jobs"),
         allowed_targets=_allowed_targets(env.get("S3_SCHEDULER_ALLOWED_TARGETS")),
         precise=_flag(env, "S3_SCHEDULER_PRECISE", default=False),
         dead_letter_after=_duration(env, "S3_SCHEDULER_DEAD_LETTER_AFTER"),
         log_level=_log_level(env.get("S3_SCHEDULER_LOG_LEVEL", "INFO")),
         legacy_offsets=_flag(env, "S3_SCHEDULER_LEGACY_OFFSETS", default=True),
-        max_workers=_count(env, "S3_SCHEDULER_MAX_WORKERS", DEFAULT_MAX_WORKERS),
+        max_workers=_count(env, "S3_SCHEDULER_MAX_WORKERS", DEFAULT_MAX_WORKERS, most=MAX_WORKERS_LIMIT),
         dead_letter_attempts=_count(env, "S3_SCHEDULER_DEAD_LETTER_ATTEMPTS", DEFAULT_DEAD_LETTER_ATTEMPTS),
         metrics=_flag(env, "S3_SCHEDULER_METRICS", default=True),
-        max_lateness=_duration(env, "S3_SCHEDULER_MAX_LATENESS"),
+        max_lateness=_max_lateness(env),
     )
+
+
+def _check_endpoint(env: Mapping[str, str]) -> None:
+    """Refuse the endpoint boto3 would read (``AWS_ENDPOINT_URL_S3``, else ``AWS_ENDPOINT_URL``)
+    when it is not a URL: botocore would fail every invocation with a bare ``ValueError``."""
+    for name in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"):
+        url = env.get(name)
+        if url:
+            problem = endpoint_problem(url)
+            if problem:
+                msg = f"{name}: {problem}"
+                raise ConfigurationError(msg)
+            return
+
+
+def _text(env: Mapping[str, str], name: str, default: str) -> str:
+    text = env.get(name, default)
+    problem = text_problem(text)
+    if problem:
+        msg = f"{name}={text!r} {problem}"
+        raise ConfigurationError(msg)
+    return text
 
 
 def _allowed_targets(text: str | None) -> tuple[str, ...] | None:
@@ -254,16 +305,28 @@ def _duration(env: Mapping[str, str], name: str) -> float | None:
         raise ConfigurationError(msg) from None
 
 
-def _count(env: Mapping[str, str], name: str, default: int) -> int:
+def _max_lateness(env: Mapping[str, str]) -> float | None:
+    seconds = _duration(env, "S3_SCHEDULER_MAX_LATENESS")
+    problem = None if seconds is None else lateness_problem(timedelta(seconds=seconds))
+    if problem:
+        msg = f"S3_SCHEDULER_MAX_LATENESS={env['S3_SCHEDULER_MAX_LATENESS']!r} {problem}"
+        raise ConfigurationError(msg)
+    return seconds
+
+
+def _count(env: Mapping[str, str], name: str, default: int, *, most: int | None = None) -> int:
     text = env.get(name)
     if text is None or not text.strip():
         return default
     try:
-        value = int(text.strip())
+        value = whole_number(text)
     except ValueError:
         value = 0
     if value < 1:
         msg = f"{name}={text!r} is not a whole number of 1 or more, such as {default}"
+        raise ConfigurationError(msg)
+    if most is not None and value > most:
+        msg = f"{name}={text!r} is over {most}: use a whole number from 1 to {most}, such as {default}"
         raise ConfigurationError(msg)
     return value
 

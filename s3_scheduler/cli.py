@@ -7,11 +7,12 @@ the function that runs it (``set_defaults(func=...)``). The global options (``--
 fall back on the environment: ``--bucket`` on ``S3_SCHEDULER_BUCKET``, ``--prefix`` on
 ``S3_SCHEDULER_PREFIX`` (then ``jobs``), ``--max-workers`` on ``S3_SCHEDULER_MAX_WORKERS``,
 ``--max-lateness`` on ``S3_SCHEDULER_MAX_LATENESS`` (then off), ``--no-legacy-offsets``
-on ``S3_SCHEDULER_LEGACY_OFFSETS=0``; boto3 itself reads ``AWS_ENDPOINT_URL`` and
-``AWS_REGION``.
+on ``S3_SCHEDULER_LEGACY_OFFSETS=0``, ``--region`` on ``AWS_REGION``; boto3 itself reads
+``AWS_ENDPOINT_URL`` and ``AWS_DEFAULT_REGION``.
 
 Every mistake prints one line on stderr naming the fix, never a traceback: exit status 2
-for usage errors (checked before any request to S3), 1 for failures.
+for usage errors (checked before any request to S3, argparse's own included), 1 for
+failures. A warning (a time in the past) is one line on stderr too, and changes nothing.
 """
 
 from __future__ import annotations
@@ -28,18 +29,25 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone, tzinfo
-from typing import Any, BinaryIO, Callable, TextIO
+from typing import Any, BinaryIO, Callable, NoReturn, TextIO
 from urllib.parse import urlsplit
 
 from dateutil.parser import isoparse
 
 from . import __version__
-from .exceptions import EventExistsError, EventNotPendingError, InvalidKeyError, ScheduleManyError
+from ._s3 import POOL_EXTRA
+from .exceptions import (
+    EventExistsError,
+    EventNotPendingError,
+    InvalidKeyError,
+    RunInProgressError,
+    ScheduleManyError,
+)
 from .keys import decode_event, decode_key, encode_key
 from .metrics import emf_line
 from .report import CheckReport, HandleReport, ScheduledEvent
 from .runner import one_line, run_until_stopped, stop_on_signals
-from .scheduler import DEFAULT_MAX_WORKERS, MAX_UNTIL, Scheduler
+from .scheduler import DEFAULT_MAX_WORKERS, MAX_UNTIL, MAX_WORKERS, MIN_MAX_LATENESS, Scheduler
 
 DEFAULT_PREFIX = "jobs"
 """The scheduler path when neither ``--prefix`` nor ``S3_SCHEDULER_PREFIX`` is given."""
@@ -53,12 +61,23 @@ LATEST = datetime(9999, 12, 30, tzinfo=timezone.utc)
 FLAG_WORDS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
 """The words accepted for a yes/no setting, in any case."""
 
+MAX_WORKERS_LIMIT = MAX_WORKERS
+"""The most concurrent deliveries ``--max-workers`` and ``S3_SCHEDULER_MAX_WORKERS``
+accept (`s3_scheduler.scheduler.MAX_WORKERS`): each is a thread, and the pool is made
+whole at once."""
+
 UTC = timezone.utc
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "": 1}
-_RELATIVE = re.compile(r"([+-])(\d+(?:\.\d+)?)([smhd])")
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd]?)")
+_RELATIVE = re.compile(r"([+-]) *([0-9]+(?:\.[0-9]+)?) *([smhd])")
+_DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?) *([smhd]?)")
+_WHOLE = re.compile(r"[0-9]+")
 _ZONE = re.compile(r"[A-Za-z][A-Za-z0-9_+-]*(?:/[A-Za-z0-9_+-]+)*")
 _BUCKET = re.compile(r"[A-Za-z0-9._-]{3,255}")
+_AWS_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_IP_ADDRESS = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+")
+_REGION = re.compile(r"(?![0-9]+$)(?!-)[a-zA-Z0-9-]{1,63}(?<!-)")  # botocore's rule, empty refused
+_RESERVED_BUCKET_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
+_RESERVED_BUCKET_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
 _MIME_NAME = r"[A-Za-z0-9!#$&^_.+-]+"
 _MIME = re.compile(rf"{_MIME_NAME}/{_MIME_NAME}(?:\s*;.*)?")
 _METADATA_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -66,6 +85,8 @@ MAX_METADATA_BYTES = 2048
 """S3's limit on an object's user metadata: the bytes of every name and value together."""
 _WHEN_OPTIONS = ("--at", "--until")
 _DURATION_OPTIONS = ("--max-lateness", "--timeout", "--interval")
+_PATH_OPTIONS = ("file", "from_file")
+"""The options naming a local file: any bytes the file system holds are fine there."""
 WHEN_FORMS = (
     "ISO 8601 (2030-01-07T14:05, no offset = UTC), a time and an IANA zone ('2030-01-07 14:05 Europe/Paris'),"
     " or relative: +90s, +10m, +2h, +1d, -5m"
@@ -181,24 +202,56 @@ def _utc(when: datetime) -> datetime:
 
 
 def duration_seconds(text: str) -> float:
-    """Return the seconds ``text`` names: ``90``, ``90s``, ``10m``, ``2h``, ``1d`` (or ``1.5h``).
+    """Return the seconds ``text`` names: ``90``, ``90s``, ``10m``, ``2h``, ``1d`` (or ``1.5h``;
+    a space before the unit is fine: ``5 m``).
 
-    Raises `ValueError` for anything else, negative, ``nan`` and ``inf`` included.
+    Raises `ValueError` for anything else, negative, ``nan`` and ``inf`` included, and for
+    a number too large for a float.
     """
     match = _DURATION.fullmatch(text.strip())
     if not match:
         msg = f"{text!r} is not a duration: use seconds or 90s, 10m, 2h, 1d"
         raise ValueError(msg)
-    return float(match.group(1)) * _UNITS[match.group(2)]
+    seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    if seconds == float("inf"):
+        msg = f"{text!r} is too long: use at most 999999999d"
+        raise ValueError(msg)
+    return seconds
+
+
+def format_duration(seconds: float) -> str:
+    """Return ``seconds`` as a user writes a duration: in the largest whole unit.
+
+    >>> format_duration(900), format_duration(90), format_duration(86400), format_duration(0.5)
+    ('15m', '90s', '1d', '0.5s')
+    """
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"
 
 
 def parse_duration(text: str, option: str) -> float:
     """Return the seconds ``text`` names (see `duration_seconds`); a `UsageError` names ``option``."""
     try:
         return duration_seconds(text)
-    except ValueError:
-        msg = f"{option} {text!r} is not a duration: use seconds or 90s, 10m, 2h, 1d"
+    except ValueError as exc:
+        msg = f"{option} {exc}"
         raise UsageError(msg) from None
+
+
+def whole_number(text: str) -> int:
+    """Return the whole number ``text`` writes in ASCII digits, e.g. ``20``.
+
+    Raises `ValueError` for anything else (a sign, an exponent, a fraction). A number of
+    more than 30 digits is returned as ``10**30``: every limit here is far below it.
+    """
+    digits = text.strip()
+    if not _WHOLE.fullmatch(digits):
+        msg = f"{text!r} is not a whole number"
+        raise ValueError(msg)
+    digits = digits.lstrip("0") or "0"
+    return int(digits) if len(digits) <= 30 else 10**30
 
 
 def duration_timedelta(text: str) -> timedelta:
@@ -279,14 +332,30 @@ def flag_value(text: str) -> bool:
 def bucket_problem(name: str) -> str | None:
     """Return why S3 can never accept the bucket name ``name``, or None if it may.
 
-    AWS names buckets with 3 to 63 lowercase letters, digits, dots and hyphens; older
-    buckets of us-east-1, and some S3-compatible stores, also hold capitals and
-    underscores, up to 255 characters, so those are let through. Access point ARNs
-    (``arn:...``) are passed on unchecked.
+    AWS names buckets with 3 to 63 lowercase letters, digits, dots and hyphens, starting
+    and ending with a letter or digit, with no two dots in a row, not shaped as an IP
+    address, and without the prefixes (``xn--``, ``sthree-``, ``amzn-s3-demo-``) and
+    suffixes (``-s3alias``, ``--ol-s3``, ``.mrap``, ``--x-s3``, ``--table-s3``) AWS keeps
+    for itself. A name holding a capital or an underscore can only be an older bucket
+    of us-east-1 (or of an S3-compatible store): those are let through up to 255
+    characters. Access point ARNs (``arn:...``) are passed on unchecked.
     """
-    if name.startswith("arn:") or _BUCKET.fullmatch(name):
+    if name.startswith("arn:"):
         return None
-    return f"{name!r} is not a bucket name: use {BUCKET_RULE}"
+    if not _BUCKET.fullmatch(name):
+        return f"{name!r} is not a bucket name: use {BUCKET_RULE}"
+    if name != name.lower() or "_" in name:  # a legacy us-east-1 name: its rules were looser
+        return None
+    reason = None
+    if not _AWS_BUCKET.fullmatch(name):
+        reason = "it must be 3 to 63 characters, starting and ending with a letter or digit"
+    elif ".." in name:
+        reason = "two dots in a row"
+    elif _IP_ADDRESS.fullmatch(name):
+        reason = "it is shaped as an IP address"
+    elif name.startswith(_RESERVED_BUCKET_PREFIXES) or name.endswith(_RESERVED_BUCKET_SUFFIXES):
+        reason = "AWS keeps that prefix or suffix for itself"
+    return None if reason is None else f"{name!r} is not a bucket name ({reason}): use {BUCKET_RULE}"
 
 
 def parse_target(text: str, option: str = "--to") -> tuple[str, str]:
@@ -303,11 +372,42 @@ def parse_target(text: str, option: str = "--to") -> tuple[str, str]:
 
 
 def endpoint_problem(url: str) -> str | None:
-    """Return why ``url`` is not an endpoint URL (``http://host:port``), or None."""
-    parts = urlsplit(url)
-    if parts.scheme in ("http", "https") and parts.netloc:
-        return None
-    return f"{url!r} is not a URL: use the form http://host:port or https://host"
+    """Return why ``url`` is not an endpoint URL (``http://host:port``), or None.
+
+    What is refused here botocore would refuse when the client is made (or the request
+    sent): a scheme other than http or https, no host or a malformed one, a port that is
+    not a number from 0 to 65535, characters that are not printable ASCII.
+    """
+    from botocore.utils import is_valid_endpoint_url, is_valid_ipv6_endpoint_url
+
+    try:
+        parts = urlsplit(url)
+        port_ok = parts.port is None or parts.port >= 0  # reading the port checks it
+        valid = (
+            url.isascii()
+            and url.isprintable()
+            and " " not in url
+            and port_ok
+            and parts.scheme in ("http", "https")
+            and bool(parts.netloc)
+            and bool(is_valid_endpoint_url(url) or is_valid_ipv6_endpoint_url(url))
+        )
+    except ValueError:  # a malformed IPv6 address or port
+        valid = False
+    return None if valid else f"{url!r} is not a URL: use the form http://host:port or https://host"
+
+
+def text_problem(text: str) -> str | None:
+    """Return why ``text`` cannot be sent to S3 as UTF-8, or None.
+
+    A byte that is not UTF-8 in an argument reaches Python as a lone surrogate
+    (``\\udcff`` for ``\\xff``), which no UTF-8 text holds.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"is not UTF-8 text: {exc.object[exc.start : exc.end]!r} at character {exc.start} is a lone surrogate"
+    return None
 
 
 def join_negative_times(argv: Sequence[str]) -> list[str]:
@@ -327,9 +427,16 @@ def join_negative_times(argv: Sequence[str]) -> list[str]:
 # the parser ------------------------------------------------------------------------------
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, with its errors in one line (its own prints the usage block first)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {_flat(message)} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the parser of the ``s3-scheduler`` command, each subcommand with its function."""
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     options = common.add_argument_group("global options (before or after the command)")
     options.add_argument(
         "--bucket",
@@ -350,11 +457,10 @@ def build_parser() -> argparse.ArgumentParser:
     options.add_argument("--region", default=argparse.SUPPRESS, help="the AWS region, e.g. eu-west-3 (env AWS_REGION)")
     options.add_argument(
         "--max-workers",
-        type=int,
         default=argparse.SUPPRESS,
         metavar="N",
-        help=f"concurrent deliveries and S3 connections, e.g. 64 (env S3_SCHEDULER_MAX_WORKERS;"
-        f" default {DEFAULT_MAX_WORKERS})",
+        help=f"concurrent deliveries and S3 connections, 1 to {MAX_WORKERS_LIMIT}, e.g. 64"
+        f" (env S3_SCHEDULER_MAX_WORKERS; default {DEFAULT_MAX_WORKERS})",
     )
     options.add_argument(
         "--max-lateness",
@@ -384,7 +490,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=argparse.SUPPRESS,
         help="log to stderr: -v INFO, e.g. each delivery; -vv DEBUG (no env; warnings are always shown)",
     )
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="s3-scheduler",
         description="One-time events on plain S3: schedule, inspect and deliver them.",
         epilog=(
@@ -458,7 +564,7 @@ def build_parser() -> argparse.ArgumentParser:
         " so it can be pasted into cancel or reschedule. With --json, one JSON object a line.",
     )
     listing.add_argument("--until", metavar="WHEN", help=f"only events due by then, e.g. +1h: {when_help}")
-    listing.add_argument("--limit", type=int, metavar="N", help="at most N events, e.g. 20 (no env)")
+    listing.add_argument("--limit", metavar="N", help="at most N events, e.g. 20 (no env)")
     listing.add_argument("--to", metavar="s3://BUCKET/KEY", help=f"only the events going there: {to_select}")
     listing.add_argument(
         "--at", metavar="WHEN", help=f"with --to: only those due at that second, e.g. 2030-01-07T14:05: {when_help}"
@@ -514,14 +620,16 @@ def build_parser() -> argparse.ArgumentParser:
         "deliver each event on its second until SIGINT or SIGTERM",
         "Deliver, window after window of --interval, each event at its own time; print each delivery."
         " A window's summary is printed when an event failed or expired."
-        " S3 errors are logged and retried with a growing wait (up to 5 minutes). SIGINT or SIGTERM"
+        " A schedule bucket that does not exist, or is denied, at the first window ends the command (exit 1);"
+        " later S3 errors are logged and retried with a growing wait (up to 5 minutes). SIGINT or SIGTERM"
         " finishes the delivery in flight and exits 0.",
     )
     run.add_argument(
         "--interval",
         default="10s",
         metavar="DURATION",
-        help=f"how often to look for new events, e.g. 30s, at most {MAX_UNTIL} (no env; default 10s)",
+        help=f"how often to look for new events, e.g. 30s, at most {format_duration(MAX_UNTIL.total_seconds())}"
+        " (no env; default 10s)",
     )
     run.add_argument("--metrics", action="store_true", help=metrics_help.replace("the run's", "each window's"))
 
@@ -547,15 +655,41 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_text(args: argparse.Namespace) -> None:
+    """Refuse, naming the option, an argument that is not UTF-8 text (a byte that is not
+    UTF-8 on the command line); file names are left alone, as the file system takes any."""
+    for dest, value in vars(args).items():
+        if dest in _PATH_OPTIONS:
+            continue
+        for text in value if isinstance(value, list) else [value]:
+            problem = text_problem(text) if isinstance(text, str) else None
+            if problem:
+                option = "KEY" if dest in ("key", "keys") else "--" + dest.replace("_", "-")
+                shown = "" if dest == "content" else f" {text!r}"  # content is never echoed: it can be secret
+                msg = f"{option}{shown} {problem}: S3 names and text contents are UTF-8 (send bytes with --file)"
+                raise UsageError(msg)
+
+
+def _from_env(name: str, default: str | None = None) -> str | None:
+    """Return the variable ``name`` (or ``default``), refusing one that is not UTF-8 text."""
+    value = os.environ.get(name, default)
+    problem = None if value is None else text_problem(value)
+    if problem:
+        msg = f"{name}={value!r} {problem}"
+        raise UsageError(msg)
+    return value
+
+
 def _apply_defaults(args: argparse.Namespace, clock: Callable[[], datetime] | None) -> None:
     """Fill in the global options not given, from the environment, and check them."""
+    _check_text(args)
     env = os.environ
-    args.bucket = getattr(args, "bucket", None) or env.get("S3_SCHEDULER_BUCKET") or None
+    args.bucket = getattr(args, "bucket", None) or _from_env("S3_SCHEDULER_BUCKET") or None
     args.prefix = getattr(args, "prefix", None)
     if args.prefix is None:
-        args.prefix = env.get("S3_SCHEDULER_PREFIX", DEFAULT_PREFIX)
+        args.prefix = _from_env("S3_SCHEDULER_PREFIX", DEFAULT_PREFIX)
     args.endpoint_url = getattr(args, "endpoint_url", None)
-    args.region = getattr(args, "region", None)
+    args.region = _region(getattr(args, "region", None))
     args.json = getattr(args, "json", False) or getattr(args, "array", False)
     args.verbose = getattr(args, "verbose", 0)
     args.clock = clock
@@ -574,20 +708,36 @@ def _apply_defaults(args: argparse.Namespace, clock: Callable[[], datetime] | No
         except ValueError:
             msg = f"S3_SCHEDULER_LEGACY_OFFSETS={text!r} is not yes or no: use 1/0, true/false, yes/no or on/off"
             raise UsageError(msg) from None
-    args.max_workers = getattr(args, "max_workers", None)
-    if args.max_workers is None:
-        text = env.get("S3_SCHEDULER_MAX_WORKERS", "")
-        try:
-            args.max_workers = int(text) if text.strip() else DEFAULT_MAX_WORKERS
-        except ValueError:
-            args.max_workers = 0
-        source = f"S3_SCHEDULER_MAX_WORKERS={text!r}"
-    else:
-        source = f"--max-workers {args.max_workers}"
-    if args.max_workers < 1:
-        msg = f"{source} must be a whole number of 1 or more, e.g. 32"
+    given = getattr(args, "max_workers", None)
+    text = env.get("S3_SCHEDULER_MAX_WORKERS", "") if given is None else given
+    source = f"S3_SCHEDULER_MAX_WORKERS={text!r}" if given is None else f"--max-workers {text!r}"
+    try:
+        args.max_workers = DEFAULT_MAX_WORKERS if given is None and not text.strip() else whole_number(text)
+    except ValueError:
+        args.max_workers = 0
+    if not 1 <= args.max_workers <= MAX_WORKERS_LIMIT:
+        msg = f"{source} must be a whole number from 1 to {MAX_WORKERS_LIMIT}, e.g. 32"
         raise UsageError(msg)
     args.max_lateness = _max_lateness(getattr(args, "max_lateness", None), env.get("S3_SCHEDULER_MAX_LATENESS"))
+
+
+def _region(given: str | None) -> str | None:
+    """Return the region: ``--region``, else ``AWS_REGION``, else None (boto3 then reads
+    ``AWS_DEFAULT_REGION`` and the config file). A malformed one is a `UsageError`: botocore
+    would make an endpoint of it that fails with a bare ``ValueError``."""
+    env = os.environ
+    region: str | None
+    checked: str | None
+    if given is not None:
+        region, source, checked = given, "--region ", given
+    elif env.get("AWS_REGION"):
+        region, source, checked = env["AWS_REGION"], "AWS_REGION=", env["AWS_REGION"]
+    else:
+        region, source, checked = None, "AWS_DEFAULT_REGION=", env.get("AWS_DEFAULT_REGION")
+    if checked is not None and not _REGION.fullmatch(checked):
+        msg = f"{source}{checked!r} is not a region: use a name such as eu-west-3"
+        raise UsageError(msg)
+    return region
 
 
 def _max_lateness(given: str | None, variable: str | None) -> timedelta | None:
@@ -599,10 +749,23 @@ def _max_lateness(given: str | None, variable: str | None) -> timedelta | None:
     else:
         return None
     try:
-        return duration_timedelta(text)
+        lateness = duration_timedelta(text)
     except ValueError as exc:
         msg = f"{source}{exc}"
         raise UsageError(msg) from None
+    problem = lateness_problem(lateness)
+    if problem:
+        msg = f"{source}{text!r} {problem}"
+        raise UsageError(msg)
+    return lateness
+
+
+def lateness_problem(lateness: timedelta) -> str | None:
+    """Return why ``lateness`` cannot be a ``max_lateness`` (under `MIN_MAX_LATENESS`), or None."""
+    if lateness >= MIN_MAX_LATENESS:
+        return None
+    least = format_duration(MIN_MAX_LATENESS.total_seconds())
+    return f"is under {least}: runs a minute apart find events up to a minute late; use {least} or more, e.g. 1h"
 
 
 def _check_endpoint(url: str, option: str) -> None:
@@ -653,7 +816,7 @@ def _silence_stdout() -> None:
         pass
 
 
-def _flat(error: BaseException) -> str:
+def _flat(error: BaseException | str) -> str:
     return " ".join(str(error).split())
 
 
@@ -691,16 +854,20 @@ def _scheduler(args: argparse.Namespace) -> Scheduler:
     from botocore.config import Config
 
     session = boto3.session.Session(region_name=args.region)
-    client = session.client("s3", endpoint_url=args.endpoint_url, config=Config(max_pool_connections=args.max_workers))
-    return Scheduler(
-        args.bucket,
-        args.prefix,
-        s3_client=client,
-        max_workers=args.max_workers,
-        legacy_offsets=args.legacy_offsets,
-        max_lateness=args.max_lateness,
-        clock=args.clock,
-    )
+    pool = args.max_workers + POOL_EXTRA  # the copies, and the listing, the batch delete and the lease beside them
+    client = session.client("s3", endpoint_url=args.endpoint_url, config=Config(max_pool_connections=pool))
+    try:
+        return Scheduler(
+            args.bucket,
+            args.prefix,
+            s3_client=client,
+            max_workers=args.max_workers,
+            legacy_offsets=args.legacy_offsets,
+            max_lateness=args.max_lateness,
+            clock=args.clock,
+        )
+    except ValueError as exc:  # each option is checked above: this is the last line of defence
+        raise UsageError(str(exc)) from None
 
 
 # the commands ----------------------------------------------------------------------------
@@ -715,7 +882,8 @@ def _schedule(args: argparse.Namespace, out: TextIO) -> int:
     bucket, key = parse_target(args.to)
     extra = _extra(args)
     scheduler = _scheduler(args)
-    when = parse_when(args.at, scheduler.now(), "--at")
+    now = scheduler.now()
+    when = parse_when(args.at, now, "--at")
     with _content(args) as what:
         try:
             event_key = scheduler.schedule(when, bucket, key, what, replace=args.replace, **extra)
@@ -728,7 +896,14 @@ def _schedule(args: argparse.Namespace, out: TextIO) -> int:
         except ValueError as exc:  # TargetNotAllowedError, a name over 1,024 bytes
             raise UsageError(str(exc)) from None
     _print(out, args, event_key, {"key": event_key, "when": when.isoformat(), "bucket": bucket, "path": key})
+    if when < now:
+        _warn(f"--at {args.at!r} is {when.isoformat()}, in the past: the next run delivers it")
     return 0
+
+
+def _warn(text: str) -> None:
+    """Print one line of warning on stderr; the command goes on."""
+    print(f"s3-scheduler: warning: {_flat(text)}", file=sys.stderr)
 
 
 def _extra(args: argparse.Namespace) -> dict[str, Any]:
@@ -795,6 +970,10 @@ def _schedule_many(args: argparse.Namespace, out: TextIO) -> int:
     if failures:
         msg = f"{len(failures)} of {len(events)} events were not written ({len(events) - len(failures)} were)"
         raise Failure(msg)
+    past = [number for number, (when, _, _, _) in zip(numbers, events) if when < now]
+    if past:
+        shown = ("line " if len(past) == 1 else "lines ") + ", ".join(map(str, past[:5])) + (", ..." * (len(past) > 5))
+        _warn(f"{source}: {len(past)} of {len(events)} events are in the past ({shown}): the next run delivers them")
     return 0
 
 
@@ -812,13 +991,19 @@ def _read_lines(path: str, source: str) -> list[tuple[int, str]]:
     except UnicodeDecodeError as exc:
         msg = f"{source} is not UTF-8 text: {exc.reason} at byte {exc.start}"
         raise UsageError(msg) from None
-    return [(number, line) for number, line in enumerate(text.splitlines(), 1) if line.strip()]
+    # Lines end at "\n" (and "\r\n") only: str.splitlines() would also split at U+2028, U+0085
+    # and the like, which JSON holds unescaped inside a string.
+    lines = (line[:-1] if line.endswith("\r") else line for line in text.split("\n"))
+    return [(number, line) for number, line in enumerate(lines, 1) if line.strip()]
 
 
 def _open(path: str, source: str, what: str, mode: str) -> Any:
     """Open ``path`` for reading; its errors become one line naming ``source`` (the option)."""
     try:
         return open(path, mode, encoding=None if "b" in mode else "utf-8")
+    except ValueError:  # a NUL in the name
+        msg = f"{source} is not a file name: name {what}, or - for standard input"
+        raise UsageError(msg) from None
     except FileNotFoundError:
         msg = f"{source}: no such file"
         raise UsageError(msg) from None
@@ -837,6 +1022,9 @@ def _event_line(line: str, where: str, now: datetime) -> tuple[datetime, str, st
     except ValueError as exc:
         msg = f"{where} is not JSON ({exc}): write {_LINE_FORM}"
         raise UsageError(msg) from None
+    except RecursionError:
+        msg = f"{where} nests too deeply to read: write {_LINE_FORM}"
+        raise UsageError(msg) from None
     if isinstance(item, dict) and {"content_type", "metadata"} & set(item):
         msg = (
             f'{where}: "content_type" and "metadata" are not read per line: pass --content-type and --metadata,'
@@ -850,6 +1038,11 @@ def _event_line(line: str, where: str, now: datetime) -> tuple[datetime, str, st
     if not all(isinstance(value, str) for value in (at, to, content)):
         msg = f'{where}: "at", "to" and "content" must be strings: {_LINE_FORM}'
         raise UsageError(msg)
+    for name, value in (("at", at), ("to", to), ("content", content)):
+        problem = text_problem(value)
+        if problem:
+            msg = f'{where}: "{name}" {problem} (a \\ud800 to \\udfff escape standing alone)'
+            raise UsageError(msg)
     try:
         when = parse_when(at, now, '"at"')
         bucket, path = parse_target(to, '"to"')
@@ -872,15 +1065,19 @@ def _content(args: argparse.Namespace) -> Iterator[str | BinaryIO]:
 
 
 def _list(args: argparse.Namespace, out: TextIO) -> int:
-    if args.limit is not None and args.limit < 0:
-        msg = f"--limit {args.limit} must be zero or more"
-        raise UsageError(msg)
+    limit = None
+    if args.limit is not None:
+        try:
+            limit = whole_number(args.limit)
+        except ValueError:
+            msg = f"--limit {args.limit!r} is not a whole number of zero or more: e.g. --limit 20"
+            raise UsageError(msg) from None
     select = _selection(args, args.at)
     scheduler = _scheduler(args)
     now = scheduler.now()
     until = None if args.until is None else parse_when(args.until, now, "--until")
     events = _pending(scheduler, until, select, now)
-    _print_events(out, args, list(itertools.islice(events, args.limit)), now)
+    _print_events(out, args, list(itertools.islice(events, None if limit is None else min(limit, sys.maxsize))), now)
     return 0
 
 
@@ -979,13 +1176,16 @@ def _cancel(args: argparse.Namespace, out: TextIO) -> int:
         _check_key(scheduler, key)
     if select is not None:
         keys = [_one(scheduler, args, select, "cancelled", out)]
-    status = 0
+    missed = 0
     for key in keys:
         cancelled = scheduler.cancel(key)
-        status = status or (0 if cancelled else 1)
+        missed += not cancelled
         word = "cancelled" if cancelled else "not pending (delivered, cancelled or never scheduled)"
         _print(out, args, f"{word}: {shlex.quote(key)}", {"key": key, "cancelled": cancelled})
-    return status
+    if missed:
+        msg = f"{missed} of {len(keys)} events were not pending: delivered, cancelled or never scheduled"
+        raise Failure(msg)
+    return 0
 
 
 def _reschedule(args: argparse.Namespace, out: TextIO) -> int:
@@ -1008,9 +1208,16 @@ def _reschedule(args: argparse.Namespace, out: TextIO) -> int:
         other = encode_key(scheduler.prefix, when, event.bucket, event.path)
         msg = f"another event to the same target is already pending at {when.isoformat()}, {other!r}: cancel it first"
         raise Failure(msg) from None
+    except RunInProgressError:
+        msg = (
+            f"a handler run holds the lease {scheduler.prefix[:-1]}.lease and may be delivering {key!r}"
+            " (it is due within 15.5 minutes): try again once the run is over, or cancel it and schedule it anew"
+        )
+        raise Failure(msg) from None
     except ValueError as exc:  # a new name over S3's 1,024 bytes
         raise UsageError(str(exc)) from None
-    _print(out, args, new_key, {"key": new_key, "old_key": key, "when": when.isoformat()})
+    event = decode_event(new_key, scheduler.prefix)
+    _print(out, args, new_key, {**event.to_dict(), "old_key": key})
     return 0
 
 
@@ -1035,7 +1242,9 @@ def _handle(args: argparse.Namespace, out: TextIO) -> int:
 def _run(args: argparse.Namespace, out: TextIO) -> int:
     interval = parse_duration(args.interval, "--interval")
     if not 0 < interval <= MAX_UNTIL.total_seconds():
-        msg = f"--interval {args.interval!r} must be more than 0 and at most {MAX_UNTIL}"
+        msg = (
+            f"--interval {args.interval!r} must be more than 0 and at most {format_duration(MAX_UNTIL.total_seconds())}"
+        )
         raise UsageError(msg)
     scheduler = _scheduler(args)
 

@@ -8,9 +8,12 @@ A run is three kinds of thread around a loop in the calling thread:
 - the **copiers** (up to ``max_workers``, fewer while S3 asks to slow down) copy each due
   event to its target, conditional on the ETag the listing gave (``CopySourceIfMatch``),
   so a name rewritten since it was listed is left for the next run;
-- the **deleter** removes the copied events with ``DeleteObjects``, up to 1,000 keys a
+- the **deleter** removes the copied events with ``DeleteObjects``, up to 100 keys a
   request, each conditional on its listed ETag; a key the batch does not delete stays
-  pending, is reported, and is delivered again by a later run.
+  pending, is reported, and is delivered again by a later run. A copied event waits at
+  most 0.2 s for its delete to be sent, and no copy starts while 200 copied events wait
+  for theirs, so a run killed at any moment leaves at most ``max_workers`` + 200 events
+  delivered and still pending.
 
 The calling thread takes the lease before the first copy, waits for events of the run's
 window that are not yet due, records every outcome in the `HandleReport` and calls
@@ -30,6 +33,7 @@ import heapq
 import itertools
 import logging
 import queue
+import secrets
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -41,7 +45,7 @@ from botocore.exceptions import ClientError
 
 from . import _s3
 from .exceptions import InvalidKeyError
-from .keys import ATTEMPTS_TAG, dead_letter_key, decode_event, is_reserved
+from .keys import ATTEMPTS_TAG, MAX_KEY_BYTES, Window, dead_letter_key, decode_event, is_reserved, sorts_late
 from .lease import Lease, Outcome, RunLease
 from .report import FailedDelivery, HandleReport, ScheduledEvent
 from .targets import AllowedTarget, is_allowed
@@ -49,14 +53,20 @@ from .utils import move_file as _original_move_file
 
 logger = logging.getLogger(__name__)
 
-DELETE_BATCH = 1000
-"""Keys per ``DeleteObjects`` request: S3's limit."""
+DELETE_BATCH = 100
+"""Keys per ``DeleteObjects`` request, at most (S3 takes 1,000): one request per 100
+delivered events, and few delivered events wait for their delete at any moment."""
 
-DELETE_FLUSH_SECONDS = 1.0
+DELETE_FLUSH_SECONDS = 0.2
 """How long (real seconds) a copied event waits at most for its batch delete to be sent.
 
-A batch is sent when it holds 1,000 keys, when the run waits for the next event of its
-window, when the run ends, or when its first key has waited this long."""
+A batch is sent when it holds `DELETE_BATCH` keys, when the run waits for the next event
+of its window, when the run ends, or when its first key has waited this long."""
+
+UNDELETED_LIMIT = 2 * DELETE_BATCH
+"""Copied events whose delete has not come back, at most, for a further copy to start: a
+run killed at any moment leaves at most this many plus ``max_workers`` events delivered
+and still pending (the next run delivers them again)."""
 
 QUEUE_SIZE = 2000
 """How many listed names may wait for the calling thread: two LIST pages."""
@@ -66,6 +76,18 @@ _FLUSH = "flush"
 
 _POLL = 0.05
 """How long (real seconds) the calling thread waits at once for the lister or a copier."""
+
+WIND_DOWN_REQUESTS = 3
+"""Requests, one after the other, that a run with a deadline keeps time for once it
+stops starting copies: the last copy started, the last batch delete, and the release of
+the lease. A batch delete on its way adds one, and so does taking the lease."""
+
+WIND_DOWN_SLACK = 0.1
+"""Seconds kept for the run's own work besides those requests."""
+
+WIND_DOWN_FACTOR = 1.0
+"""How much slower than the slowest recent request each wind-down request is taken to
+be: copies in flight at once answer slower than one request alone."""
 
 
 @dataclass
@@ -85,6 +107,7 @@ class Settings:
     wait: Callable[[float, threading.Event | None], None]
     lease: Lease | None
     max_lateness: timedelta | None = None
+    legacy_offsets: bool = True
     notices: set[str] = field(default_factory=set)
     """Warnings given once per scheduler, by name."""
 
@@ -115,17 +138,17 @@ _Item = Union[Due, _Skip, _Reject, _End]
 def run(
     settings: Settings,
     *,
-    bound: str | None,
+    window: Window,
     horizon: datetime,
     deadline: datetime | None,
     on_delivery: Callable[[ScheduledEvent, float], None] | None,
     stop: threading.Event | None,
 ) -> HandleReport:
-    """Deliver the events due by ``horizon`` found up to ``bound``; return the report.
+    """Deliver the events due by ``horizon`` found in ``window``; return the report.
 
     Raises what the listing raised, after the deliveries already started have finished.
     """
-    return _Run(settings, bound, horizon, deadline, on_delivery, stop).go()
+    return _Run(settings, window, horizon, deadline, on_delivery, stop).go()
 
 
 class _Limit:
@@ -173,9 +196,9 @@ class _Limit:
 class _Lister:
     """Reads the listing in a thread of its own and hands on what it reads."""
 
-    def __init__(self, settings: Settings, bound: str | None) -> None:
+    def __init__(self, settings: Settings, window: Window) -> None:
         self._settings = settings
-        self._bound = bound
+        self._window = window
         self.items: queue.Queue[_Item] = queue.Queue(maxsize=QUEUE_SIZE)
         self._cancel = threading.Event()
         self._thread = threading.Thread(target=self._read, name="s3-scheduler-list", daemon=True)
@@ -207,12 +230,9 @@ class _Lister:
         s = self._settings
         error: BaseException | None = None
         try:
-            for page in _s3.list_pages(s.resource, s.client, s.bucket, s.prefix):
-                for listed in page:
-                    if self._bound is not None and listed.key > self._bound:
-                        return
-                    if not self._put(self._classify(listed)):
-                        return
+            for listed in _s3.list_window(s.resource, s.client, s.bucket, s.prefix, self._window):
+                if not self._put(self._classify(listed)):
+                    return
         except BaseException as exc:  # noqa: BLE001 - raised in the calling thread
             error = exc
         finally:
@@ -236,7 +256,7 @@ class _Run:
     def __init__(
         self,
         settings: Settings,
-        bound: str | None,
+        window: Window,
         horizon: datetime,
         deadline: datetime | None,
         on_delivery: Callable[[ScheduledEvent, float], None] | None,
@@ -245,7 +265,7 @@ class _Run:
         from . import scheduler as api  # looked up at call time: 0.0.3's tests patch it
 
         self.s = settings
-        self.bound = bound
+        self.window = window
         self.horizon = horizon
         self.deadline = deadline
         self.on_delivery = on_delivery
@@ -262,14 +282,22 @@ class _Run:
         self.deleter: _Deleter | None = None
         self.stopped_by: str | None = None
         self.callback_error: Exception | None = None
+        self.latency = _s3.Latency.watch(settings.client)
+        self.in_flight: dict[str, Due] = {}
+        """The events whose copy (or put-aside) has started and not come back, by key."""
+        self.handing_on = threading.Lock()
+        self.closed = False
+        """Set once the run stops taking outcomes: a copy that comes back later was reported."""
 
     # the loop ------------------------------------------------------------------------
 
     def go(self) -> HandleReport:
-        lister = _Lister(self.s, self.bound)
+        lister = _Lister(self.s, self.window)
         pool = ThreadPoolExecutor(max_workers=self.s.max_workers, thread_name_prefix="s3-scheduler")
         if not self.legacy_move:
             self.deleter = _Deleter(self.s, self.results)
+            if self.deadline is not None:
+                self.deleter.hold_back = self._near_the_end
         waiting: list[tuple[datetime, int, Due]] = []
         order = itertools.count()
         listing_error: BaseException | None = None
@@ -311,33 +339,47 @@ class _Run:
                     continue
                 else:
                     break
+                if self.lease_state == "none" and self._no_time_for_the_lease(now):
+                    self.report.deferred.append(due.event)
+                    break
                 if not self._hold_lease():
                     self.report.deferred.append(due.event)
                     break
-                task = self._copy
-                if self.s.max_lateness is not None and now - due.event.when > self.s.max_lateness:
-                    task = self._expire
+                task = self._expire if self._expired_by(due, now) else self._copy
                 while not self.limit.acquire(_POLL):
                     self._drain()
+                while self.deleter is not None and not self.deleter.has_room(_POLL):
+                    self._drain()  # few copied events wait for their delete: see UNDELETED_LIMIT
                 self._drain()
                 if self._must_stop(self._now()):  # the time waited for a free copier counts
                     self.limit.release(throttled=False)
                     self.report.deferred.append(due.event)
                     break
+                self.in_flight[due.event.key] = due
                 pool.submit(task, due)
         finally:
+            finished = True
             try:
                 try:
                     for _, _, due in waiting:
                         self.report.deferred.append(due.event)
-                    pool.shutdown(wait=True)
-                    if self.deleter is not None:
-                        self.deleter.close()
+                    pool.shutdown(wait=False)
+                    finished = self._await_copies()
+                    with self.handing_on:  # a copy that comes back from now on is reported as on its way
+                        self.closed = True
+                    if self.deleter is not None:  # the last deletes give up in time for the release
+                        self.deleter.close(self._in_time(2))
                     self._drain()
-                    self._dead_letter()
+                    if finished:
+                        self._dead_letter()
+                    else:
+                        self._report_unfinished()
                 finally:
-                    if self.lease is not None:  # whatever happened, the heartbeat ends and the lease goes
-                        self.lease.release()
+                    # Whatever happened, the heartbeat ends and the lease goes, in time. A copy
+                    # still on its way was given up and reported: its event stays pending.
+                    if self.lease is not None:
+                        in_time = self._in_time(1)
+                        self.lease.release(in_time and in_time(), wait=min(60.0, self._left()))
                 # With the lease released and the deletes sent, count what the run leaves:
                 # the rest of the window's listing when another run held the lease, what
                 # was already read when the run's own time (timeout, stop) ran out.
@@ -354,11 +396,23 @@ class _Run:
     def _now(self) -> datetime:
         return self.s.clock()
 
+    def _expired_by(self, due: Due, now: datetime) -> bool:
+        """Whether ``due`` is later than ``max_lateness`` at ``now`` although runs could read it in time.
+
+        A name that sorts outside the listing window at its own time (0.0.3's names with
+        an offset, under ``legacy_offsets=False``) was read late by this configuration,
+        not by an outage: it is delivered, never expired.
+        """
+        s, event = self.s, due.event
+        if s.max_lateness is None or now - event.when <= s.max_lateness:
+            return False
+        return not sorts_late(event.key, s.prefix, event.when, legacy_offsets=s.legacy_offsets)
+
     def _must_stop(self, now: datetime) -> bool:
         if self.stopped_by is None:
             if self.stop is not None and self.stop.is_set():
                 self.stopped_by = "stop"
-            elif self.deadline is not None and now >= self.deadline:
+            elif self.deadline is not None and now + self._wind_down(WIND_DOWN_REQUESTS) >= self.deadline:
                 self.stopped_by = "timeout"
             elif self.lease is not None and not self.lease.may_start(now):
                 self.stopped_by = "lease"
@@ -366,6 +420,47 @@ class _Run:
                     "The lease %r is no longer this run's for long enough: no further delivery starts", self.lease.key
                 )
         return self.stopped_by is not None
+
+    def _wind_down(self, requests: int) -> timedelta:
+        """The time ``requests`` requests one after the other take (one more while a batch
+        delete is on its way), at the slowest this run's client has seen lately, and the
+        run's own slack."""
+        if self.deleter is not None and self.deleter.sending:
+            requests += 1
+        return timedelta(seconds=requests * self.latency.worst * WIND_DOWN_FACTOR + WIND_DOWN_SLACK)
+
+    def _await_copies(self) -> bool:
+        """Wait for the copies in flight, recording their outcomes; with a deadline, only
+        while a batch delete and the lease's release still fit. Return whether all came back."""
+        while not self.limit.wait_idle(_POLL):
+            self._drain()
+            if self.deadline is not None and self._now() + self._wind_down(WIND_DOWN_REQUESTS - 1) >= self.deadline:
+                return self.limit.in_flight == 0
+        return True
+
+    def _report_unfinished(self) -> None:
+        """Report each copy still on its way at the deadline: it may land after the run returns."""
+        for due in list(self.in_flight.values()):
+            error = TimeoutError("its copy was still on its way when the run had to end: it may be delivered again")
+            self.report.failed.append(FailedDelivery(due.event, error))
+            logger.warning("%r: its copy was still on its way at the run's deadline; it stays pending", due.event.key)
+
+    def _near_the_end(self) -> bool:
+        """Whether a batch delete sent now could still be on its way when the run winds down."""
+        return self.deadline is not None and self._now() + self._wind_down(WIND_DOWN_REQUESTS + 1) >= self.deadline
+
+    def _in_time(self, share: int) -> Callable[[], Any] | None:
+        """For a run with a deadline, what returns a client whose requests give up within
+        a ``share``-th of the time left (where the scheduler built its own client)."""
+        if self.deadline is None:
+            return None
+        return lambda: _s3.bounded(self.s.client, self._left() / share)
+
+    def _left(self) -> float:
+        """Seconds until the deadline (a day when there is none)."""
+        if self.deadline is None:
+            return 86400.0
+        return max(0.0, (self.deadline - self._now()).total_seconds())
 
     def _defer_unread(self, lister: _Lister, *, read_rest: bool) -> BaseException | None:
         """Count each due event the lister read as deferred, delivering nothing; with
@@ -391,7 +486,7 @@ class _Run:
 
     def _wait_for(self, when: datetime, now: datetime) -> None:
         """Wait for the next event of the window, once the copies in flight are recorded."""
-        if self.deadline is not None and when >= self.deadline:
+        if self.deadline is not None and when + self._wind_down(WIND_DOWN_REQUESTS) >= self.deadline:
             self.stopped_by = "timeout"
             return
         while not self.limit.wait_idle(_POLL):
@@ -404,6 +499,13 @@ class _Run:
             self.s.wait((when - now).total_seconds(), self.stop)
 
     # the lease -----------------------------------------------------------------------
+
+    def _no_time_for_the_lease(self, now: datetime) -> bool:
+        """Whether taking the lease now would leave no time to deliver and release it by the deadline."""
+        if self.deadline is None or now + self._wind_down(WIND_DOWN_REQUESTS + 1) < self.deadline:
+            return False
+        self.stopped_by = "timeout"
+        return True
 
     def _hold_lease(self) -> bool:
         """Take the lease before the run's first change; False when another run holds it."""
@@ -444,8 +546,9 @@ class _Run:
                 )
             else:
                 logger.warning(
-                    "Access denied to the lease %r: running without it; grant s3:PutObject, s3:GetObject and"
-                    " s3:DeleteObject on it for exclusive runs, or pass exclusive=False",
+                    "Access denied (%s) to the lease %r: running without it; grant s3:PutObject, s3:GetObject"
+                    " and s3:DeleteObject on it for exclusive runs, or pass exclusive=False",
+                    acquired.action or "s3:PutObject",
                     self.s.lease.key,
                 )
         return True
@@ -474,9 +577,11 @@ class _Run:
         except Exception as exc:  # noqa: BLE001 - recorded by the calling thread
             outcome = exc
         try:  # the outcome is handed on before the copier is free, so it is seen first
-            self.results.put(("copy", due, outcome, self._now()))
-            if outcome is None and self.deleter is not None:
-                self.deleter.add(due)
+            with self.handing_on:
+                if not self.closed:  # else the run reported it as still on its way
+                    self.results.put(("copy", due, outcome, self._now()))
+                    if outcome is None and self.deleter is not None:
+                        self.deleter.add(due)
         finally:
             self.limit.release(throttled=outcome is not None and _s3.is_throttled(outcome))
 
@@ -492,7 +597,9 @@ class _Run:
         except Exception as exc:  # noqa: BLE001 - recorded by the calling thread
             outcome = exc
         try:
-            self.results.put(("expire", due, outcome, self._now()))
+            with self.handing_on:
+                if not self.closed:  # else the run reported it as still on its way
+                    self.results.put(("expire", due, outcome, self._now()))
         finally:
             self.limit.release(throttled=False)
 
@@ -504,8 +611,10 @@ class _Run:
             except queue.Empty:
                 return
             if kind == "copy":
+                self.in_flight.pop(due.event.key, None)
                 self._copied(due, outcome, at)
             elif kind == "expire":
+                self.in_flight.pop(due.event.key, None)
                 self._expired(due, outcome, at)
             else:
                 self._deleted(due, outcome)
@@ -528,7 +637,7 @@ class _Run:
         if error is None:
             self.report.delivered.append_key(event.key)
             late = (at - event.when).total_seconds()
-            self.report.max_lateness = max(self.report.max_lateness, late)
+            self.report.worst_lateness = max(self.report.worst_lateness, late)
             logger.info("Delivered %r to %r, %.3f s late", event.key, _url(event), late)
             if self.on_delivery is not None:
                 try:
@@ -615,6 +724,19 @@ class _Run:
         return runs
 
     def _move_aside(self, due: Due) -> None:
+        key = due.event.key
+        size = len(dead_letter_key(self.s.prefix, key, "0" * 8).encode("utf-8"))
+        if size > MAX_KEY_BYTES:
+            notice = f"too long: {key}"
+            if notice not in self.s.notices:
+                self.s.notices.add(notice)
+                logger.warning(
+                    "%r is too long to be moved to the dead letters (its name there would be %d bytes, over S3's"
+                    " 1,024): it stays pending and failing; cancel it or shorten the scheduler path",
+                    key,
+                    size,
+                )
+            return
         try:
             target = self._put_aside(due)
         except Exception as exc:  # noqa: BLE001 - the event stays where it was
@@ -624,11 +746,11 @@ class _Run:
         self.report.dead_lettered.append_key(due.event.key)
 
     def _put_aside(self, due: Due) -> str:
-        """Copy the event, name and body kept, under the dead letters, then remove it; return its new key."""
+        """Copy the event, name and body kept, to a dead letter of its own, then remove it; return its new key."""
         event, client, bucket = due.event, self.s.client, self.s.bucket
-        target = dead_letter_key(self.s.prefix, event.key)
-        condition = {"CopySourceIfMatch": due.etag} if due.etag else {}
-        client.copy_object(Bucket=bucket, Key=target, CopySource={"Bucket": bucket, "Key": event.key}, **condition)
+        target = _s3.copy_to_new_name(
+            client, bucket, event.key, due.etag, lambda: dead_letter_key(self.s.prefix, event.key, secrets.token_hex(4))
+        )
         delete_condition = {"IfMatch": due.etag} if due.etag else {}
         try:
             client.delete_object(Bucket=bucket, Key=event.key, **delete_condition)
@@ -641,24 +763,44 @@ class _Run:
 
 
 class _Deleter:
-    """Removes copied events in batches of up to 1,000 keys, in a thread of its own."""
+    """Removes copied events in batches of up to `DELETE_BATCH` keys, in a thread of its own."""
 
     def __init__(self, settings: Settings, results: queue.Queue[tuple[str, Due, Any, datetime]]) -> None:
         self._s = settings
         self._results = results
         self._queue: queue.Queue[Due | str | None] = queue.Queue()
         self._flush_after = DELETE_FLUSH_SECONDS
+        self._undeleted = 0
+        self._last_client: Callable[[], Any] | None = None
+        self.hold_back: Callable[[], bool] = lambda: False
+        """Whether a batch that waited its time should wait on for the run's last one: set
+        by a run with a deadline, so that its last batch delete never queues behind another."""
+        self.sending = False
+        """Whether a batch delete is on its way."""
+        self._room = threading.Condition()
+        self._client = settings.client
         self._thread = threading.Thread(target=self._work, name="s3-scheduler-delete", daemon=True)
         self._thread.start()
 
     def add(self, due: Due) -> None:
+        with self._room:
+            self._undeleted += 1
         self._queue.put(due)
+
+    def has_room(self, timeout: float) -> bool:
+        """Whether fewer than `UNDELETED_LIMIT` copied events wait for their delete (waiting up to ``timeout``)."""
+        with self._room:
+            if self._undeleted >= UNDELETED_LIMIT:
+                self._room.wait(timeout)
+            return self._undeleted < UNDELETED_LIMIT
 
     def flush(self) -> None:
         """Send the batch gathered so far without waiting for more."""
         self._queue.put(_FLUSH)
 
-    def close(self) -> None:
+    def close(self, client: Callable[[], Any] | None = None) -> None:
+        """Send what is gathered (through the client ``client()`` returns, if given) and end the thread."""
+        self._last_client = client
         self._queue.put(None)
         self._thread.join()
 
@@ -668,12 +810,15 @@ class _Deleter:
         while True:
             try:
                 wait = max(0.0, oldest + self._flush_after - time.monotonic()) if batch else None
-                item = self._queue.get(timeout=wait)
+                item = self._queue.get(timeout=wait if wait is None or not self.hold_back() else _POLL)
             except queue.Empty:
-                self._flush(batch)
-                batch = []
+                if not self.hold_back():
+                    self._flush(batch)
+                    batch = []
                 continue
             if item is None:
+                if batch and self._last_client is not None:
+                    self._client = self._last_client()
                 self._flush(batch)
                 return
             if isinstance(item, str):  # _FLUSH
@@ -683,20 +828,26 @@ class _Deleter:
             if not batch:
                 oldest = time.monotonic()
             batch.append(item)
-            if len(batch) >= DELETE_BATCH or time.monotonic() - oldest >= self._flush_after:
+            if len(batch) >= DELETE_BATCH or (time.monotonic() - oldest >= self._flush_after and not self.hold_back()):
                 self._flush(batch)
                 batch = []
 
     def _flush(self, batch: list[Due]) -> None:
         if not batch:
             return
+        self.sending = True
         try:
             errors = self._delete(batch)
         except Exception as exc:  # noqa: BLE001 - every key of the batch stays pending
             errors = {due.event.key: exc for due in batch}
+        finally:
+            self.sending = False
         at = self._s.clock()
         for due in batch:
             self._results.put(("delete", due, errors.get(due.event.key), at))
+        with self._room:
+            self._undeleted -= len(batch)
+            self._room.notify_all()
 
     def _delete(self, batch: list[Due]) -> dict[str, BaseException]:
         """Send one ``DeleteObjects``; return the error of each key not deleted.
@@ -707,7 +858,7 @@ class _Deleter:
         """
         objects = [{"Key": due.event.key, **({"ETag": due.etag} if due.etag else {})} for due in batch]
         try:
-            response = self._s.client.delete_objects(Bucket=self._s.bucket, Delete={"Objects": objects, "Quiet": True})
+            response = self._client.delete_objects(Bucket=self._s.bucket, Delete={"Objects": objects, "Quiet": True})
         except Exception as exc:  # noqa: BLE001 - falls back to one delete per key
             logger.info("DeleteObjects was refused (%s): deleting the %d keys one by one", _describe(exc), len(batch))
             return self._delete_each(batch)
@@ -723,7 +874,7 @@ class _Deleter:
         for due in batch:
             condition = {"IfMatch": due.etag} if due.etag else {}
             try:
-                self._s.client.delete_object(Bucket=self._s.bucket, Key=due.event.key, **condition)
+                self._client.delete_object(Bucket=self._s.bucket, Key=due.event.key, **condition)
             except Exception as exc:  # noqa: BLE001 - this key stays pending, reported
                 errors[due.event.key] = exc
         return errors

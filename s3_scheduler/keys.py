@@ -113,14 +113,44 @@ def lease_key(prefix: str) -> str:
 def dead_letter_prefix(prefix: str) -> str:
     """Return the prefix under which the scheduler whose prefix is ``prefix`` keeps dead letters.
 
-    A dead letter keeps its event's name: ``{path}/.dead-letters/{when}|{bucket}|{target}``.
+    A dead letter keeps its event's name and adds a token of its own:
+    ``{path}/.dead-letters/{when}|{bucket}|{target}|{token}``.
     """
     return prefix[: -len(SEPARATOR)] + ".dead-letters/"
 
 
-def dead_letter_key(prefix: str, key: str) -> str:
-    """Return the name the event ``key`` of the scheduler at ``prefix`` takes among the dead letters."""
-    return dead_letter_prefix(prefix) + key[len(prefix) :]
+DEAD_LETTER_TOKEN = re.compile(r"[0-9a-f]{8}")
+"""The form of the token that makes each dead letter's name its own: 8 hexadecimal digits."""
+
+
+def dead_letter_key(prefix: str, key: str, token: str) -> str:
+    """Return the name the event ``key`` of the scheduler at ``prefix`` takes among the
+    dead letters, made its own by ``token`` (`DEAD_LETTER_TOKEN`): a later event of the
+    same time and target never takes the same name.
+
+    >>> dead_letter_key("jobs/|", "jobs/|2030-01-07%2014%3A05%3A00%2B00%3A00|b|k", "0badcafe")
+    'jobs/.dead-letters/2030-01-07%2014%3A05%3A00%2B00%3A00|b|k|0badcafe'
+    """
+    if not DEAD_LETTER_TOKEN.fullmatch(token):
+        msg = f"a dead letter's token is 8 hexadecimal digits, not {token!r}"
+        raise ValueError(msg)
+    return dead_letter_prefix(prefix) + key[len(prefix) :] + SEPARATOR + token
+
+
+def decode_dead_letter(key: str, prefix: str) -> ScheduledEvent:
+    """Return the dead letter ``key`` of the scheduler at ``prefix`` as a `ScheduledEvent`
+    whose ``key`` is the dead letter's own and whose time and target are the event's.
+
+    Reads the names `dead_letter_key` writes, and those written without a token (before
+    0.3). Raises `InvalidKeyError` for anything else.
+    """
+    letters = dead_letter_prefix(prefix)
+    name = key
+    head, separator, token = key.rpartition(SEPARATOR)
+    if separator and DEAD_LETTER_TOKEN.fullmatch(token) and head.count(SEPARATOR) == 2:
+        name = head
+    when, bucket, path = decode_key(name, letters)
+    return ScheduledEvent(key, when, bucket, path)
 
 
 def is_reserved(prefix: str, schedule_bucket: str, bucket: str, target: str) -> bool:
@@ -169,7 +199,8 @@ def parse_time(part: str) -> datetime:
 
     Accepted: ``str(datetime)``'s form and ISO 8601's extended format (``T`` or a space,
     optional seconds and fraction, ``Z`` or an offset such as ``+02:00``, ``+0200`` or
-    ``+02``); a time without an offset is UTC, and a date alone is midnight UTC.
+    ``+02``); a time without an offset is UTC, and a date alone is midnight UTC. The
+    part is quoted as ``quote()`` quotes it (``%20``, ``%3A``, ``%2B``), or not at all.
     Raises `InvalidKeyError` for anything else, and for a time that does not exist or
     cannot be had in UTC: nothing is guessed.
     """
@@ -177,6 +208,10 @@ def parse_time(part: str) -> datetime:
     match = _TIME.fullmatch(text)
     if match is None:
         msg = f"{text!r} is not a time of the form YYYY-MM-DD HH:MM:SS+00:00 (or ISO 8601)"
+        raise InvalidKeyError(msg)
+    if part not in (text, quote(text)):
+        # Quoted in part (or in lower case), a name sorts where no listing window looks.
+        msg = f"{part!r} quotes some of its characters and not others: write it {quote(text)!r}"
         raise InvalidKeyError(msg)
     try:
         return to_utc(_from_match(match))
@@ -285,18 +320,76 @@ def decode_event(key: str, prefix: str) -> ScheduledEvent:
     return ScheduledEvent(key, when, bucket, path)
 
 
-def listing_bound(prefix: str, now: datetime, *, legacy_offsets: bool = True) -> str | None:
-    """Return the greatest name the handler needs to read at ``now``, or None for no bound.
+class KeyRange(NamedTuple):
+    """The names after ``after`` up to and including ``last``, in S3's key order."""
 
-    Every event due at ``now`` sorts at or before it (with ``legacy_offsets``, a key
-    0.0.3 wrote with an offset up to +14:00 included); the listing can stop at the
-    first key past it. None when that time lies past what a datetime can hold.
+    after: str
+    last: str
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and self.after < key <= self.last
+
+
+class Window(NamedTuple):
+    """What a listing must read to find every event due at a time: the names up to
+    ``bound`` (all, if None) and those in each of the ``extra`` ranges past it."""
+
+    bound: str | None
+    extra: tuple[KeyRange, ...] = ()
+
+    def reads(self, key: str) -> bool:
+        """Whether ``key`` lies in the window."""
+        return self.bound is None or key <= self.bound or any(key in r for r in self.extra)
+
+    @property
+    def last(self) -> str | None:
+        """The greatest name in the window (None: no bound)."""
+        if self.bound is None:
+            return None
+        return max([self.bound, *(r.last for r in self.extra)])
+
+
+def listing_bound(prefix: str, now: datetime, *, legacy_offsets: bool = True) -> str | None:
+    """Return the greatest name written in this package's form (``%20`` between date and
+    time) that the handler needs to read at ``now``, or None for no bound.
+
+    Every such name due at ``now`` sorts at or before it (with ``legacy_offsets``, a key
+    0.0.3 wrote with an offset up to +14:00 included); so does every name of that minute,
+    whether or not it spells its seconds. None when that time lies past what a datetime
+    can hold. `listing_window` adds the other forms a name may take.
     """
     try:
         end = to_utc(now) + (LOOKAHEAD if legacy_offsets else timedelta(0))
     except (OverflowError, ValueError):
         return None
-    return prefix + quote(end.strftime("%Y-%m-%d %H:%M:%S")) + _END_OF_SECOND
+    return prefix + quote(end.strftime("%Y-%m-%d %H:%M")) + _END_OF_SECOND
+
+
+def listing_window(prefix: str, now: datetime, *, legacy_offsets: bool = True) -> Window:
+    """Return what the handler reads at ``now``: `listing_bound`, and the names of each
+    date a time due by ``now`` may spell that sort after it.
+
+    A name with ``T`` between date and time (ISO 8601), or a date alone, sorts after
+    every ``%20``-separated name of its date (``T`` and ``|`` sort after ``%``). For
+    each date from ``now``'s to that of ``now`` + 14 h (any real offset, whatever
+    ``legacy_offsets`` says) that the bound does not pass, the window holds the range of
+    that date's ``T`` names and date-alone names: nothing else sorts there, so it costs a
+    LIST request only where the first listing did not already reach past it.
+    """
+    bound = listing_bound(prefix, now, legacy_offsets=legacy_offsets)
+    if bound is None:
+        return Window(None)
+    try:
+        first, last = to_utc(now), to_utc(now) + LOOKAHEAD
+    except (OverflowError, ValueError):
+        return Window(None)
+    extra = []
+    for day in dict.fromkeys((first.date(), last.date())):
+        date = day.isoformat()
+        late = KeyRange(prefix + date + "T", prefix + date + SEPARATOR + _END_OF_SECOND)
+        if late.last > bound:
+            extra.append(late)
+    return Window(bound, tuple(extra))
 
 
 def is_canonical(key: str, prefix: str, when: datetime) -> bool:
@@ -305,7 +398,6 @@ def is_canonical(key: str, prefix: str, when: datetime) -> bool:
 
 
 def sorts_late(key: str, prefix: str, when: datetime, *, legacy_offsets: bool = True) -> bool:
-    """Whether ``key``, due at ``when``, sorts past the listing bound at ``when``: a run
-    then reads it late, once the bound has moved past it."""
-    bound = listing_bound(prefix, when, legacy_offsets=legacy_offsets)
-    return bound is not None and key > bound
+    """Whether ``key``, due at ``when``, lies outside the listing window at ``when``: a
+    run then reads it late, once the window has moved past it."""
+    return not listing_window(prefix, when, legacy_offsets=legacy_offsets).reads(key)

@@ -19,6 +19,13 @@ lease, the end of its window and when the lease expires::
 - **Releasing it**: a delete conditional on the run's ETag. Credentials that may write
   the lease but not delete it rewrite it as expired instead (warned once, naming
   ``s3:DeleteObject``), so the next run need not wait.
+- **Credentials short of a permission**: a take whose write or read of the lease is
+  denied answers `Outcome.DENIED`, and the caller goes on without the lease (a run
+  warns once, in one line naming the actions and the key). A role that may write the
+  lease but not read it is denied as soon as a lease is there (one left to expire, or
+  another run's): it cannot tell whether that lease is live. A renewal refused because
+  the lease changed, which may not read the lease back, takes it as lost (one WARNING
+  naming ``s3:GetObject``): no further delivery starts.
 - **A stale lease**, whose expiry lies further ahead than any run could ask for (hand
   edited, or written by a runner whose clock was wrong), is taken over with a WARNING.
 """
@@ -69,7 +76,8 @@ class Outcome(enum.Enum):
     UNSUPPORTED = "unsupported"
     """The store rejects conditional writes: there is no lease to be had."""
     DENIED = "denied"
-    """The credentials may not write the lease object (an IAM policy made for 0.0.3)."""
+    """The credentials may not write the lease object (an IAM policy made for 0.0.3), or
+    may not read the one that is there (a policy granting s3:PutObject on it, not s3:GetObject)."""
 
 
 @dataclass(frozen=True)
@@ -127,6 +135,8 @@ class Acquisition(NamedTuple):
     outcome: Outcome
     run: RunLease | None = None
     holder: Holder | None = None
+    action: str | None = None
+    """The S3 action the credentials were denied, when denied (``s3:GetObject``...)."""
 
 
 class Lease:
@@ -155,8 +165,18 @@ class Lease:
     def acquire(self, window_end: datetime) -> Acquisition:
         """Try to hold the lease for a run whose window ends at ``window_end``.
 
-        Errors other than a lost race, a refused condition or denied credentials propagate.
+        A write or a read of the lease that the credentials may not make answers
+        `Outcome.DENIED`, wherever it comes in the take. Errors other than a lost race,
+        a refused condition or denied credentials propagate.
         """
+        try:
+            return self._acquire(window_end)
+        except ClientError as exc:
+            if is_denied(exc):
+                return Acquisition(Outcome.DENIED, action=f"s3:{exc.operation_name}")
+            raise
+
+    def _acquire(self, window_end: datetime) -> Acquisition:
         now = self._clock()
         run = RunLease(self, uuid.uuid4().hex, now, max(now, window_end))
         body = run.body(run.until + self.ttl)
@@ -165,8 +185,6 @@ class Lease:
         except ClientError as exc:
             if is_unsupported(exc):
                 return Acquisition(Outcome.UNSUPPORTED)
-            if is_denied(exc):
-                return Acquisition(Outcome.DENIED)
             if not is_lost(exc):
                 raise
         else:
@@ -289,7 +307,8 @@ class RunLease:
         """Extend the lease to ``ttl`` past now (or past the window); return whether it held.
 
         A refusal after a lost reply is recognised by the token. A lease taken over is
-        marked lost (WARNING); other errors leave the lease as it was, to be tried again.
+        marked lost (WARNING), and so is one refused that cannot be read back (WARNING:
+        it may be another run's); other errors leave the lease as it was, to be tried again.
         """
         now = self._lease._clock()
         expires = max(now, self.until) + self._lease.ttl
@@ -304,7 +323,11 @@ class RunLease:
             if not (is_lost(exc) or is_missing(exc)):
                 logger.warning("Unable to renew the lease %r (tried again shortly): %s", self.key, exc)
                 return False
-            found = self._lease.read()
+            try:
+                found = self._lease.read()
+            except Exception as read_error:  # noqa: BLE001 - whose lease it is cannot be told
+                self._lose_unread(read_error)
+                return False
             if found is not None and found[1].owner == self.token:
                 self.confirm(found[0], found[1].expires)
                 return True
@@ -318,6 +341,25 @@ class RunLease:
         self.confirm(new_etag, expires)
         return True
 
+    def _lose_unread(self, error: BaseException) -> None:
+        """A renewal was refused and the lease could not be read back: it may be another
+        run's by now, so it is taken as lost."""
+        with self._lock:
+            self._lost = True
+        if is_denied(error):
+            logger.warning(
+                "Access denied reading the lease %r back after a refused renewal: grant s3:GetObject on it;"
+                " taking it as lost, no further delivery starts",
+                self.key,
+            )
+        else:
+            logger.warning(
+                "Unable to read the lease %r back after a refused renewal (%s): taking it as lost,"
+                " no further delivery starts",
+                self.key,
+                error,
+            )
+
     def start_heartbeat(self) -> None:
         """Renew the lease every quarter of its ttl, in real seconds, until released."""
         period = self._lease.ttl.total_seconds() / 4
@@ -329,16 +371,17 @@ class RunLease:
         self._thread = threading.Thread(target=beat, name="s3-scheduler-lease", daemon=True)
         self._thread.start()
 
-    def release(self) -> None:
+    def release(self, client: Any = None, *, wait: float = 60.0) -> None:
         """Stop the heartbeat and give the lease up. Never raises: an unreleased lease expires.
 
         A lease taken over, or within half its ttl of its end, is left alone: it may be
         another run's by then, and a store that ignores ``If-Match`` on deletes (Ceph
-        radosgw 16) would delete that run's lease.
+        radosgw 16) would delete that run's lease. ``client`` (default: the lease's own)
+        sends the release; a renewal on its way is waited for ``wait`` seconds at most.
         """
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=60)
+            self._thread.join(timeout=wait)
         with self._lock:
             etag, lost, expires = self._etag, self._lost, self._expires
         if lost or etag is None:
@@ -347,7 +390,7 @@ class RunLease:
         if now + self._lease.ttl / 2 > expires:
             logger.info("The lease %r is near its end; leaving it to expire", self.key)
             return
-        client, bucket = self._lease._client, self._lease._bucket
+        client, bucket = client or self._lease._client, self._lease._bucket
         try:
             client.delete_object(Bucket=bucket, Key=self.key, IfMatch=etag)
         except ClientError as exc:

@@ -120,7 +120,7 @@ def metric_values(report: HandleReport, *, now: datetime) -> dict[str, Number]:
     """Return each metric's value for ``report``, the run having ended at ``now`` (aware)."""
     backlog = due_backlog(report, now=now)
     oldest = min((event.when for event in backlog), default=None)
-    lateness = report.max_lateness if math.isfinite(report.max_lateness) else 0.0
+    lateness = report.worst_lateness if math.isfinite(report.worst_lateness) else 0.0
     return {
         "Delivered": len(report.delivered),
         "Failed": len(report.failed),

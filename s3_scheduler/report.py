@@ -125,8 +125,9 @@ class HandleReport:
       moved to the dead letters this run.
     - ``expired``: events found later than ``max_lateness`` after their time: not
       delivered, moved to the dead letters (or removed, when dead letters are off).
-    - ``max_lateness``: the largest lateness of a delivery of this run, in seconds
-      (0.0 when nothing was delivered).
+    - ``worst_lateness``: the largest lateness of a delivery of this run, in seconds
+      (0.0 when nothing was delivered). Named ``max_lateness`` before 0.3, which read as
+      the scheduler's option; that name still reads it.
     """
 
     delivered: EventList = field(default_factory=_events)
@@ -137,7 +138,7 @@ class HandleReport:
     rejected: EventList = field(default_factory=_events)
     dead_lettered: EventList = field(default_factory=_events)
     expired: EventList = field(default_factory=_events)
-    max_lateness: float = 0.0
+    worst_lateness: float = 0.0
 
     @classmethod
     def under(cls, prefix: str) -> HandleReport:
@@ -157,6 +158,11 @@ class HandleReport:
     def ok(self) -> bool:
         """Whether no delivery failed."""
         return not self.failed
+
+    @property
+    def max_lateness(self) -> float:
+        """The name `worst_lateness` had before 0.3."""
+        return self.worst_lateness
 
     def summary(self) -> str:
         """Return the counts in one line: ``delivered=3 failed=0 skipped=0 deferred=1 ...``."""

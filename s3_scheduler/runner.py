@@ -1,15 +1,18 @@
 """The loop behind ``s3-scheduler run``: deliver each event on its second until stopped.
 
 `run_until_stopped` calls `Scheduler.handle` window after window of ``interval``
-seconds, so each event is delivered at its own time. It ends only when its ``stop``
-event is set (`stop_on_signals` sets it on SIGINT and SIGTERM); the scheduler sees the
-same event, so a delivery in flight finishes, no new one starts, and a wait ends at once.
+seconds, so each event is delivered at its own time. It ends when its ``stop`` event is
+set (`stop_on_signals` sets it on SIGINT and SIGTERM); the scheduler sees the same
+event, so a delivery in flight finishes, no new one starts, and a wait ends at once.
 
-An outage does not end it: an S3 error or an unreachable endpoint during a window is
-logged as one WARNING line and the window is tried again after a wait that doubles each
-time, from `FIRST_RETRY` up to `MAX_RETRY` seconds. The first window that succeeds
-resets the wait. Events that fell due meanwhile are delivered late, never lost, unless
-the scheduler has a ``max_lateness`` they are past: those expire (see `Scheduler`).
+A schedule bucket that does not exist, or that these credentials may not list, ends it
+before a first window has succeeded (`FATAL_AT_START`: a mistake in the configuration,
+which waiting would not mend); the error propagates. Otherwise an outage does not end
+it: an S3 error or an unreachable endpoint during a window is logged as one WARNING line
+and the window is tried again after a wait that doubles each time, from `FIRST_RETRY`
+up to `MAX_RETRY` seconds. The first window that succeeds resets the wait. Events that
+fell due meanwhile are delivered late, never lost, unless the scheduler has a
+``max_lateness`` they are past: those expire (see `Scheduler`).
 
 One clock: every time is read from `Scheduler.now`, and every wait between windows goes
 through ``wait`` (default ``stop.wait``), so a test drives the loop with the scheduler's
@@ -27,6 +30,7 @@ from typing import Any, Callable
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from ._s3 import DENIED, NO_BUCKET, error_code
 from .report import HandleReport, ScheduledEvent
 from .scheduler import MAX_UNTIL, Scheduler
 from .utils import warn
@@ -39,6 +43,11 @@ MAX_RETRY = 300.0
 
 RETRIED = (BotoCoreError, ClientError)
 """The errors a window may end with and be tried again: S3 refusing, or not reached."""
+
+FATAL_AT_START = NO_BUCKET | DENIED | {"InvalidAccessKeyId", "SignatureDoesNotMatch"}
+"""The S3 error codes that end the run when the first window meets them: no such
+bucket, or credentials refused. Met by a later window, they are retried like any outage
+(a policy being changed, a bucket being re-created)."""
 
 
 def run_until_stopped(
@@ -63,7 +72,8 @@ def run_until_stopped(
       its type and message, on one line).
 
     ``interval`` must be more than 0 and at most `s3_scheduler.scheduler.MAX_UNTIL`.
-    Only S3 errors (`RETRIED`) are retried; any other exception propagates.
+    Only S3 errors (`RETRIED`) are retried, and not those of `FATAL_AT_START` before a
+    first window has succeeded; any other exception propagates.
     """
     if not 0 < interval <= MAX_UNTIL.total_seconds():
         msg = f"interval must be more than 0 and at most {MAX_UNTIL.total_seconds():g} seconds, not {interval!r}"
@@ -72,6 +82,7 @@ def run_until_stopped(
     describe = one_line if describe is None else describe
     step = timedelta(seconds=interval)
     retry = 0.0
+    started = False
     window_end = scheduler.now()
     while not stop.is_set():
         now = scheduler.now()
@@ -79,6 +90,8 @@ def run_until_stopped(
         try:
             report = scheduler.handle(until=window_end, on_delivery=on_delivery, stop=stop)
         except RETRIED as exc:
+            if not started and error_code(exc) in FATAL_AT_START:
+                raise
             retry = min(max_retry, retry * 2 or FIRST_RETRY)
             warn("Run: %s; trying again in %s", describe(exc), _seconds(retry))
             if stop.is_set() or wait(retry):
@@ -86,6 +99,7 @@ def run_until_stopped(
             window_end = scheduler.now()
             continue
         retry = 0.0
+        started = True
         if on_report is not None:
             on_report(report)
         remaining = (window_end - scheduler.now()).total_seconds()

@@ -31,7 +31,9 @@ from .exceptions import (
     ScheduleManyError,
 )
 from .keys import (
+    Window,
     dead_letter_prefix,
+    decode_dead_letter,
     decode_event,
     decode_key,
     encode_key,
@@ -40,8 +42,8 @@ from .keys import (
     is_canonical,
     is_reserved,
     lease_key,
-    listing_bound,
     listing_prefix,
+    listing_window,
     normalize_target,
     sorts_late,
     to_utc,
@@ -55,6 +57,7 @@ __all__ = [
     "DEFAULT_LEASE_TTL",
     "DEFAULT_MAX_WORKERS",
     "MAX_UNTIL",
+    "MIN_MAX_LATENESS",
     "Content",
     "Scheduler",
     "info",
@@ -69,8 +72,23 @@ Content = Union[str, bytes, bytearray, memoryview, BinaryIO]
 When = Union[datetime, timedelta]
 """When an event is due: a datetime (naive means UTC), or a timedelta from now."""
 
+MAX_WORKERS = 1000
+"""The most copies in flight at once (a client's connection pool is made that large)."""
+
 DEFAULT_MAX_WORKERS = 32
 """Copies in flight at once by default (S3's round trips of 20-50 ms want many)."""
+
+MIN_MAX_LATENESS = timedelta(seconds=60)
+"""The least ``max_lateness``: runs a minute apart deliver on time events up to a minute
+late (EventBridge Scheduler's ``MaximumEventAgeInSeconds`` starts at 60 too)."""
+
+MOVE_REACH = MAX_UNTIL + CLOCK_SKEW
+"""How far ahead an event may be in a running handler's hands: a run delivers the events
+due up to its ``until``, at most 15 minutes after it started, and clocks may differ by
+30 s. `Scheduler.reschedule` holds the lease to move an event due within this of now."""
+
+_KEPT_ON_MOVE = ("ContentType", "ContentEncoding", "ContentDisposition", "ContentLanguage", "CacheControl", "Metadata")
+"""What `Scheduler.reschedule` keeps of an event besides its body."""
 
 DEFAULT_DEAD_LETTER_ATTEMPTS = 3
 """Runs that must have failed to deliver an event before it may be dead-lettered."""
@@ -106,14 +124,18 @@ class Scheduler:
       or still rejected that long after its time, is moved to ``{path}/.dead-letters/``
       (off by default, as in 0.0.3). The count of failed runs is kept in the event's tags.
     - ``max_workers`` (default 32): copies in flight at once; with a client passed in, at
-      most its connection pool (``Config(max_pool_connections=...)``).
+      most its connection pool (``Config(max_pool_connections=...)``) less 3 (the
+      listing, the batch delete and the lease's renewal use a connection each).
     - ``max_lateness``: an event found later than this after its time is not delivered
       but moved to the dead letters (removed, with a WARNING, when dead letters are off)
       and reported as ``expired`` (EventBridge's ``MaximumEventAgeInSeconds``,
-      APScheduler's ``misfire_grace_time``). Off by default, as in 0.0.3.
+      APScheduler's ``misfire_grace_time``). At least 60 s; off by default, as in 0.0.3.
+      An event whose name no run could read in time (an offset name under
+      ``legacy_offsets=False``) is delivered, never expired.
     - ``legacy_offsets`` (default ``True``): read names with a UTC offset up to +14:00,
       as 0.0.3 wrote them, in time, by listing 14 hours past the window. ``False`` lists
-      only up to the window's end; `check` says whether any such name exists.
+      only up to the window's end; `check` says whether any such name exists. Names with
+      ``T`` between date and time, or a date alone, are read in time either way.
     - ``clock`` and ``sleep`` default to `nowut` and `time.sleep`; they exist so tests
       can set the time and wait without waiting. A naive time ``clock`` returns is UTC.
     """
@@ -149,13 +171,18 @@ class Scheduler:
                 f"dead_letter_after must be a timedelta of zero or more (timedelta(days=1)), not {dead_letter_after!r}"
             )
             raise ValueError(msg)
-        if max_lateness is not None and (not isinstance(max_lateness, timedelta) or max_lateness < timedelta(0)):
+        if max_lateness is not None and (not isinstance(max_lateness, timedelta) or max_lateness < MIN_MAX_LATENESS):
             msg = (
-                f"max_lateness must be a timedelta of zero or more (timedelta(hours=1)), or None, not {max_lateness!r}"
+                f"max_lateness must be a timedelta of at least {MIN_MAX_LATENESS.total_seconds():.0f} s"
+                f" (timedelta(hours=1)), or None, not {max_lateness!r}: a run every minute delivers events"
+                " up to a minute late"
             )
             raise ValueError(msg)
         _check_count("dead_letter_attempts", dead_letter_attempts)
         _check_count("max_workers", max_workers)
+        if max_workers > MAX_WORKERS:
+            msg = f"max_workers must be at most {MAX_WORKERS}, not {max_workers}"
+            raise ValueError(msg)
         if not isinstance(lease_ttl, timedelta) or not MIN_LEASE_TTL <= lease_ttl <= MAX_LEASE_TTL:
             msg = f"lease_ttl must be a timedelta from {MIN_LEASE_TTL} to {MAX_LEASE_TTL}, not {lease_ttl!r}"
             raise ValueError(msg)
@@ -174,7 +201,8 @@ class Scheduler:
         self._dead_letter_after = dead_letter_after
         self._dead_letter_attempts = dead_letter_attempts
         self._lease_ttl = lease_ttl
-        self._max_workers = min(max_workers, _pool_size(s3_client) or max_workers)
+        pool = _pool_size(s3_client)
+        self._max_workers = min(max_workers, max(1, pool - _s3.POOL_EXTRA)) if pool else max_workers
         self._legacy_offsets = legacy_offsets
         self._max_lateness = max_lateness
         self._lease = Lease(s3_client, bucket, lease_key(self._prefix), ttl=lease_ttl, clock=self.now)
@@ -260,12 +288,17 @@ class Scheduler:
         """
         extra = _extra_args(content_type, metadata)
         prepared = []
-        for index, (when, bucket, path, what) in enumerate(events):
+        for index, event in enumerate(events):
             try:
+                when, bucket, path, what = event
                 prepared.append(self._prepare(when, bucket, path, what))
             except (TypeError, ValueError) as exc:
                 msg = f"event {index} of the batch: {exc}"
-                raise type(exc)(msg) from exc
+                try:
+                    error = type(exc)(msg)
+                except TypeError:  # a type not made from a message alone, such as UnicodeEncodeError
+                    error = TypeError(msg) if isinstance(exc, TypeError) else ValueError(msg)
+                raise error from exc
         seen: dict[str, int] = {}
         for index, (key, _) in enumerate(prepared):
             if key in seen:
@@ -292,14 +325,22 @@ class Scheduler:
 
     def _prepare(self, when: Any, bucket: Any, path: Any, what: Content) -> tuple[str, bytes | BinaryIO]:
         if isinstance(when, timedelta):
-            when = self.now() + when
+            when = _from_now(self.now(), when)
         if not isinstance(when, datetime):
             msg = f"when must be a datetime (naive means UTC) or a timedelta from now, not {type(when).__name__}"
             raise TypeError(msg)
         if not isinstance(bucket, str) or not isinstance(path, str):
             msg = "bucket and path must be str: the target bucket name and object key"
             raise TypeError(msg)
-        body = _body(what)
+        for name, text in (("bucket", bucket), ("path", path)):
+            if any("\ud800" <= char <= "\udfff" for char in text):
+                msg = f"{name} {text!r} holds a lone surrogate, which UTF-8 cannot encode: S3 names are UTF-8"
+                raise ValueError(msg)
+        try:
+            body = _body(what)
+        except UnicodeEncodeError:  # the content is not shown: it can be secret
+            msg = "what holds a lone surrogate, which UTF-8 cannot encode: pass str that is text, or bytes"
+            raise ValueError(msg) from None
         key = encode_key(self._prefix, when, bucket, path)
         if is_reserved(self._prefix, self._bucket, bucket, path):
             msg = f"the target s3://{bucket}/{normalize_target(path)} is this scheduler's lease or a dead letter"
@@ -353,8 +394,8 @@ class Scheduler:
         yielded; `check` reports them.
         """
         limit = None if until is None else _utc("until", until)
-        bound = None if limit is None else listing_bound(self._prefix, limit, legacy_offsets=self._legacy_offsets)
-        return (event for event in self._events(self._prefix, bound) if limit is None or event.when <= limit)
+        window = None if limit is None else listing_window(self._prefix, limit, legacy_offsets=self._legacy_offsets)
+        return (event for event in self._events(self._prefix, window) if limit is None or event.when <= limit)
 
     def cancel(self, key: str) -> bool:
         """Remove the pending event ``key``; return ``True`` only if this call removed it.
@@ -396,15 +437,18 @@ class Scheduler:
         """Move the pending event ``key`` to ``when``; return its new key.
 
         ``when`` is a datetime (naive means UTC) or a timedelta from now. The event is
-        copied to its new name before the old one is removed, so at no moment is it in
-        neither place. It raises `EventNotPendingError` (a `LookupError`) when the event
+        read and written to its new name (body, content type and metadata; not its tags)
+        before the old one is removed, so at no moment is it in neither place. The write
+        is conditional (``If-None-Match: *``), so an event written at the new name
+        meanwhile is never replaced, and the delete names the ETag read, so an event
+        rewritten meanwhile stays. It raises `EventNotPendingError` (a `LookupError`) when the event
         is no longer pending, creating nothing, also when a delivery takes it during the
         move; `EventExistsError` (a `ValueError`) when another event is pending at the
         new name, leaving both as they were; `InvalidKeyError` for a key that is not an
         event of this scheduler; `TypeError` for a ``when`` of another type.
 
-        With ``exclusive`` (the default), when the event's time is within a run's reach
-        (15 minutes and a lease ahead, or past), the move holds the run lease, so a run
+        With ``exclusive`` (the default), when the event may be in a running handler's
+        hands (due within `MOVE_REACH`, 15.5 minutes, or past), the move holds the run lease, so a run
         delivers the event once, under one name or the other; if a run holds the lease
         the move waits for it up to one ``lease_ttl``, then raises `RunInProgressError`
         (the run may be delivering the event), changing nothing. Without the lease a run
@@ -413,13 +457,13 @@ class Scheduler:
         """
         event = decode_event(key, self._prefix)
         if isinstance(when, timedelta):
-            when = self.now() + when
+            when = _from_now(self.now(), when)
         new_key = encode_key(self._prefix, _utc("when", when), event.bucket, event.path)
         if new_key == key:
             if _s3.head_etag(self._s3_client, self._bucket, key) is None:
                 raise EventNotPendingError(_not_pending(key))
             return key
-        reach = self.now() + MAX_UNTIL + self._lease_ttl + CLOCK_SKEW
+        reach = self.now() + MOVE_REACH
         run = self._lease_for_move() if self._exclusive and event.when <= reach else None
         try:
             self._move(key, new_key)
@@ -430,31 +474,33 @@ class Scheduler:
         return new_key
 
     def _move(self, key: str, new_key: str) -> None:
-        # If-None-Match on the copy makes this race-free on AWS; the HEAD first covers
-        # stores that ignore it on CopyObject (moto 5.2).
-        if _s3.head_etag(self._s3_client, self._bucket, new_key) is not None:
-            raise EventExistsError(f"{new_key} is already pending: reschedule would replace it")
+        # A conditional PUT of the new name (If-None-Match), which every store we test
+        # honours, never replaces an event written there meanwhile; the delete of the old
+        # name names the ETag read, so an event rewritten meanwhile stays.
         try:
-            self._s3_client.copy_object(
-                Bucket=self._bucket,
-                Key=new_key,
-                CopySource={"Bucket": self._bucket, "Key": key},
-                IfNoneMatch="*",
-            )
+            got = self._s3_client.get_object(Bucket=self._bucket, Key=key)
         except ClientError as exc:
             if _s3.is_missing(exc):
-                raise EventNotPendingError(_not_pending(key)) from exc
-            if not _s3.is_lost(exc):
+                raise EventNotPendingError(_not_pending(key)) from None
+            raise
+        with got["Body"] as stream:
+            body = stream.read()
+        extra = {name: got[name] for name in _KEPT_ON_MOVE if got.get(name)}
+        try:
+            self._write(new_key, body, False, extra)
+        except EventExistsError:
+            msg = f"{new_key} is already pending: reschedule would replace it"
+            raise EventExistsError(msg) from None
+        try:
+            self._s3_client.delete_object(Bucket=self._bucket, Key=key, IfMatch=got["ETag"])
+        except ClientError as exc:
+            if not (_s3.is_missing(exc) or _s3.is_lost(exc)):
                 raise
-            ours = _s3.was_retried(exc) and _s3.same_etag(
-                _s3.head_etag(self._s3_client, self._bucket, new_key),
-                _s3.head_etag(self._s3_client, self._bucket, key),
-            )
-            if not ours:  # another event is there; a retried copy of ours (reply lost) goes on
-                raise EventExistsError(f"{new_key} is already pending: reschedule would replace it") from None
-        if not self.cancel(key):
-            self._s3_client.delete_object(Bucket=self._bucket, Key=new_key)
-            raise EventNotPendingError(_not_pending(key))
+            if not _s3.was_retried(exc):
+                # Delivered, cancelled or rewritten since it was read: take the copy back.
+                _s3.delete_if_match(self._s3_client, self._bucket, new_key, _s3.content_etag(body))
+                raise EventNotPendingError(_not_pending(key)) from None
+            # A retried delete that finds it gone: an earlier attempt removed it, its reply lost.
 
     def _lease_for_move(self) -> Any:
         """Hold the run lease for a move, waiting up to one lease_ttl.
@@ -470,6 +516,14 @@ class Scheduler:
                 assert acquired.run is not None
                 acquired.run.start_heartbeat()
                 return acquired.run
+            if acquired.outcome is Outcome.DENIED and "lease-denied" not in self._notices:
+                self._notices.add("lease-denied")
+                warn(
+                    "Access denied (%s) to the lease %r: moving the event without it; grant s3:PutObject,"
+                    " s3:GetObject and s3:DeleteObject on it",
+                    acquired.action or "s3:PutObject",
+                    self._lease.key,
+                )
             if acquired.outcome is not Outcome.HELD:
                 return None
             if waited >= self._lease_ttl.total_seconds():
@@ -484,10 +538,16 @@ class Scheduler:
 
         A dead letter is an event that failed in ``dead_letter_attempts`` runs, or was
         still rejected, when ``dead_letter_after`` had passed since its time: `handle`
-        moved it (name and body kept) to ``{path}/.dead-letters/``. Nothing delivers or
-        deletes it there.
+        moved it (body kept) to ``{path}/.dead-letters/{when}|{bucket}|{target}|{token}``,
+        a name of its own (``token``: 8 random hexadecimal digits), so a later dead letter
+        of the same time and target never replaces it. Nothing delivers or deletes it there.
         """
-        return self._events(dead_letter_prefix(self._prefix), None)
+        for page in _s3.list_pages(self._s3_resource, self._s3_client, self._bucket, dead_letter_prefix(self._prefix)):
+            for listed in page:
+                try:
+                    yield decode_dead_letter(listed.key, self._prefix)
+                except InvalidKeyError:
+                    continue
 
     def check(self) -> CheckReport:
         """Scan every name under the prefix once and report what a run will not read in time.
@@ -541,7 +601,7 @@ class Scheduler:
         request per 1,000 names in that window, however many events lie beyond it.
         Delivery starts after the first page: each due event is copied to its target
         (``max_workers`` at a time, conditional on the ETag listed), and the copied
-        events are removed with one ``DeleteObjects`` per 1,000 (see
+        events are removed with one ``DeleteObjects`` per 100 (see
         `s3_scheduler.delivery`).
 
         - ``until`` (at most 15 minutes ahead, naive means UTC): also deliver the
@@ -594,11 +654,12 @@ class Scheduler:
             wait=self._wait,
             lease=self._lease if self._exclusive else None,
             max_lateness=self._max_lateness,
+            legacy_offsets=self._legacy_offsets,
             notices=self._notices,
         )
         report = delivery.run(
             settings,
-            bound=listing_bound(self._prefix, horizon, legacy_offsets=self._legacy_offsets),
+            window=listing_window(self._prefix, horizon, legacy_offsets=self._legacy_offsets),
             horizon=horizon,
             deadline=deadline,
             on_delivery=on_delivery,
@@ -614,17 +675,20 @@ class Scheduler:
         else:
             self._sleep(seconds)
 
-    def _events(self, prefix: str, bound: str | None) -> Iterator[ScheduledEvent]:
-        """Yield the events named under ``prefix`` up to ``bound`` (all, if None) in key order,
+    def _events(self, prefix: str, window: Window | None) -> Iterator[ScheduledEvent]:
+        """Yield the events named under ``prefix`` in ``window`` (all, if None) in key order,
         lazily page by page; other names are passed over."""
-        for page in _s3.list_pages(self._s3_resource, self._s3_client, self._bucket, prefix):
-            for listed in page:
-                if bound is not None and listed.key > bound:
-                    return
-                try:
-                    yield decode_event(listed.key, prefix)
-                except InvalidKeyError:
-                    continue
+        client, resource = self._s3_client, self._s3_resource
+        listing: Iterator[_s3.Listed]
+        if window is None:
+            listing = (listed for page in _s3.list_pages(resource, client, self._bucket, prefix) for listed in page)
+        else:
+            listing = _s3.list_window(resource, client, self._bucket, prefix, window)
+        for listed in listing:
+            try:
+                yield decode_event(listed.key, prefix)
+            except InvalidKeyError:
+                continue
 
 
 def _extra_args(content_type: Any, metadata: Any) -> dict[str, Any]:
@@ -662,6 +726,15 @@ def _utc(name: str, value: Any) -> datetime:
         msg = f"{name} must be a datetime (naive means UTC), not {type(value).__name__}"
         raise TypeError(msg)
     return to_utc(value)
+
+
+def _from_now(now: datetime, when: timedelta) -> datetime:
+    """Return ``now`` + ``when``; `ValueError` past the times a datetime can hold."""
+    try:
+        return now + when
+    except OverflowError:
+        msg = f"when {when!r} from now is past the times a datetime can hold (years 1 to 9999)"
+        raise ValueError(msg) from None
 
 
 def _check_timeout(timeout: Any) -> float:

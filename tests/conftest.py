@@ -265,3 +265,229 @@ def _restore_log_level() -> Iterator[None]:
 def _quiet_moto_server() -> None:
     """moto's server logs every request at INFO; keep test reports readable."""
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
+
+
+# s3-scheduler 0.0.3 beside this package ---------------------------------------------------
+# Shared by test_compat_003.py and test_mixed_fleet.py. Appended to this file, so its
+# imports stand here rather than at the top.
+
+import contextlib  # noqa: E402
+import json  # noqa: E402
+import queue  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tarfile  # noqa: E402
+import tempfile  # noqa: E402
+import threading  # noqa: E402
+from pathlib import Path  # noqa: E402
+from types import TracebackType  # noqa: E402
+from typing import NoReturn  # noqa: E402
+
+ORIGINAL = "s3-scheduler==0.0.3"
+
+ORIGINAL_DRIVER = r"""
+import json, logging, sys, time
+from datetime import datetime
+import boto3
+from botocore.config import Config
+import s3_scheduler
+import s3_scheduler.scheduler as original
+from s3_scheduler.scheduler import Scheduler
+
+spec = json.loads(sys.stdin.readline())
+if not s3_scheduler.__file__.startswith(spec["source"]):
+    sys.exit("imported the wrong s3_scheduler: " + s3_scheduler.__file__)
+resource = boto3.resource(
+    "s3", endpoint_url=spec["endpoint"], aws_access_key_id=spec["access_key"],
+    aws_secret_access_key=spec["secret_key"], region_name="us-east-1",
+    config=Config(s3={"addressing_style": "path"}),
+)
+scheduler = Scheduler(spec["bucket"], spec["path"], resource, resource.meta.client)
+real_nowut = original.nowut
+warnings = []
+
+class Recorder(logging.Handler):
+    def emit(self, record):
+        warnings.append(record.getMessage())
+
+logging.getLogger("s3_scheduler").addHandler(Recorder(logging.WARNING))
+
+def run(orders):
+    out = []
+    for order in orders:
+        if order[0] == "schedule":
+            when, bucket, target, content = order[1:]
+            out.append(scheduler.schedule(datetime.fromisoformat(when), bucket, target, content))
+            continue
+        now = datetime.fromisoformat(order[1]) if len(order) > 1 else None
+        original.nowut = real_nowut if now is None else (lambda: now)
+        del warnings[:]
+        started = time.time()
+        scheduler.handle()
+        out.append({"started": started, "ended": time.time(), "warnings": list(warnings)})
+    return out
+
+print(json.dumps(run(spec["orders"])), flush=True)
+if spec.get("serve"):
+    for line in sys.stdin:
+        print(json.dumps(run(json.loads(line))), flush=True)
+"""
+"""0.0.3's `Scheduler` driven from stdin: a first line of JSON (where, and a list of orders),
+then, when it says ``serve``, one list of orders a line until stdin closes; one line of JSON
+answers each list. Orders: ``["schedule", when, bucket, target, content]`` (returns the key)
+and ``["handle"]`` or ``["handle", now]``, ``now`` patched in as 0.0.3's ``nowut`` (returns
+the run's wall-clock start and end and the warnings it logged)."""
+
+
+@pytest.fixture(scope="session")
+def original_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The unpacked sdist of s3-scheduler 0.0.3, fetched from the package index."""
+    folder = tmp_path_factory.mktemp("s3-scheduler-0.0.3")
+    command = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:"]
+    done = subprocess.run([*command, "-d", str(folder), ORIGINAL], capture_output=True, text=True, timeout=300)
+    archives = list(folder.glob("*.tar.gz"))
+    if done.returncode != 0 or not archives:
+        reason = (done.stderr.strip().splitlines() or ["no sdist downloaded"])[-1]
+        pytest.skip(f"the package index could not be reached for {ORIGINAL}: {reason}")
+    with tarfile.open(archives[0]) as archive:
+        if hasattr(tarfile, "data_filter"):
+            archive.extractall(folder, filter="data")
+        else:  # pragma: no cover - Python without PEP 706
+            archive.extractall(folder)
+    source = folder / "s3_scheduler-0.0.3"
+    assert (source / "s3_scheduler" / "scheduler.py").is_file()
+    return source
+
+
+def _original_spec(source: Path, endpoint: Endpoint, s3: S3, path: str, orders: list[list[Any]]) -> dict[str, Any]:
+    return {
+        "source": str(source),
+        "endpoint": endpoint.url,
+        "access_key": endpoint.access_key,
+        "secret_key": endpoint.secret_key,
+        "bucket": s3.schedule_bucket,
+        "path": path,
+        "orders": orders,
+    }
+
+
+def _original_environment(source: Path) -> dict[str, str]:
+    """The driver's environment: a PYTHONPATH holding 0.0.3 only (it runs from beside it)."""
+    return {**os.environ, "PYTHONPATH": str(source)}
+
+
+def run_original(source: Path, endpoint: Endpoint, s3: S3, path: str, orders: list[list[Any]]) -> list[Any]:
+    """Run ``orders`` with 0.0.3's Scheduler in a subprocess; return what each returned."""
+    done = subprocess.run(
+        [sys.executable, "-c", ORIGINAL_DRIVER],
+        input=json.dumps(_original_spec(source, endpoint, s3, path, orders)),
+        capture_output=True,
+        text=True,
+        env=_original_environment(source),
+        cwd=source.parent,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    result: list[Any] = json.loads(done.stdout)
+    return result
+
+
+class OriginalProcess:
+    """0.0.3's Scheduler in a process that stays up between orders, so that one of its
+    runs can overlap a run of this package: `send` returns at once, `receive` waits
+    (at most ``timeout`` seconds) for the answer. Use it as a context manager."""
+
+    def __init__(self, source: Path, endpoint: Endpoint, s3: S3, path: str, *, timeout: float = 120.0) -> None:
+        self.timeout = timeout
+        # A file, never a pipe that could fill up and stall the process; closed by close().
+        self._stderr = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115
+        self._process = subprocess.Popen(
+            [sys.executable, "-c", ORIGINAL_DRIVER],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            text=True,
+            env=_original_environment(source),
+            cwd=source.parent,
+        )
+        self._answers: queue.Queue[str] = queue.Queue()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        try:
+            self.send([], spec={**_original_spec(source, endpoint, s3, path, []), "serve": True})
+            self.receive()  # imported and set up: ready
+        except BaseException:
+            self.close()
+            raise
+
+    def _read(self) -> None:
+        assert self._process.stdout is not None
+        for line in self._process.stdout:
+            self._answers.put(line)
+        self._answers.put("")  # end of output: the process ended
+
+    def send(self, orders: list[list[Any]], *, spec: dict[str, Any] | None = None) -> None:
+        """Hand ``orders`` to the process (the first call sends the whole ``spec``)."""
+        assert self._process.stdin is not None
+        try:
+            self._process.stdin.write(json.dumps(orders if spec is None else spec) + "\n")
+            self._process.stdin.flush()
+        except BrokenPipeError:
+            self._ended()
+
+    def receive(self) -> list[Any]:
+        """Wait for the answer to the orders sent last: what each order returned."""
+        try:
+            line = self._answers.get(timeout=self.timeout)
+        except queue.Empty:
+            pytest.fail(f"0.0.3's process did not answer within {self.timeout} s")
+        if not line:
+            self._ended()
+        answer: list[Any] = json.loads(line)
+        return answer
+
+    def _ended(self) -> NoReturn:
+        self._process.wait(timeout=self.timeout)
+        self._stderr.seek(0)
+        pytest.fail(f"0.0.3's process ended ({self._process.returncode}): {self._stderr.read()}")
+
+    def run(self, orders: list[list[Any]]) -> list[Any]:
+        """Send ``orders`` and wait for what each returned."""
+        self.send(orders)
+        return self.receive()
+
+    def close(self) -> None:
+        """Close its stdin, so it ends, and wait for it (killing it after ``timeout``)."""
+        if self._process.stdin is not None:
+            with contextlib.suppress(BrokenPipeError):
+                self._process.stdin.close()
+        try:
+            self._process.wait(timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait(timeout=self.timeout)
+        self._reader.join(self.timeout)
+        self._stderr.close()
+
+    def __enter__(self) -> OriginalProcess:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+FULL_SIZE = os.environ.get("S3_SCHEDULER_FULL_CAMPAIGNS", "") not in ("", "0")
+"""Whether the full-size campaigns and the tests marked ``slow`` run (CI sets S3_SCHEDULER_FULL_CAMPAIGNS=1)."""
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip the tests marked ``slow`` (scale and cross-version tests) unless the full campaigns run."""
+    if FULL_SIZE:
+        return
+    skip = pytest.mark.skip(reason="slow: runs with S3_SCHEDULER_FULL_CAMPAIGNS=1, as CI does")
+    for item in items:
+        if item.get_closest_marker("slow") is not None:
+            item.add_marker(skip)

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from typing import IO, Any
 
@@ -378,7 +379,7 @@ def test_global_options_work_before_or_after_the_command(
 def test_cancel_reports_each_key_and_fails_when_one_was_not_pending(
     aws: Any, capsys: pytest.CaptureFixture[str], clock: Clock
 ) -> None:
-    """cancel KEY... exits 0 when each was cancelled, 1 when one was not pending."""
+    """cancel KEY... exits 0 when each was cancelled, 1 with one line on stderr when one was not pending."""
     key = scheduler(aws, clock).schedule(T0 + timedelta(hours=1), "target", "x", "x")
 
     first = run(capsys, "cancel", key)
@@ -388,6 +389,7 @@ def test_cancel_reports_each_key_and_fails_when_one_was_not_pending(
     assert first[1] == f"cancelled: {shlex.quote(key)}\n"
     assert second[0] == 1
     assert json.loads(second[1]) == {"key": key, "cancelled": False}
+    assert second[2] == "s3-scheduler: 1 of 1 events were not pending: delivered, cancelled or never scheduled\n"
 
 
 def test_cancel_and_list_select_events_by_target(aws: Any, capsys: pytest.CaptureFixture[str], clock: Clock) -> None:
@@ -439,6 +441,29 @@ def test_reschedule_prints_the_new_key(aws: Any, capsys: pytest.CaptureFixture[s
     assert keys(aws, "sched") == [out.strip()]
     assert again[0] == 1
     assert again[2] == f"s3-scheduler: {key!r} is no longer pending: it was delivered, cancelled or never scheduled\n"
+
+
+def test_reschedule_while_a_run_holds_the_lease_is_one_line(
+    aws: Any, capsys: pytest.CaptureFixture[str], clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An event due within 15.5 minutes cannot be moved while a run holds the lease: one line saying what to do,
+    no traceback; an event due later moves without waiting."""
+    soon = scheduler(aws, clock).schedule(T0 + timedelta(minutes=15), "target", "soon", "x")
+    later = scheduler(aws, clock).schedule(T0 + timedelta(minutes=16), "target", "later", "x")
+    assert scheduler(aws, clock)._lease.acquire(T0).run is not None  # a run that holds the lease
+    waits: list[float] = []
+    monkeypatch.setattr("s3_scheduler.scheduler.time.sleep", waits.append)  # its wait for the run, not sleeping
+
+    status, _, err = run(capsys, "reschedule", soon, "--at", "+2h", clock=clock)
+    moved = run(capsys, "reschedule", later, "--at", "+3h", clock=clock)
+
+    assert status == 1
+    assert err.count("\n") == 1
+    assert "Traceback" not in err
+    assert "holds the lease jobs/.lease" in err
+    assert "try again once the run is over" in err
+    assert len(waits) == 60  # one lease_ttl, a second at a time
+    assert moved[0] == 0
 
 
 def test_reschedule_onto_a_pending_event_names_it(aws: Any, capsys: pytest.CaptureFixture[str], clock: Clock) -> None:
@@ -601,7 +626,7 @@ def test_schedule_json_output(aws: Any, capsys: pytest.CaptureFixture[str]) -> N
 def test_the_client_pool_fits_max_workers(
     aws: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The CLI's S3 client holds --max-workers connections (default 32, or S3_SCHEDULER_MAX_WORKERS)."""
+    """The CLI's S3 client holds --max-workers connections (default 32, or S3_SCHEDULER_MAX_WORKERS) and 3 more."""
     pools: list[int] = []
     original = boto3.session.Session.client
 
@@ -616,7 +641,7 @@ def test_the_client_pool_fits_max_workers(
     monkeypatch.setenv("S3_SCHEDULER_MAX_WORKERS", "5")
     run(capsys, "list")
 
-    assert pools == [32, 7, 5]
+    assert pools == [32 + 3, 7 + 3, 5 + 3]  # the copies, and the listing, the batch delete and the lease
 
 
 def test_max_workers_and_legacy_offsets_reach_the_scheduler(
@@ -678,11 +703,11 @@ def test_check_prints_each_problem_and_fails(aws: Any, capsys: pytest.CaptureFix
     assert status == 1
     lines = out.splitlines()
     assert lines[0].startswith("not an event: 'jobs/|not-a-time|target|x': 'not-a-time' is not a time")
-    assert lines[-2] == "events=3 not_events=1 late=0 offset_keys=2"  # the T-form name needs the look-ahead too
-    assert lines[-1].startswith("2 event(s) named with a UTC offset (as 0.0.3 wrote them) or sorting after their time")
+    assert lines[-2] == "events=3 not_events=1 late=0 offset_keys=1"  # the T-form name is read in time either way
+    assert lines[-1].startswith("1 event(s) named with a UTC offset (as 0.0.3 wrote them) or sorting after their time")
     assert strict[0] == 1
     report = json.loads(strict[1])
-    assert [item["key"] for item in report["late"]] == [OFFSET_KEY, T_KEY]
+    assert [item["key"] for item in report["late"]] == [OFFSET_KEY]
     assert (report["ok"], report["legacy_offsets_needed"]) == (False, True)
 
 
@@ -801,27 +826,36 @@ SCHEDULE_K = ["schedule", "--at", "+1h", "--to", "s3://target/k", "--content", "
         (["schedule", "--from", "-", "--at", "+1h"], 2, "--from FILE.jsonl takes the times"),
         (["list", "--until", "9999-12-31T23:59:59"], 2, "--until '9999-12-31T23:59:59' is out of range"),
         (["list", "--until", "soon"], 2, "--until 'soon' is not a time"),
-        (["list", "--limit", "-1"], 2, "--limit -1 must be zero or more"),
+        (["list", "--limit", "-1"], 2, "--limit '-1' is not a whole number of zero or more: e.g. --limit 20"),
+        (["list", "--limit", "1e20"], 2, "--limit '1e20' is not a whole number of zero or more"),
         (["--bucket", "Bad_Bucket!", "list"], 2, "--bucket 'Bad_Bucket!' is not a bucket name: use 3 to 63"),
         (["--endpoint-url", "localhost:5101", "list"], 2, "'localhost:5101' is not a URL: use the form http://host"),
-        (["--max-workers", "0", "list"], 2, "--max-workers 0 must be a whole number of 1 or more"),
+        (["--max-workers", "0", "list"], 2, "--max-workers '0' must be a whole number from 1 to 1000, e.g. 32"),
+        (["--max-workers", "1e20", "list"], 2, "--max-workers '1e20' must be a whole number from 1 to 1000"),
+        (["--max-workers", "1001", "list"], 2, "--max-workers '1001' must be a whole number from 1 to 1000"),
         (["--bucket", "no-such-bucket", "list"], 1, "no such bucket 'no-such-bucket'"),
         (
             ["--bucket", "no-such-bucket", "cancel", "jobs/|2030-01-07%2014%3A05%3A00%2B00%3A00|t|k"],
             1,
             "no such bucket",
         ),
-        (["--region", "not a region", "list"], 1, "AWS error: Provided region_name 'not a region'"),
+        (
+            ["--region", "not a region", "list"],
+            2,
+            "--region 'not a region' is not a region: use a name such as eu-west-3",
+        ),
+        (["--region", "", "list"], 2, "--region '' is not a region: use a name such as eu-west-3"),
         (["cancel", "other/|x"], 2, "'other/|x' is not an event of 'jobs/|'"),
         (["cancel"], 2, "cancel needs the KEY of each event, or --to"),
         (["cancel", "--at", "+1h"], 2, "--at selects among the events of a target: pass --to"),
         (["cancel", "--to", "s3://target/k"], 1, "no pending event goes to s3://target/k"),
         (["reschedule", "--at", "+1h"], 2, "reschedule needs either the KEY"),
-        (["run", "--interval", "1h"], 2, "at most 0:15:00"),
+        (["run", "--interval", "16m"], 2, "--interval '16m' must be more than 0 and at most 15m"),
         (["handle", "--timeout", "soon"], 2, "--timeout 'soon' is not a duration"),
         (["--max-lateness", "soon", "handle"], 2, "--max-lateness 'soon' is not a duration: use seconds or 90s"),
         (["handle", "--max-lateness", "-1h"], 2, "--max-lateness '-1h' is not a duration"),
         (["handle", "--max-lateness", "99999999999d"], 2, "--max-lateness '99999999999d' is too long"),
+        (["handle", "--max-lateness", "10s"], 2, "--max-lateness '10s' is under 1m: runs a minute apart find events"),
         ([*SCHEDULE_K, "--metadata", "order-id"], 2, "--metadata 'order-id' is not NAME=VALUE: e.g. --metadata"),
         ([*SCHEDULE_K, "--metadata", "=42"], 2, "--metadata '=42' is not NAME=VALUE"),
         ([*SCHEDULE_K, "--metadata", "numéro=42"], 2, "--metadata 'numéro=42': the name must be ASCII letters"),
@@ -913,6 +947,32 @@ def test_a_bad_endpoint_in_the_environment_is_named(
     )
 
 
+def test_the_region_comes_from_aws_region_and_a_malformed_one_is_named(
+    aws: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--region, else AWS_REGION (as documented; boto3 reads only AWS_DEFAULT_REGION), names the client's region; an
+    empty or malformed region is a usage error naming its source, not botocore's bare ValueError (issue 17)."""
+    regions: list[str | None] = []
+    original = boto3.session.Session.client
+
+    def client(self: Any, *args: Any, **kwargs: Any) -> Any:
+        made = original(self, *args, **kwargs)
+        regions.append(made.meta.region_name)
+        return made
+
+    monkeypatch.setattr(boto3.session.Session, "client", client)
+    monkeypatch.setenv("AWS_REGION", "eu-west-3")
+    from_env = run(capsys, "list")
+    given = run(capsys, "--region", "us-west-2", "list")
+    monkeypatch.delenv("AWS_REGION")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "")
+    empty = run(capsys, "list")
+
+    assert (from_env[0], given[0]) == (0, 0)
+    assert regions == ["eu-west-3", "us-west-2"]
+    assert empty == (2, "", "s3-scheduler: AWS_DEFAULT_REGION='' is not a region: use a name such as eu-west-3\n")
+
+
 def test_a_missing_bucket_names_the_option_and_the_variable(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -994,6 +1054,310 @@ def test_usage_errors_from_argparse_exit_2(capsys: pytest.CaptureFixture[str]) -
     assert run(capsys, "list", "--no-such-option")[0] == 2
 
 
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        ([], "s3-scheduler: the following arguments are required: COMMAND (see s3-scheduler --help)"),
+        (["list", "--no-such-option"], "s3-scheduler: unrecognized arguments: --no-such-option"),
+        (["list", "--limit"], "s3-scheduler list: argument --limit: expected one argument"),
+        (["nope"], "s3-scheduler: argument COMMAND: invalid choice: 'nope'"),
+        (["cancel", "--to"], "s3-scheduler cancel: argument --to: expected one argument"),
+        (["list", "--bogus\u2028x"], "s3-scheduler: unrecognized arguments: --bogus x"),
+    ],
+)
+def test_argparse_errors_are_one_line(capsys: pytest.CaptureFixture[str], argv: list[str], message: str) -> None:
+    """argparse's own errors are one line naming --help, not a usage block (issue 17)."""
+    status, out, err = run(capsys, *argv)
+
+    assert (status, out) == (2, "")
+    assert len(err.splitlines()) == 1
+    assert err.startswith(message)
+    assert err.endswith("--help)\n")
+
+
+def test_a_huge_limit_means_no_limit(aws: Any, capsys: pytest.CaptureFixture[str], clock: Clock) -> None:
+    """list --limit 100000000000000000000 lists everything instead of failing in itertools (issue 17)."""
+    key = scheduler(aws, clock).schedule(T0 + timedelta(hours=1), "target", "one", "1")
+
+    status, out, err = run(capsys, "--json", "list", "--limit", "100000000000000000000", clock=clock)
+    zero = run(capsys, "--json", "list", "--limit", "0", clock=clock)
+
+    assert (status, err) == (0, "")
+    assert [json.loads(line)["key"] for line in out.splitlines()] == [key]
+    assert zero == (0, "", "")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://[::1",
+        "http://a b",
+        "http://host:99999",
+        "http://host:port",
+        "ftp://host",
+        "http://",
+        "http://h\u2028st",
+        "http://host/\u00e9",
+        "http://-host-",
+    ],
+)
+def test_a_malformed_endpoint_is_a_usage_error(
+    aws: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    """An endpoint botocore would refuse with a bare ValueError fails in one line naming the option or the
+    variable, exit 2 (issue 17)."""
+    given = run(capsys, "--endpoint-url", url, "list")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", url)
+    from_env = run(capsys, "list")
+
+    assert given[0] == from_env[0] == 2
+    assert given[2].startswith("s3-scheduler: --endpoint-url '")
+    assert from_env[2].startswith("s3-scheduler: AWS_ENDPOINT_URL '")
+    assert all(
+        len(err.splitlines()) == 1 and "is not a URL: use the form http" in err for err in (given[2], from_env[2])
+    )
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:5000", "https://s3.eu-west-3.amazonaws.com", "http://[::1]:9000/"])
+def test_a_well_formed_endpoint_passes(url: str) -> None:
+    """http and https URLs with a host (a name, an IPv4 or an IPv6 address) and a port are endpoints."""
+    assert cli.endpoint_problem(url) is None
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--prefix", "\udcff", "list"], "--prefix '\\udcff' is not UTF-8 text"),
+        ([*SCHEDULE_K[:4], "s3://target/\udcff", "--content", "x"], "--to 's3://target/\\udcff' is not UTF-8 text"),
+        ([*SCHEDULE_K[:6], "secret \udcff"], "--content is not UTF-8 text"),
+        (["cancel", "jobs/|2030-01-07%2014%3A05%3A00%2B00%3A00|target|\udcff"], "KEY 'jobs/|2030"),
+        (["list", "--until", "+1\udcffh"], "--until '+1\\udcffh' is not UTF-8 text"),
+    ],
+)
+def test_an_argument_that_is_not_utf8_is_a_usage_error(
+    aws: Any, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    """A byte that is not UTF-8 on the command line (a lone surrogate in argv) fails in one line naming the option,
+    content never echoed, nothing written (issue 17)."""
+    status, out, err = run(capsys, *argv)
+
+    assert (status, out) == (2, "")
+    assert err.startswith(f"s3-scheduler: {message}")
+    assert len(err.splitlines()) == 1
+    assert "secret" not in err
+    assert keys(aws, "sched") == []
+
+
+def test_a_prefix_that_is_not_utf8_in_the_environment_is_named(
+    aws: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """S3_SCHEDULER_PREFIX holding a byte that is not UTF-8 is a usage error naming the variable."""
+    monkeypatch.setenv("S3_SCHEDULER_PREFIX", os.fsdecode(b"jobs\xff"))
+
+    status, _, err = run(capsys, "list")
+
+    assert status == 2
+    assert err.startswith("s3-scheduler: S3_SCHEDULER_PREFIX='jobs\\udcff' is not UTF-8 text")
+
+
+def test_a_file_name_that_is_not_utf8_is_read(aws: Any, capsys: pytest.CaptureFixture[str], tmp_path: Any) -> None:
+    """--file names a file by any bytes the file system holds: only S3 names and text must be UTF-8."""
+    path = os.path.join(os.fsdecode(bytes(tmp_path)), os.fsdecode(b"\xff.bin"))
+    with open(path, "wb") as stream:
+        stream.write(b"payload")
+
+    status, out, err = run(capsys, *SCHEDULE_K[:5], "--file", path)
+
+    assert (status, err) == (0, "")
+    assert aws.get_object(Bucket="sched", Key=out.strip())["Body"].read() == b"payload"
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("+5 m", 300), ("-5 m", -300), ("+ 5m", 300), ("+1.5 h", 5400), ("+90 s", 90)]
+)
+def test_a_space_before_the_unit_is_accepted(text: str, seconds: float) -> None:
+    """`+5 m` is `+5m` (issue 17): a space between the number and its unit is fine, in times and durations."""
+    assert cli.parse_when(text, T0) == T0 + timedelta(seconds=seconds)
+    assert cli.duration_seconds(text.lstrip("+-").strip()) == abs(seconds)
+
+
+def test_schedule_at_plus_5_space_m(aws: Any, capsys: pytest.CaptureFixture[str], clock: Clock) -> None:
+    """`schedule --at '+5 m'` schedules five minutes ahead, and `--at '-5 m'` is not taken for an option."""
+    ahead = run(capsys, *SCHEDULE_K[:1], "--at", "+5 m", *SCHEDULE_K[3:], clock=clock)
+    behind = run(capsys, "--json", "schedule", "--at", "-5 m", "--to", "s3://target/b", "--content", "x", clock=clock)
+
+    assert ahead[:2] == (0, "jobs/|2026-11-27%2012%3A05%3A00%2B00%3A00|target|k\n")
+    assert json.loads(behind[1])["when"] == "2026-11-27T11:55:00+00:00"
+
+
+@pytest.mark.parametrize(("seconds", "text"), [(900, "15m"), (90, "90s"), (3600, "1h"), (86400, "1d"), (1.5, "1.5s")])
+def test_durations_are_printed_as_a_user_writes_them(seconds: float, text: str) -> None:
+    """A duration the CLI prints is in the largest whole unit, as one writes it: 15m, not 0:15:00."""
+    assert cli.format_duration(seconds) == text
+    assert cli.duration_seconds(text) == seconds
+
+
+def test_run_help_gives_the_interval_limit_as_a_duration(capsys: pytest.CaptureFixture[str]) -> None:
+    """run --help says `at most 15m`, the form --interval takes, not timedelta's 0:15:00."""
+    status, out, _ = run(capsys, "run", "--help")
+
+    assert status == 0
+    assert "at most 15m" in " ".join(out.split())
+    assert "0:15:00" not in out
+
+
+def test_deeply_nested_json_in_a_from_file_is_one_line(
+    aws: Any, capsys: pytest.CaptureFixture[str], tmp_path: Any
+) -> None:
+    """A line nesting deeper than the JSON reader goes fails in one line naming it, not a RecursionError (issue 17)."""
+    path = jsonl(tmp_path, {"at": "+1h", "to": "s3://target/a", "content": "x"}, "[" * 100_000 + "]" * 100_000)
+
+    status, out, err = run(capsys, "schedule", "--from", path)
+
+    assert (status, out) == (2, "")
+    assert err == (
+        f"s3-scheduler: --from {path!r} line 2 nests too deeply to read: write"
+        ' {"at": "2030-01-07T14:05", "to": "s3://work/in/report.json", "content": "hi"}\n'
+    )
+    assert keys(aws, "sched") == []
+
+
+def test_from_lines_end_at_newlines_only(
+    aws: Any, capsys: pytest.CaptureFixture[str], clock: Clock, tmp_path: Any
+) -> None:
+    """U+2028, U+2029, U+0085, form feed and the like inside a --from line neither split it nor crash; CRLF ends
+    a line as LF does (issue 17)."""
+    separators = "\u2028\u2029\x85\x0c\x0b\x1c\x1d\x1e"
+    events = [
+        {"at": "+1h", "to": f"s3://target/a{separators}", "content": f"one{separators}line"},
+        {"at": "+2h", "to": "s3://target/b", "content": "two"},
+    ]
+    path = tmp_path / "events.jsonl"
+    path.write_bytes("\r\n".join(json.dumps(e, ensure_ascii=False) for e in events).encode("utf-8") + b"\r\n")
+
+    status, out, err = run(capsys, "schedule", "--from", str(path), clock=clock)
+
+    assert (status, err) == (0, "")
+    written = out.split("\n")[:-1]
+    assert len(written) == 2
+    assert aws.get_object(Bucket="sched", Key=written[0])["Body"].read() == f"one{separators}line".encode()
+    assert [e.path for e in scheduler(aws, clock).pending()] == [f"a{separators}", "b"]
+
+
+@pytest.mark.parametrize("field", ["to", "content", "at"])
+def test_a_lone_surrogate_in_a_from_line_is_a_usage_error(
+    aws: Any, capsys: pytest.CaptureFixture[str], tmp_path: Any, field: str
+) -> None:
+    """A JSON escape of a lone surrogate ("\\ud800") in a --from line fails in one line naming the line and the
+    field, before any request (issue 17)."""
+    event = {"at": "+1h", "to": "s3://target/a", "content": "x"}
+    event[field] += "\ud800"
+    path = jsonl(tmp_path, {"at": "+1h", "to": "s3://target/z", "content": "x"}, json.dumps(event))
+
+    status, _, err = run(capsys, "schedule", "--from", path)
+
+    assert status == 2
+    assert err.startswith(f's3-scheduler: --from {path!r} line 2: "{field}" is not UTF-8 text')
+    assert len(err.splitlines()) == 1
+    assert keys(aws, "sched") == []
+
+
+def test_schedule_warns_when_the_time_is_past(
+    aws: Any, capsys: pytest.CaptureFixture[str], clock: Clock, tmp_path: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The CLI warns in one line when WHEN is past, and schedules anyway; the Python API stays silent as 0.0.3 was."""
+    past = run(capsys, *SCHEDULE_K[:1], "--at", "-5m", *SCHEDULE_K[3:], clock=clock)
+    ahead = run(capsys, *SCHEDULE_K[:1], "--at", "+5m", *SCHEDULE_K[3:], clock=clock)
+    lines = jsonl(
+        tmp_path,
+        {"at": "2020-01-01T00:00", "to": "s3://target/a", "content": "x"},
+        {"at": "+1h", "to": "s3://target/b", "content": "x"},
+        {"at": "-1s", "to": "s3://target/c", "content": "x"},
+    )
+    many = run(capsys, "schedule", "--from", lines, clock=clock)
+    with caplog.at_level(logging.DEBUG, logger="s3_scheduler"):
+        scheduler(aws, clock).schedule(T0 - timedelta(days=1), "target", "api", "x")
+
+    assert past[0] == 0
+    assert past[2] == (
+        "s3-scheduler: warning: --at '-5m' is 2026-11-27T11:55:00+00:00, in the past: the next run delivers it\n"
+    )
+    assert ahead[0::2] == (0, "")
+    assert many[0] == 0
+    assert many[2] == (
+        f"s3-scheduler: warning: --from {lines!r}: 2 of 3 events are in the past (lines 1, 3): the next run delivers"
+        " them\n"
+    )
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert len(keys(aws, "sched")) == 6
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("my..bucket", "two dots in a row"),
+        ("-bucket", "starting and ending with a letter or digit"),
+        ("bucket-", "starting and ending with a letter or digit"),
+        (".bucket", "starting and ending with a letter or digit"),
+        ("a" * 64, "3 to 63 characters"),
+        ("192.168.1.1", "shaped as an IP address"),
+        ("xn--bucket", "AWS keeps that prefix or suffix"),
+        ("sthree-bucket", "AWS keeps that prefix or suffix"),
+        ("bucket-s3alias", "AWS keeps that prefix or suffix"),
+        ("bucket--ol-s3", "AWS keeps that prefix or suffix"),
+    ],
+)
+def test_target_buckets_follow_s3s_naming_rules(
+    aws: Any, capsys: pytest.CaptureFixture[str], tmp_path: Any, name: str, reason: str
+) -> None:
+    """A target bucket S3 would never create is refused at schedule time, in --to and in --from lines (issue 17)."""
+    to = run(capsys, *SCHEDULE_K[:3], "--to", f"s3://{name}/k", "--content", "x")
+    path = jsonl(tmp_path, {"at": "+1h", "to": f"s3://{name}/k", "content": "x"})
+    many = run(capsys, "schedule", "--from", path)
+
+    assert (to[0], many[0]) == (2, 2)
+    assert to[2].startswith(f"s3-scheduler: --to 's3://{name}/k': {name!r} is not a bucket name (")
+    assert many[2].startswith(f"s3-scheduler: --from {path!r} line 1: \"to\" 's3://{name}/k': {name!r} is not a")
+    assert all(reason in err and err.count("\n") == 1 for err in (to[2], many[2]))
+    assert keys(aws, "sched") == []
+
+
+# --json: the keys README's "Command line" section documents ------------------------------------------------
+
+
+EVENT_KEYS = {"key", "when", "bucket", "path"}
+REPORT_KEYS = {"delivered", "failed", "skipped", "deferred", "vanished", "rejected", "dead_lettered", "expired"}
+
+
+def test_every_json_line_has_the_documented_keys(
+    aws: Any, capsys: pytest.CaptureFixture[str], clock: Clock, tmp_path: Any
+) -> None:
+    """Each command's --json line has the keys README documents: an event's key, when, bucket and path (list adds
+    due_in, reschedule old_key), cancel's key and cancelled, handle's report, check's findings (issue 17)."""
+    scheduled = run(capsys, "--json", *SCHEDULE_K, clock=clock)
+    many = run(
+        capsys, "--json", "schedule", "--from", jsonl(tmp_path, {"at": "+2h", "to": "s3://target/m", "content": "x"})
+    )
+    listed = run(capsys, "--json", "list", clock=clock)
+    moved = run(capsys, "--json", "reschedule", "--to", "s3://target/k", "--at", "-1m", clock=clock)
+    cancelled = run(capsys, "--json", "cancel", "--to", "s3://target/m", clock=clock)
+    handled = run(capsys, "--json", "handle", clock=clock)
+    checked = run(capsys, "--json", "check", clock=clock)
+
+    def one(result: tuple[int, str, str]) -> set[str]:
+        assert result[0] == 0
+        (line,) = result[1].splitlines()
+        return set(json.loads(line))
+
+    assert one(scheduled) == one(many) == EVENT_KEYS
+    assert [set(json.loads(line)) for line in listed[1].splitlines()] == [EVENT_KEYS | {"due_in"}] * 2
+    assert one(moved) == EVENT_KEYS | {"old_key"}
+    assert one(cancelled) == {"key", "cancelled"}
+    assert one(handled) == REPORT_KEYS
+    assert one(checked) == {"events", "not_events", "late", "offset_keys", "ok", "legacy_offsets_needed"}
+    assert json.loads(handled[1])["delivered"][0].keys() == EVENT_KEYS
+
+
 # run ---------------------------------------------------------------------------------------
 
 
@@ -1027,35 +1391,106 @@ def test_run_in_process_stops_on_a_real_sigterm(aws: Any, capsys: pytest.Capture
     assert signal.getsignal(signal.SIGTERM) is previous
 
 
+class SigtermOnRetry(logging.Handler):
+    """Records each retry warning of the run loop, and sends SIGTERM at the ``stop_at``-th."""
+
+    def __init__(self, stop_at: int) -> None:
+        super().__init__()
+        self.stop_at = stop_at
+        self.retries: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage().startswith("Run: "):
+            self.retries.append(record.getMessage())
+            if len(self.retries) == self.stop_at:
+                os.kill(os.getpid(), signal.SIGTERM)  # in the main thread: the handler runs at once
+
+
+@contextmanager
+def listings_failing(monkeypatch: pytest.MonkeyPatch, code: str, after: int) -> Iterator[list[int]]:
+    """Make every ListObjectsV2 of the CLI's clients after the first ``after`` fail with ``code``."""
+    calls: list[int] = []
+    original = boto3.session.Session.client
+
+    def fail(**_: Any) -> None:
+        calls.append(1)
+        if len(calls) > after:
+            raise ClientError({"Error": {"Code": code, "Message": code}}, "ListObjectsV2")
+
+    def client_with_hook(self: Any, *args: Any, **kwargs: Any) -> Any:
+        made = original(self, *args, **kwargs)
+        made.meta.events.register("before-call.s3.ListObjectsV2", fail)
+        return made
+
+    monkeypatch.setattr(boto3.session.Session, "client", client_with_hook)
+    yield calls
+
+
 def test_run_warns_about_an_outage_and_keeps_going(
     aws: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A window that finds no bucket is warned on stderr in one line and retried; only SIGTERM ends the run."""
+    """After a first good window, a bucket gone missing is warned on stderr in one line and retried; only SIGTERM
+    ends the run."""
     monkeypatch.setattr("s3_scheduler.runner.FIRST_RETRY", 0.001)
-    retries: list[str] = []
+    spy = SigtermOnRetry(stop_at=2)
+    logging.getLogger("s3_scheduler").addHandler(spy)
+    try:
+        with listings_failing(monkeypatch, "NoSuchBucket", after=1):
+            status, _, err = run(capsys, "run", "--interval", "0.001")
+    finally:
+        logging.getLogger("s3_scheduler").removeHandler(spy)
 
-    class SigtermOnSecondRetry(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            if record.getMessage().startswith("Run: "):
-                retries.append(record.getMessage())
-                if len(retries) == 2:
-                    os.kill(os.getpid(), signal.SIGTERM)  # in the main thread: the handler runs at once
+    assert status == 0
+    assert spy.retries == [
+        f"Run: no such bucket 'sched': check --bucket (or S3_SCHEDULER_BUCKET) and --region; trying again in {s:g} s"
+        for s in (0.001, 0.002)
+    ]
+    assert err.count("WARNING s3_scheduler.") + err.count("WARNING s3_scheduler:") == 2
+    assert err.count("\n") == 2
 
-    spy = SigtermOnSecondRetry()
+
+@pytest.mark.parametrize(
+    ("code", "message"),
+    [
+        ("NoSuchBucket", "no such bucket 'sched': check --bucket (or S3_SCHEDULER_BUCKET) and --region"),
+        ("AccessDenied", "access denied to bucket 'sched' (AccessDenied): check the credentials and the IAM policy"),
+    ],
+)
+def test_run_ends_at_once_when_the_first_listing_finds_no_bucket_or_no_access(
+    aws: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, code: str, message: str
+) -> None:
+    """A bucket that does not exist, or is denied, at the first window ends run with one line and exit 1 (issue 17):
+    waiting would not mend the configuration."""
+    monkeypatch.setattr("s3_scheduler.runner.FIRST_RETRY", 0.001)
+    spy = SigtermOnRetry(stop_at=1)  # without the fix, the run would retry: stop it there
+    logging.getLogger("s3_scheduler").addHandler(spy)
+    try:
+        with listings_failing(monkeypatch, code, after=0) as calls:
+            status, out, err = run(capsys, "run", "--interval", "0.001")
+    finally:
+        logging.getLogger("s3_scheduler").removeHandler(spy)
+
+    assert (status, out) == (1, "")
+    assert err == f"s3-scheduler: {message}\n"
+    assert (len(calls), spy.retries) == (1, [])
+
+
+def test_run_against_a_bucket_that_does_not_exist_fails_in_one_line(
+    aws: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`s3-scheduler --bucket no-such-bucket run` (a new user's typo) exits 1 with one line, no retries (issue 17)."""
+    spy = SigtermOnRetry(stop_at=1)
     logging.getLogger("s3_scheduler").addHandler(spy)
     try:
         status, _, err = run(capsys, "--bucket", "no-such-bucket", "run")
     finally:
         logging.getLogger("s3_scheduler").removeHandler(spy)
 
-    assert status == 0
-    assert retries == [
-        "Run: no such bucket 'no-such-bucket': check --bucket (or S3_SCHEDULER_BUCKET) and --region;"
-        f" trying again in {seconds:g} s"
-        for seconds in (0.001, 0.002)
-    ]
-    assert err.count("WARNING s3_scheduler.") + err.count("WARNING s3_scheduler:") == 2
-    assert err.count("\n") == 2
+    assert status == 1
+    assert (
+        err == "s3-scheduler: no such bucket 'no-such-bucket': check --bucket (or S3_SCHEDULER_BUCKET) and --region\n"
+    )
+    assert spy.retries == []
 
 
 def readline_within(stream: IO[str], seconds: float) -> str:

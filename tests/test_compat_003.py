@@ -3,102 +3,18 @@
 0.0.3 is downloaded from the package index at test time into a temporary folder (its
 code is never part of this project) and run in a subprocess against the same S3 server
 (moto's, and a real one when set). The tests skip, saying why, only when the index
-cannot be reached.
+cannot be reached. The fixture and the driver (``original_source``, `run_original`) are
+in conftest.py, shared with test_mixed_fleet.py.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-import tarfile
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
-
-import pytest
 
 from s3_scheduler import Scheduler
 
-from .conftest import S3, Endpoint
-
-ORIGINAL = "s3-scheduler==0.0.3"
-
-# Runs in a subprocess whose PYTHONPATH holds 0.0.3 only; reads its orders from stdin.
-DRIVER = r"""
-import json, sys
-from datetime import datetime
-import boto3
-from botocore.config import Config
-import s3_scheduler
-from s3_scheduler.scheduler import Scheduler
-
-spec = json.load(sys.stdin)
-if not s3_scheduler.__file__.startswith(spec["source"]):
-    sys.exit("imported the wrong s3_scheduler: " + s3_scheduler.__file__)
-resource = boto3.resource(
-    "s3", endpoint_url=spec["endpoint"], aws_access_key_id=spec["access_key"],
-    aws_secret_access_key=spec["secret_key"], region_name="us-east-1",
-    config=Config(s3={"addressing_style": "path"}),
-)
-scheduler = Scheduler(spec["bucket"], spec["path"], resource, resource.meta.client)
-out = []
-for order in spec["orders"]:
-    if order[0] == "schedule":
-        when, bucket, target, content = order[1:]
-        out.append(scheduler.schedule(datetime.fromisoformat(when), bucket, target, content))
-    else:
-        scheduler.handle()
-        out.append(None)
-print(json.dumps(out))
-"""
-
-
-@pytest.fixture(scope="session")
-def original_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The unpacked sdist of s3-scheduler 0.0.3, fetched from the package index."""
-    folder = tmp_path_factory.mktemp("s3-scheduler-0.0.3")
-    command = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:"]
-    done = subprocess.run([*command, "-d", str(folder), ORIGINAL], capture_output=True, text=True, timeout=300)
-    archives = list(folder.glob("*.tar.gz"))
-    if done.returncode != 0 or not archives:
-        reason = (done.stderr.strip().splitlines() or ["no sdist downloaded"])[-1]
-        pytest.skip(f"the package index could not be reached for {ORIGINAL}: {reason}")
-    with tarfile.open(archives[0]) as archive:
-        if hasattr(tarfile, "data_filter"):
-            archive.extractall(folder, filter="data")
-        else:  # pragma: no cover - Python without PEP 706
-            archive.extractall(folder)
-    source = folder / "s3_scheduler-0.0.3"
-    assert (source / "s3_scheduler" / "scheduler.py").is_file()
-    return source
-
-
-def run_original(source: Path, endpoint: Endpoint, s3: S3, path: str, orders: list[list[Any]]) -> list[Any]:
-    """Run ``orders`` with 0.0.3's Scheduler in a subprocess; return what each returned."""
-    spec = {
-        "source": str(source),
-        "endpoint": endpoint.url,
-        "access_key": endpoint.access_key,
-        "secret_key": endpoint.secret_key,
-        "bucket": s3.schedule_bucket,
-        "path": path,
-        "orders": orders,
-    }
-    env = {**os.environ, "PYTHONPATH": str(source)}
-    done = subprocess.run(
-        [sys.executable, "-c", DRIVER],
-        input=json.dumps(spec),
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=source.parent,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    result: list[Any] = json.loads(done.stdout)
-    return result
+from .conftest import S3, Endpoint, run_original
 
 
 def real_now() -> datetime:

@@ -118,6 +118,7 @@ def test_exclusive_runs_deliver_each_event_exactly_once(
     assert wire.keys(wire.schedule_bucket) == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["threads", "processes"])
 def test_without_the_lease_overlapping_runs_deliver_twice(
     kind: str, moto_endpoint: Endpoint, setup_events: Any, capsys: pytest.CaptureFixture[str]

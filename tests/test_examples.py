@@ -1,6 +1,7 @@
 """The deployment examples: the SAM template passes cfn-lint, refuses a prefix ending in
-``/`` and alarms on the handler's metrics; the Zappa settings use the ready handler and a
-role of their own; a delivery reaches the target as ``s3:ObjectCreated:Copy``.
+``/`` and alarms on the handler's metrics, on the function's errors and on runs that stop
+reporting; the Zappa settings use the ready handler, a role of their own and log at INFO;
+a delivery reaches the target as ``s3:ObjectCreated:Copy``.
 
 The roles themselves are checked against docs/iam/ and run under moto's IAM in
 tests/test_iam.py.
@@ -9,6 +10,7 @@ tests/test_iam.py.
 from __future__ import annotations
 
 import json
+import logging
 import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -18,7 +20,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from s3_scheduler import Scheduler
+from s3_scheduler import ConfigurationError, Scheduler
+from s3_scheduler.aws_lambda import LambdaHandler
 from s3_scheduler.metrics import DEFAULT_NAMESPACE, METRICS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -92,6 +95,74 @@ def test_the_sam_template_alarms_on_the_handlers_metrics(metric: str, threshold:
     assert alarm["Namespace"] == DEFAULT_NAMESPACE
     assert [d["Name"] for d in alarm["Dimensions"]] == ["Bucket", "Prefix"]
     assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("GreaterThanThreshold", threshold)
+
+
+def alarms() -> dict[str, dict[str, Any]]:
+    """The template's alarms' properties, by resource name."""
+    resources = template()["Resources"]
+    return {name: r["Properties"] for name, r in resources.items() if r["Type"] == "AWS::CloudWatch::Alarm"}
+
+
+def test_the_sam_template_alarms_when_the_function_fails() -> None:
+    """An alarm on the function's own Errors (AWS/Lambda, by FunctionName) fires on one failed invocation."""
+    (alarm,) = [a for a in alarms().values() if a["MetricName"] == "Errors"]
+
+    assert alarm["Namespace"] == "AWS/Lambda"
+    assert alarm["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": "SchedulerFunction"}}]
+    assert (alarm["Statistic"], alarm["ComparisonOperator"], alarm["Threshold"]) == ("Sum", "GreaterThanThreshold", 0)
+    assert (alarm["Period"], alarm["EvaluationPeriods"], alarm["TreatMissingData"]) == (60, 1, "notBreaching")
+
+
+def test_the_sam_template_alarms_when_no_run_reports_for_5_minutes() -> None:
+    """An alarm counts the runs' metrics lines and fires after 5 minutes without one, missing data breaching."""
+    (alarm,) = [a for a in alarms().values() if a["Statistic"] == "SampleCount"]
+
+    assert alarm["TreatMissingData"] == "breaching"
+    assert alarm["Namespace"] == DEFAULT_NAMESPACE
+    assert alarm["MetricName"] in dict(METRICS)
+    assert [d["Name"] for d in alarm["Dimensions"]] == ["Bucket", "Prefix"]
+    assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("LessThanThreshold", 1)
+    assert alarm["Period"] * alarm["EvaluationPeriods"] == 300
+    assert alarm["DatapointsToAlarm"] == alarm["EvaluationPeriods"]
+
+
+class _Context:
+    def get_remaining_time_in_millis(self) -> int:
+        return 60_000
+
+
+def test_every_run_reports_the_metric_the_no_run_alarm_counts(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An idle run of the ready handler prints one sample of that metric; a run that fails early prints none."""
+    (alarm,) = [a for a in alarms().values() if a["Statistic"] == "SampleCount"]
+    with mock_aws():
+        boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="my-schedule-bucket")
+        handler = LambdaHandler(environ={"S3_SCHEDULER_BUCKET": "my-schedule-bucket"})
+
+        handler({}, _Context())
+        idle = capsys.readouterr().out
+        with pytest.raises(ConfigurationError):
+            LambdaHandler(environ={})({}, _Context())
+        failed = capsys.readouterr().out
+
+    (line,) = idle.splitlines()
+    metrics = json.loads(line)
+    assert alarm["MetricName"] in [m["Name"] for m in metrics["_aws"]["CloudWatchMetrics"][0]["Metrics"]]
+    assert metrics[alarm["MetricName"]] == 0
+    assert failed == ""
+
+
+def test_the_zappa_settings_log_at_info(caplog: pytest.LogCaptureFixture) -> None:
+    """Zappa sets the root logger to the stage's log_level (DEBUG when unset): INFO keeps botocore's wire lines out."""
+    stage = json.loads((EXAMPLES / "zappa" / "zappa_settings.json").read_text())["production"]
+
+    caplog.set_level(stage.get("log_level", "DEBUG"))  # what Zappa's handler does with the setting
+
+    assert stage["log_level"] == "INFO"
+    assert not logging.getLogger("botocore.endpoint").isEnabledFor(logging.DEBUG)
+    assert logging.getLogger("s3_scheduler").isEnabledFor(logging.INFO)
+    assert '"log_level": "INFO"' in (EXAMPLES / "zappa" / "README.md").read_text()
 
 
 def test_the_alarms_notify_the_topic_only_when_one_is_given() -> None:

@@ -1,16 +1,23 @@
 """The documented least-privilege policies, enforced by moto's IAM: each role can do its
-job and nothing the other role does.
+job and nothing the other role does, and each grant is needed.
 
 docs/iam/application-policy.json (schedule, cancel, reschedule, list) and
 docs/iam/handler-policy.json (deliver), with the schedule in ``my-schedule-bucket`` at
 ``jobs`` and the targets ``work/*`` and ``reports/in/*``, are attached to IAM users of
 moto, and the scheduler runs with those users' keys while moto checks every request.
 
-moto's IAM differs from AWS's in four ways that matter here; the fixture below makes it
+Exact, both ways (issue 17): every documented call of a role works under its policy
+(enough), and taking any one action off any one resource of a policy makes S3 refuse a
+request of those calls (needed). The SAM and Zappa roles are checked to hold the
+handler policy's statements.
+
+moto's IAM differs from AWS's in five ways that matter here; the fixture below makes it
 behave as AWS documents, each change named where it is made:
 
 - it turns a policy's ``Resource`` into a regular expression without escaping it, so the
   ``|`` of ``jobs/|*`` is an alternation and that resource matches *every* ARN;
+- from 5.2.6 on, it checks the API operation's name (``s3:ListObjectsV2``) where AWS
+  checks the IAM action (``s3:ListBucket``);
 - it checks HeadBucket as an action ``s3:HeadBucket``, which IAM does not have (AWS
   checks ``s3:ListBucket``);
 - it checks a DeleteObjects request as ``s3:DeleteObject`` on the bucket, where AWS
@@ -33,14 +40,18 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import unquote, urlparse
 
 import boto3
 import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws, settings
-from moto.core.authorization import ActionAuthenticatorMixin
+
+try:
+    from moto.core.authorization import ActionAuthenticatorMixin
+except ImportError:  # where earlier moto 5 releases kept it
+    from moto.core.responses import ActionAuthenticatorMixin  # type: ignore[attr-defined]
 
 from s3_scheduler import Scheduler
 
@@ -61,6 +72,10 @@ def policy(name: str) -> dict[str, Any]:
     """A documented policy: ``application`` or ``handler``."""
     document: dict[str, Any] = json.loads((POLICIES / f"{name}-policy.json").read_text())
     return document
+
+
+def _as_list(value: str | list[str]) -> list[str]:
+    return [value] if isinstance(value, str) else value
 
 
 def sam_handler_policy() -> dict[str, Any]:
@@ -102,6 +117,42 @@ def zappa_handler_policy() -> dict[str, Any]:
 HANDLER_POLICIES = {"docs": lambda: policy("handler"), "sam": sam_handler_policy, "zappa": zappa_handler_policy}
 
 
+class Without(NamedTuple):
+    """A documented policy with one action taken off one resource of one statement."""
+
+    role: str
+    sid: str
+    action: str
+    resource: str
+
+    def apply(self, document: dict[str, Any]) -> dict[str, Any]:
+        """Return ``document`` granting everything it grants but ``action`` on ``resource``."""
+        statements: list[dict[str, Any]] = []
+        for statement in document["Statement"]:
+            if statement.get("Sid") != self.sid:
+                statements.append(statement)
+                continue
+            actions, resources = _as_list(statement["Action"]), _as_list(statement["Resource"])
+            others = [a for a in actions if a != self.action]
+            rest = [r for r in resources if r != self.resource]
+            assert (others, rest) != (actions, resources), f"{self} names nothing in its statement"
+            if others:
+                statements.append({**statement, "Action": others, "Resource": resources})
+            if rest:
+                statements.append({**statement, "Sid": f"{self.sid}Rest", "Action": [self.action], "Resource": rest})
+        return {**document, "Statement": statements}
+
+
+def grants(role: str) -> list[Without]:
+    """Each action on each resource the documented policy of ``role`` grants, as one removal each."""
+    return [
+        Without(role, statement["Sid"], action, resource)
+        for statement in policy(role)["Statement"]
+        for action in _as_list(statement["Action"])
+        for resource in _as_list(statement["Resource"])
+    ]
+
+
 @dataclass
 class Accounts:
     """S3 clients of moto with IAM enforced: one per role, and an admin to set up and look."""
@@ -132,13 +183,25 @@ def _user_client(iam: Any, name: str, document: dict[str, Any]) -> Any:
 
 def _as_aws_checks_it(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make moto's IAM check S3 requests the way AWS documents (see the module's docstring)."""
-    from moto.iam.access_control import IAMPolicyStatement
+    from moto.iam.access_control import IAMPolicyStatement, IAMRequestBase, S3IAMRequest
     from moto.s3 import responses
 
     # A Resource is a wildcard pattern, not a regular expression.
     monkeypatch.setattr(IAMPolicyStatement, "_match", staticmethod(iam_glob))
     # HeadBucket needs s3:ListBucket.
     monkeypatch.setitem(responses.ACTION_MAP["BUCKET"]["HEAD"], "DEFAULT", "ListBucket")
+
+    # The action checked is the IAM action moto's S3 responses name for the request
+    # (ListObjectsV2 needs s3:ListBucket). moto 5.2.6 checks the API operation's name
+    # instead (``s3:ListObjectsV2``, which IAM does not have), so every listing was denied.
+    checked = IAMRequestBase.check_action_permitted
+
+    def check_action_permitted(self: Any, resource: str) -> None:
+        if isinstance(self, S3IAMRequest) and self._data.get("Action"):
+            self._action = f"s3:{self._data['Action']}"
+        checked(self, resource)
+
+    monkeypatch.setattr(IAMRequestBase, "check_action_permitted", check_action_permitted)
 
     original = responses.S3Response._authenticate_and_authorize_s3_action
 
@@ -169,10 +232,16 @@ def _as_aws_checks_it(monkeypatch: pytest.MonkeyPatch) -> None:
 def accounts(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Accounts]:
     """moto with the schedule and target buckets, one IAM user per policy, and IAM enforced.
 
-    The handler's policy is the documented one, or (parametrized indirectly) the SAM
-    template's or the Zappa example's.
+    The policies are the documented ones; parametrized indirectly, the handler's is the
+    SAM template's or the Zappa example's (``"sam"``, ``"zappa"``), or a `Without` takes
+    one grant off the application's or the handler's.
     """
-    handler_policy = HANDLER_POLICIES[getattr(request, "param", "docs")]()
+    param = getattr(request, "param", "docs")
+    documents = {"application": policy("application"), "handler": policy("handler")}
+    if isinstance(param, Without):
+        documents[param.role] = param.apply(documents[param.role])
+    else:
+        documents["handler"] = HANDLER_POLICIES[param]()
     with mock_aws():
         setup = boto3.client("s3", region_name="us-east-1")
         for bucket in (BUCKET, *TARGETS, "elsewhere"):
@@ -180,8 +249,8 @@ def accounts(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) ->
         iam = boto3.client("iam", region_name="us-east-1")
         everything = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}
         admin = _user_client(iam, "admin", everything)
-        application = _user_client(iam, "application", policy("application"))
-        handler = _user_client(iam, "handler", handler_policy)
+        application = _user_client(iam, "application", documents["application"])
+        handler = _user_client(iam, "handler", documents["handler"])
         unrelated = {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::elsewhere/nothing"}
         nobody = _user_client(iam, "nobody", {"Version": "2012-10-17", "Statement": [unrelated]})
         _as_aws_checks_it(monkeypatch)
@@ -201,6 +270,100 @@ def denied(call: Any) -> bool:
 def asked_to_grant(caplog: pytest.LogCaptureFixture) -> list[str]:
     """The package's warnings that ask for a permission (the lease's, the attempt counter's)."""
     return [r.getMessage() for r in caplog.records if r.name.startswith("s3_scheduler") and "grant " in r.getMessage()]
+
+
+class Requests:
+    """The S3 requests a client made, as ``(operation, "bucket/key")``: those that succeeded, those forbidden."""
+
+    def __init__(self) -> None:
+        self.succeeded: list[tuple[str, str]] = []
+        self.denied: list[tuple[str, str]] = []
+
+    @classmethod
+    def watch(cls, client: Any) -> Requests:
+        requests = cls()
+        client.meta.events.register("before-parameter-build.s3", requests._name)
+        client.meta.events.register("after-call.s3", requests._record)
+        return requests
+
+    def _name(self, params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        context["iam_test_target"] = f"{params.get('Bucket', '')}/{params.get('Key', '')}".rstrip("/")
+
+    def _record(self, parsed: dict[str, Any], model: Any, context: dict[str, Any], **_: Any) -> None:
+        code = parsed.get("Error", {}).get("Code")
+        request = (model.name, context.get("iam_test_target", ""))
+        if code in ("AccessDenied", "403"):
+            self.denied.append(request)
+        elif code is None:
+            self.succeeded.append(request)
+
+
+@dataclass
+class Calls:
+    """What a role's documented calls did: their results, the calls that raised, the requests S3 answered."""
+
+    results: dict[str, Any]
+    raised: list[str]
+    requests: Requests
+
+
+def _attempt(calls: Calls, name: str, call: Any) -> None:
+    try:
+        calls.results[name] = call()
+    except Exception as exc:  # noqa: BLE001 - a call that raises is recorded, the next one still runs
+        calls.raised.append(f"{name}: {type(exc).__name__}: {exc}")
+
+
+def leftover_lease(accounts: Accounts) -> None:
+    """A lease that expired before T0 (a run that died): taking the lease must read it, then take it over."""
+    body = {"owner": "gone", "expires": (T0 - timedelta(minutes=5)).isoformat()}
+    accounts.admin.put_object(Bucket=BUCKET, Key="jobs/.lease", Body=json.dumps(body).encode())
+
+
+def application_calls(accounts: Accounts) -> Calls:
+    """The application's documented calls, each on state the admin set up: schedule, pending, reschedule
+    of an event near its time (a lease left over) and of one far off, cancel of a pending and of a gone event."""
+    admin = accounts.scheduler(accounts.admin)
+    near = admin.schedule(T0 + timedelta(minutes=2), "work", "in/near.json", "{}")
+    far = admin.schedule(T0 + timedelta(hours=1), "work", "in/far.json", "{}")
+    leftover_lease(accounts)
+    scheduler = accounts.scheduler(accounts.application)
+    calls = Calls({}, [], Requests.watch(accounts.application))
+
+    _attempt(calls, "schedule", lambda: scheduler.schedule(T0 + timedelta(days=2), "reports", "in/new.json", "{}"))
+    _attempt(calls, "pending", lambda: [event.key for event in scheduler.pending()])
+    _attempt(calls, "reschedule near", lambda: scheduler.reschedule(near, T0 + timedelta(minutes=3)))
+    _attempt(calls, "reschedule far", lambda: scheduler.reschedule(far, T0 + timedelta(days=1)))
+    _attempt(calls, "cancel", lambda: scheduler.cancel(calls.results["schedule"]))
+    _attempt(calls, "cancel again", lambda: scheduler.cancel(calls.results["schedule"]))
+    return calls
+
+
+ELSEWHERE_FAILS = ("CopyObject", "elsewhere/fail/y")
+"""The one request the handler's calls make that its policy refuses: a delivery outside its targets."""
+
+
+def handler_calls(accounts: Accounts) -> Calls:
+    """The handler's documented calls on the admin's events: a run that takes over a lease left over,
+    delivers to both targets, counts a failing event's runs in its tags and dead-letters a rejected
+    one; then the dead letters' listing."""
+    admin = accounts.scheduler(accounts.admin)
+    admin.schedule(T0, "work", "in/a.json", "{}")
+    admin.schedule(T0, "reports", "in/b.json", "{}")
+    admin.schedule(T0 - timedelta(days=2), "elsewhere", "x", "{}")  # rejected, then dead-lettered
+    admin.schedule(T0, "elsewhere", "fail/y", "{}")  # allowed, but outside the policy: fails, counted
+    leftover_lease(accounts)
+    scheduler = accounts.scheduler(
+        accounts.handler,
+        now=T0 + timedelta(seconds=1),
+        allowed_targets=["work", "reports/in/", "elsewhere/fail/"],
+        dead_letter_after=timedelta(days=1),
+    )
+    calls = Calls({}, [], Requests.watch(accounts.handler))
+
+    _attempt(calls, "handle", scheduler.handle)
+    _attempt(calls, "dead_letters", lambda: [f"{event.bucket}/{event.path}" for event in scheduler.dead_letters()])
+    return calls
 
 
 def test_iam_is_enforced(accounts: Accounts) -> None:
@@ -237,13 +400,29 @@ def test_the_application_schedules_lists_reschedules_and_cancels(accounts: Accou
 
 @pytest.mark.parametrize(
     ("bucket", "key"),
-    [("work", "x"), ("reports", "in/x"), (BUCKET, "jobs/.lease"), (BUCKET, "jobs/.dead-letters/x"), (BUCKET, "x")],
+    [("work", "x"), ("reports", "in/x"), (BUCKET, "jobs/.dead-letters/x"), (BUCKET, "jobs/x"), (BUCKET, "x")],
 )
-def test_the_application_cannot_write_targets_the_lease_or_dead_letters(
-    accounts: Accounts, bucket: str, key: str
-) -> None:
-    """The application policy refuses a PutObject anywhere but on event names."""
+def test_the_application_cannot_write_targets_or_dead_letters(accounts: Accounts, bucket: str, key: str) -> None:
+    """The application policy refuses a PutObject anywhere but on event names and the lease."""
     assert denied(lambda: accounts.application.put_object(Bucket=bucket, Key=key, Body=b"x"))
+
+
+def test_the_application_holds_the_lease_to_move_an_event_near_its_time(
+    accounts: Accounts, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With the application policy, reschedule() of an event within a run's reach takes and releases the lease."""
+    scheduler = accounts.scheduler(accounts.application)
+    key = scheduler.schedule(T0 + timedelta(minutes=2), "work", "in/report.json", "{}")
+    requests = Requests.watch(accounts.application)
+    caplog.set_level(logging.WARNING, logger="s3_scheduler")
+
+    moved = scheduler.reschedule(key, T0 + timedelta(minutes=3))
+
+    assert ("PutObject", f"{BUCKET}/jobs/.lease") in requests.succeeded
+    assert ("DeleteObject", f"{BUCKET}/jobs/.lease") in requests.succeeded
+    assert requests.denied == []
+    assert accounts.keys(BUCKET) == [moved]
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("s3_scheduler")] == []
 
 
 @pytest.mark.parametrize("accounts", ["docs", "sam", "zappa"], indirect=True)
@@ -310,6 +489,82 @@ def test_the_handler_cannot_write_an_event(accounts: Accounts) -> None:
     assert accounts.keys(BUCKET) == []
 
 
+def test_the_application_policy_is_enough_for_every_documented_call(
+    accounts: Accounts, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Under the application policy each of its calls does its job, no request is refused and nothing is warned."""
+    caplog.set_level(logging.WARNING, logger="s3_scheduler")
+
+    calls = application_calls(accounts)
+
+    assert calls.raised == []
+    assert calls.requests.denied == []
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("s3_scheduler")] == []
+    assert (calls.results["cancel"], calls.results["cancel again"]) == (True, False)
+    assert ("PutObject", f"{BUCKET}/jobs/.lease") in calls.requests.succeeded
+    assert accounts.keys(BUCKET) == sorted([calls.results["reschedule near"], calls.results["reschedule far"]])
+
+
+def test_the_handler_policy_is_enough_for_every_documented_call(
+    accounts: Accounts, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Under the handler policy a run delivers, counts, dead-letters, holds the lease; only a foreign target fails."""
+    caplog.set_level(logging.WARNING, logger="s3_scheduler")
+
+    calls = handler_calls(accounts)
+
+    report = calls.results["handle"]
+    assert calls.raised == []
+    assert calls.requests.denied == [ELSEWHERE_FAILS]
+    assert asked_to_grant(caplog) == []
+    assert sorted(event.path for event in report.delivered) == ["in/a.json", "in/b.json"]
+    assert [failure.event.path for failure in report.failed] == ["fail/y"]
+    assert calls.results["dead_letters"] == ["elsewhere/x"]
+    assert ("GetObject", f"{BUCKET}/jobs/.lease") in calls.requests.succeeded
+    assert "jobs/.lease" not in accounts.keys(BUCKET)
+
+
+ROLE_CALLS = {"application": application_calls, "handler": handler_calls}
+REFUSED_WITH_EVERY_GRANT = {"application": set(), "handler": {ELSEWHERE_FAILS}}
+EVERY_GRANT = [*grants("application"), *grants("handler")]
+
+
+@pytest.mark.parametrize(
+    ("accounts", "without"),
+    [(without, without) for without in EVERY_GRANT],
+    ids=[f"{w.role}-{w.action}-{w.resource.rpartition(':')[2]}" for w in EVERY_GRANT],
+    indirect=["accounts"],
+)
+def test_each_grant_of_the_documented_policies_is_needed(accounts: Accounts, without: Without) -> None:
+    """Without any one action on any one resource of a documented policy, S3 refuses a request of that role's calls."""
+    calls = ROLE_CALLS[without.role](accounts)
+
+    assert set(calls.requests.denied) - REFUSED_WITH_EVERY_GRANT[without.role]
+
+
+LEASE_ARN = f"arn:aws:s3:::{BUCKET}/jobs/.lease"
+
+
+@pytest.mark.parametrize("accounts", [Without("handler", "TheRunLease", "s3:GetObject", LEASE_ARN)], indirect=True)
+def test_a_handler_that_may_write_the_lease_but_not_read_it_delivers_warned_once(
+    accounts: Accounts, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Without s3:GetObject on a lease left over, every run delivers; one line names the action and the key."""
+    leftover_lease(accounts)
+    scheduler = accounts.scheduler(accounts.handler, now=T0 + timedelta(seconds=1))
+    caplog.set_level(logging.WARNING, logger="s3_scheduler")
+
+    reports = []
+    for i in range(2):
+        accounts.scheduler(accounts.admin).schedule(T0, "work", f"in/{i}.json", "{}")
+        reports.append(scheduler.handle())
+
+    assert [len(report.delivered) for report in reports] == [1, 1]
+    (line,) = [r.getMessage() for r in caplog.records if r.name.startswith("s3_scheduler")]
+    assert "s3:GetObject" in line
+    assert "'jobs/.lease'" in line
+
+
 def test_only_the_lease_and_dead_letters_are_writable_in_the_schedule_by_the_handler() -> None:
     """No statement of the handler policy grants s3:PutObject on an event name or on the whole prefix."""
     writable = [
@@ -343,7 +598,3 @@ def test_the_zappa_role_is_the_handler_policy_and_its_logs() -> None:
 
     assert zappa[: len(documented)] == documented
     assert all(action.startswith("logs:") for s in zappa[len(documented) :] for action in _as_list(s["Action"]))
-
-
-def _as_list(value: str | list[str]) -> list[str]:
-    return [value] if isinstance(value, str) else value

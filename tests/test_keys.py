@@ -206,9 +206,11 @@ def test_bound_covers_a_legacy_plus_14_key_due_now() -> None:
 
 
 def test_bound_excludes_events_past_the_lookahead() -> None:
-    """An event due more than 14 hours ahead sorts after the bound."""
+    """An event due in a minute after the one 14 hours ahead sorts after the bound; the bound takes the whole
+    minute, so a name that spells no seconds is read in its minute."""
     now = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
-    later = keys.encode_key(PREFIX, now + timedelta(hours=14, seconds=1), "bkt", "k")
+    later = keys.encode_key(PREFIX, now + timedelta(hours=14, minutes=1), "bkt", "k")
+    same_minute = keys.encode_key(PREFIX, now + timedelta(hours=14, seconds=59), "bkt", "k")
     sooner = keys.encode_key(PREFIX, now + timedelta(hours=13, minutes=59), "bkt", "k")
 
     bound = keys.listing_bound(PREFIX, now)
@@ -216,3 +218,4 @@ def test_bound_excludes_events_past_the_lookahead() -> None:
     assert bound is not None
     assert later > bound
     assert sooner <= bound
+    assert same_minute <= bound

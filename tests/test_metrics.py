@@ -67,7 +67,7 @@ def full_report() -> HandleReport:
     report = HandleReport(
         failed=[FailedDelivery(failed_old, RuntimeError("copy")), FailedDelivery(event("failed", 120), OSError())],
         skipped=["jobs/|not-an-event"],
-        max_lateness=2.5,
+        worst_lateness=2.5,
     )
     for field, events in [
         (report.delivered, [event("a", 3), event("b", 1)]),

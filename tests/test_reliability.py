@@ -117,22 +117,23 @@ def test_ambiguous_or_impossible_times_are_not_events(time: str) -> None:
 
 
 def test_check_reports_names_a_run_will_not_read_in_time(s3: S3, clock: Clock) -> None:
-    """check() lists names that are not events, events that sort late, and offset names, each with a reason."""
-    scheduler = s3.scheduler(clock=clock)
+    """check() lists names that are not events, events that sort late under the scheduler's settings (0.0.3's
+    offset names without the look-ahead), and offset names, each with a reason; T names are read in time."""
+    scheduler = s3.scheduler(clock=clock, legacy_offsets=False)
     fine = scheduler.schedule(T0, s3.target_bucket, "fine", "x")
     not_event = f"jobs/|GMT-3|{s3.target_bucket}|k"
-    late = f"jobs/|2026-11-27T05:00:00Z|{s3.target_bucket}|t"
+    t_name = f"jobs/|2026-11-27T05:00:00Z|{s3.target_bucket}|t"
     offset = "jobs/|" + quote(str(datetime(2026, 11, 27, 14, tzinfo=timezone(timedelta(hours=2))))) + "|target-bucket|o"
-    for key in (not_event, late, offset):
+    for key in (not_event, t_name, offset):
         put(s3, key)
 
     report = scheduler.check()
 
     assert report.events == 3
     assert [k for k, _ in report.not_events] == [not_event]
-    assert [k for k, _ in report.late] == [late]
-    assert "2026-11-27%2005%3A00%3A00%2B00%3A00" in report.late[0][1]
-    assert report.offset_keys == [offset, late]  # both need the 14 h look-ahead
+    assert [k for k, _ in report.late] == [offset]
+    assert "2026-11-27%2012%3A00%3A00%2B00%3A00" in report.late[0][1]
+    assert report.offset_keys == [offset]  # the T name is read in time without the look-ahead
     assert not report.ok
     assert fine not in [k for k, _ in report.late]
 
@@ -434,10 +435,10 @@ def test_without_the_lease_a_reschedule_racing_a_run_can_deliver_twice(s3: S3, c
     during: list[Any] = []
 
     def run_meanwhile(params: dict[str, Any], **_: Any) -> None:
-        if params["Key"] == old and not during:  # cancel's look at the old name: the new one exists
+        if params["Key"] == old and not during:  # the delete of the old name: the new one exists
             during.append(runner.handle())
 
-    s3.client.meta.events.register("before-parameter-build.s3.HeadObject", run_meanwhile)
+    s3.client.meta.events.register("before-parameter-build.s3.DeleteObject", run_meanwhile)
     copies: list[str] = []
     s3.client.meta.events.register(
         "before-parameter-build.s3.CopyObject",
@@ -490,10 +491,12 @@ def test_huge_bounds_do_not_overflow(s3: S3, clock: Clock) -> None:
 
 
 def test_a_scheduler_builds_its_own_client_with_a_pool_for_its_workers(s3: S3) -> None:
-    """With neither client nor resource, the client's pool holds max_workers connections."""
+    """With neither client nor resource, the client's pool holds max_workers connections and one each for the
+    listing, the batch delete and the lease's renewal."""
     scheduler = Scheduler(s3.schedule_bucket, "jobs", max_workers=48)
 
-    assert scheduler._s3_client.meta.config.max_pool_connections == 48
+    assert scheduler._s3_client.meta.config.max_pool_connections == 51
+    assert scheduler.max_workers == 48
     assert scheduler.max_workers == 48
 
 
@@ -612,15 +615,15 @@ def test_offset_minutes_past_59_are_not_a_time() -> None:
         keys.decode_key(prefix + "2026-11-27 12:00+05:75|bkt|k", prefix)
 
 
-def test_check_flags_what_needs_the_lookahead_even_when_it_is_read_in_time(s3: S3, clock: Clock) -> None:
-    """A T-form name read in time only thanks to the 14 h look-ahead makes legacy_offsets=False unsafe."""
+def test_check_flags_no_t_name_as_needing_the_lookahead(s3: S3, clock: Clock) -> None:
+    """A T-form name in UTC is read in time with or without the 14 h look-ahead: nothing to report."""
     key = f"jobs/|2030-01-07T10:00:00Z|{s3.target_bucket}|t"
     put(s3, key)
 
-    report = s3.scheduler(clock=clock).check()
+    for legacy_offsets in (True, False):
+        report = s3.scheduler(clock=clock, legacy_offsets=legacy_offsets).check()
 
-    assert report.late == []
-    assert report.offset_keys == [key]
+        assert (report.late, report.offset_keys) == ([], [])
 
 
 def test_a_run_that_raises_leaves_no_thread_behind(s3: S3, clock: Clock) -> None:

@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import random
+import re
 from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any
@@ -112,7 +113,7 @@ def test_exclusive_false_runs_without_the_lease(s3: S3, clock: Clock) -> None:
     ("code", "warning"),
     [
         ("NotImplemented", "rejects conditional writes"),  # a store without conditional writes
-        ("AccessDenied", "Access denied to the lease 'jobs/.lease'"),  # an IAM policy made for 0.0.3
+        ("AccessDenied", "Access denied (s3:PutObject) to the lease 'jobs/.lease'"),  # an IAM policy made for 0.0.3
     ],
 )
 def test_a_lease_that_cannot_be_written_is_warned_once_and_runs_go_on(
@@ -281,7 +282,8 @@ def test_an_event_failing_past_dead_letter_after_is_moved_aside(s3: S3, clock: C
     assert sorted(f.event.key for f in report.failed) == sorted([old, young])
     assert [e.key for e in scheduler.pending()] == [young]
     letters = list(scheduler.dead_letters())
-    assert [(e.key, e.bucket, e.path) for e in letters] == [(f"jobs/.dead-letters/{name}", "no-such-bucket", "k")]
+    assert [(e.bucket, e.path, e.when) for e in letters] == [("no-such-bucket", "k", T0 - timedelta(hours=2))]
+    assert re.fullmatch(re.escape(f"jobs/.dead-letters/{name}|") + "[0-9a-f]{8}", letters[0].key)
     assert s3.body(s3.schedule_bucket, letters[0].key) == b"\x00body"
 
 

@@ -155,6 +155,7 @@ def test_an_idle_run_costs_one_request(s3: S3, clock: Clock) -> None:
     assert s3.counter.total == 1
 
 
+@pytest.mark.slow
 def test_handle_lists_every_page_of_a_large_due_window(s3: S3, clock: Clock) -> None:
     """1,100 due events span two LIST pages and are all delivered."""
     scheduler = s3.scheduler(clock=clock)
@@ -345,10 +346,11 @@ def test_constructor_checks_its_arguments(s3: S3, bucket: Any, path: Any, error:
 
 
 def test_delivery_uses_threads_up_to_the_clients_pool(clock: Clock) -> None:
-    """Deliveries run concurrently, three copies in flight at once, on no more threads than the client's pool holds."""
+    """Deliveries run concurrently, three copies in flight at once, on no more threads than the client's pool
+    holds less the listing's, the batch delete's and the lease's connections."""
     import threading
 
-    with pooled_client(3) as client:
+    with pooled_client(6) as client:
         scheduler = Scheduler("sched", "jobs", s3_client=client, clock=clock)
         for i in range(20):
             scheduler.schedule(T0 - timedelta(seconds=i + 1), "target", f"t{i}", "x")
@@ -384,3 +386,9 @@ def test_prefix_property_matches_the_key_format(s3: S3) -> None:
     """The scheduler's prefix is {path}/| with one trailing '/' removed."""
     assert s3.scheduler("/path/").prefix == keys.listing_prefix("/path") == "/path/|"
     assert s3.scheduler().bucket == s3.schedule_bucket
+
+
+def test_max_workers_over_a_thousand_is_refused() -> None:
+    """max_workers sets the size of the connection pool, made whole at once: over 1,000 is a ValueError."""
+    with pytest.raises(ValueError, match="at most 1000"):
+        Scheduler("sched", "jobs", max_workers=10**20)
