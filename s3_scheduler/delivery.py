@@ -41,7 +41,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Callable, NamedTuple, Union
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from . import _s3
 from .exceptions import InvalidKeyError
@@ -283,6 +284,8 @@ class _Run:
         self.stopped_by: str | None = None
         self.callback_error: Exception | None = None
         self.latency = _s3.Latency.watch(settings.client)
+        listing = getattr(getattr(settings.resource, "meta", None), "client", None)
+        self.listing_latency = self.latency if listing is None else _s3.Latency.watch(listing)
         self.in_flight: dict[str, Due] = {}
         """The events whose copy (or put-aside) has started and not come back, by key."""
         self.handing_on = threading.Lock()
@@ -298,6 +301,7 @@ class _Run:
             self.deleter = _Deleter(self.s, self.results)
             if self.deadline is not None:
                 self.deleter.hold_back = self._near_the_end
+                self.deleter.out_of_time = self._out_of_time
         waiting: list[tuple[datetime, int, Due]] = []
         order = itertools.count()
         listing_error: BaseException | None = None
@@ -375,11 +379,14 @@ class _Run:
                     else:
                         self._report_unfinished()
                 finally:
-                    # Whatever happened, the heartbeat ends and the lease goes, in time. A copy
-                    # still on its way was given up and reported: its event stays pending.
-                    if self.lease is not None:
+                    # Whatever happened, the heartbeat ends and the lease goes, in time; but a
+                    # copy still on its way (given up and reported) keeps it: it lapses by itself
+                    # after lease_ttl, so no other run copies that event meanwhile.
+                    if self.lease is not None and finished:
                         in_time = self._in_time(1)
                         self.lease.release(in_time and in_time(), wait=min(60.0, self._left()))
+                    elif self.lease is not None:
+                        self.lease.stop_heartbeat()
                 # With the lease released and the deletes sent, count what the run leaves:
                 # the rest of the window's listing when another run held the lease, what
                 # was already read when the run's own time (timeout, stop) ran out.
@@ -427,7 +434,8 @@ class _Run:
         run's own slack."""
         if self.deleter is not None and self.deleter.sending:
             requests += 1
-        return timedelta(seconds=requests * self.latency.worst * WIND_DOWN_FACTOR + WIND_DOWN_SLACK)
+        worst = max(self.latency.worst, self.listing_latency.worst)
+        return timedelta(seconds=requests * worst * WIND_DOWN_FACTOR + WIND_DOWN_SLACK)
 
     def _await_copies(self) -> bool:
         """Wait for the copies in flight, recording their outcomes; with a deadline, only
@@ -456,6 +464,10 @@ class _Run:
             return None
         return lambda: _s3.bounded(self.s.client, self._left() / share)
 
+    def _out_of_time(self) -> bool:
+        """Whether one more request and the lease's release no longer fit before the deadline."""
+        return self.deadline is not None and self._now() + self._wind_down(2) >= self.deadline
+
     def _left(self) -> float:
         """Seconds until the deadline (a day when there is none)."""
         if self.deadline is None:
@@ -468,7 +480,10 @@ class _Run:
         Return a listing error."""
         while True:
             if read_rest and (self.deadline is None or self._now() < self.deadline):
-                item = lister.items.get()
+                try:
+                    item = lister.items.get(timeout=_POLL)
+                except queue.Empty:
+                    continue
             else:
                 try:
                     item = lister.items.get_nowait()
@@ -690,12 +705,16 @@ class _Run:
         now = self._now()
         candidates = [d for d in self.rejected if now - d.event.when >= after]
         for due in self.failed:
+            if self._out_of_time():  # counted by a later run: the deadline comes first
+                break
             runs = self._count_failed_run(due)
             if runs >= self.s.dead_letter_attempts and now - due.event.when >= after:
                 candidates.append(due)
-        if not candidates or not self._hold_lease():
+        if not candidates or self._out_of_time() or not self._hold_lease():
             return
         for due in candidates:
+            if self._out_of_time():
+                break
             self._move_aside(due)
 
     def _count_failed_run(self, due: Due) -> int:
@@ -772,6 +791,8 @@ class _Deleter:
         self._flush_after = DELETE_FLUSH_SECONDS
         self._undeleted = 0
         self._last_client: Callable[[], Any] | None = None
+        self.out_of_time: Callable[[], bool] = lambda: False
+        """Whether the run's deadline leaves no time for a further delete: set by a run with one."""
         self.hold_back: Callable[[], bool] = lambda: False
         """Whether a batch that waited its time should wait on for the run's last one: set
         by a run with a deadline, so that its last batch delete never queues behind another."""
@@ -860,6 +881,8 @@ class _Deleter:
         try:
             response = self._client.delete_objects(Bucket=self._s.bucket, Delete={"Objects": objects, "Quiet": True})
         except Exception as exc:  # noqa: BLE001 - falls back to one delete per key
+            if isinstance(exc, (BotoConnectionError, HTTPClientError)):  # a timeout, a lost connection
+                return {due.event.key: exc for due in batch}  # the keys stay pending, reported
             logger.info("DeleteObjects was refused (%s): deleting the %d keys one by one", _describe(exc), len(batch))
             return self._delete_each(batch)
         errors: dict[str, BaseException] = {}
@@ -872,6 +895,9 @@ class _Deleter:
     def _delete_each(self, batch: list[Due]) -> dict[str, BaseException]:
         errors: dict[str, BaseException] = {}
         for due in batch:
+            if self.out_of_time():  # the run must return: these keys stay pending, reported
+                errors[due.event.key] = TimeoutError("not deleted: the run's deadline came first")
+                continue
             condition = {"IfMatch": due.etag} if due.etag else {}
             try:
                 self._client.delete_object(Bucket=self._s.bucket, Key=due.event.key, **condition)

@@ -147,7 +147,7 @@ def decode_dead_letter(key: str, prefix: str) -> ScheduledEvent:
     letters = dead_letter_prefix(prefix)
     name = key
     head, separator, token = key.rpartition(SEPARATOR)
-    if separator and DEAD_LETTER_TOKEN.fullmatch(token) and head.count(SEPARATOR) == 2:
+    if separator and DEAD_LETTER_TOKEN.fullmatch(token) and head[len(letters) :].count(SEPARATOR) == 2:
         name = head
     when, bucket, path = decode_key(name, letters)
     return ScheduledEvent(key, when, bucket, path)
@@ -236,6 +236,9 @@ def _from_match(match: re.Match[str]) -> datetime:
         msg = f"the offset {zone} has {digits[2:]} minutes"
         raise ValueError(msg)
     offset = timedelta(hours=int(digits[:2]), minutes=int(digits[2:] or 0))
+    if offset > (LOOKAHEAD if zone[0] == "+" else timedelta(hours=12)):
+        msg = f"the offset {zone} is past any real time zone's (-12:00 to +14:00)"
+        raise ValueError(msg)
     return when.replace(tzinfo=timezone(-offset if zone[0] == "-" else offset))
 
 

@@ -371,6 +371,10 @@ class RunLease:
         self._thread = threading.Thread(target=beat, name="s3-scheduler-lease", daemon=True)
         self._thread.start()
 
+    def stop_heartbeat(self) -> None:
+        """Stop renewing and leave the lease to lapse (a request of the run may still land)."""
+        self._stop.set()
+
     def release(self, client: Any = None, *, wait: float = 60.0) -> None:
         """Stop the heartbeat and give the lease up. Never raises: an unreleased lease expires.
 

@@ -348,23 +348,25 @@ class Scheduler:
         check_allowed(self._allowed, bucket, normalize_target(path))
         return key, body
 
-    def _write(self, key: str, body: bytes | BinaryIO, replace: bool, extra: dict[str, Any]) -> None:
+    def _write(self, key: str, body: bytes | BinaryIO, replace: bool, extra: dict[str, Any]) -> str | None:
+        """Write the event ``key``; return its ETag where the store gave one."""
         if not isinstance(body, bytes):
             if replace:
                 self._s3_client.upload_fileobj(body, self._bucket, key, ExtraArgs=extra or None)
-                return
+                return None
             body = body.read()
         condition = {} if replace else {"IfNoneMatch": "*"}
         try:
-            self._s3_client.put_object(Bucket=self._bucket, Key=key, Body=body, **condition, **extra)
+            reply = self._s3_client.put_object(Bucket=self._bucket, Key=key, Body=body, **condition, **extra)
         except ClientError as exc:
             if replace or not _s3.is_lost(exc):
                 raise
-            if _s3.was_retried(exc) and _s3.same_etag(
-                _s3.head_etag(self._s3_client, self._bucket, key), _s3.content_etag(body)
-            ):
-                return  # an earlier attempt wrote it; its reply was lost
+            found = _s3.head_etag(self._s3_client, self._bucket, key)
+            if _s3.was_retried(exc) and _s3.same_etag(found, _s3.content_etag(body)):
+                return found  # an earlier attempt wrote it; its reply was lost
             raise EventExistsError(_exists(key)) from None
+        etag = reply.get("ETag") if isinstance(reply, Mapping) else None
+        return etag if isinstance(etag, str) else None
 
     # inspecting and changing ---------------------------------------------------------
 
@@ -487,7 +489,7 @@ class Scheduler:
             body = stream.read()
         extra = {name: got[name] for name in _KEPT_ON_MOVE if got.get(name)}
         try:
-            self._write(new_key, body, False, extra)
+            written = self._write(new_key, body, False, extra)
         except EventExistsError:
             msg = f"{new_key} is already pending: reschedule would replace it"
             raise EventExistsError(msg) from None
@@ -496,11 +498,11 @@ class Scheduler:
         except ClientError as exc:
             if not (_s3.is_missing(exc) or _s3.is_lost(exc)):
                 raise
-            if not _s3.was_retried(exc):
+            if not (_s3.is_missing(exc) and _s3.was_retried(exc)):
                 # Delivered, cancelled or rewritten since it was read: take the copy back.
-                _s3.delete_if_match(self._s3_client, self._bucket, new_key, _s3.content_etag(body))
+                # (Gone after a retry is an earlier attempt of this delete, its reply lost.)
+                _s3.delete_if_match(self._s3_client, self._bucket, new_key, written or _s3.content_etag(body))
                 raise EventNotPendingError(_not_pending(key)) from None
-            # A retried delete that finds it gone: an earlier attempt removed it, its reply lost.
 
     def _lease_for_move(self) -> Any:
         """Hold the run lease for a move, waiting up to one lease_ttl.

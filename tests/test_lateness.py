@@ -183,3 +183,20 @@ def test_the_reports_worst_lateness_no_longer_reads_as_the_option(s3: S3, clock:
 
     assert report.worst_lateness == 90.0
     assert report.max_lateness == report.worst_lateness
+
+
+@pytest.mark.parametrize("offset", ["+14:01", "+16:00", "-12:01", "+23:59"])
+def test_an_offset_past_any_real_time_zone_is_not_a_time(offset: str) -> None:
+    """An offset outside -12:00..+14:00 would sort where no window looks (or be a guess): not an event."""
+    with pytest.raises(InvalidKeyError, match="past any real time zone"):
+        keys.parse_time(f"2026-11-28T01:30:00{offset}")
+
+
+def test_dead_letters_under_a_path_with_a_bar_are_listed(s3: S3, clock: Clock) -> None:
+    """A '|' in the scheduler path is harmless for dead letters too."""
+    scheduler = s3.scheduler("team|a/jobs", clock=clock, dead_letter_after=timedelta(0), dead_letter_attempts=1)
+    scheduler.schedule(clock.now - timedelta(hours=1), "no-such-bucket", "k", "x")
+
+    scheduler.handle()
+
+    assert [e.path for e in scheduler.dead_letters()] == ["k"]
