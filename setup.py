@@ -25,7 +25,7 @@ setup(
             "moto[s3,server]>=5.1.22",
             "hypothesis>=6.89",
             "cfn-lint>=1.36",  # cfnlint.api.lint_file
-            "aws-sam-translator>=1.90",
+            "aws-sam-translator>=1.97",  # what cfn-lint 1.36 needs
         ],
         # An S3-only moto server: moto[server] would pull every AWS service's dependencies.
         "local": ["moto[s3]>=5", "flask", "flask-cors"],

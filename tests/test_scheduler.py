@@ -63,7 +63,11 @@ def test_schedule_streams_a_large_binary_file_in_parts(s3: S3) -> None:
 
     # Read back without response checksum validation: some moto releases compute the
     # whole-object checksum of a multipart object differently from botocore.
-    reader = boto3.client("s3", config=Config(response_checksum_validation="when_required"))
+    try:
+        config = Config(response_checksum_validation="when_required")
+    except TypeError:  # botocore before 1.36 validates no response checksum
+        config = Config()
+    reader = boto3.client("s3", config=config)
     assert s3.counter.calls["CreateMultipartUpload"] == 1
     assert reader.get_object(Bucket=s3.schedule_bucket, Key=key)["Body"].read() == data
 
