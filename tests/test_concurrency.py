@@ -100,6 +100,7 @@ def _run_all(kind: str, endpoint: Endpoint, bucket: str, exclusive: bool) -> lis
     return outcomes
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["threads", "processes"])
 def test_exclusive_runs_deliver_each_event_exactly_once(
     kind: str, moto_endpoint: Endpoint, setup_events: Any, capsys: pytest.CaptureFixture[str]
