@@ -280,7 +280,8 @@ class Scheduler:
         """Schedule each ``(when, bucket, path, what)`` of ``events``; return their keys in order.
 
         Every event is checked as `schedule` checks it before any request is sent, and
-        two events of the batch with one name raise `ValueError`. The writes then go
+        two events of the batch with one name raise `ValueError`; the error's ``batch_index``
+        is the (second) event's index in ``events``. The writes then go
         ``max_workers`` at a time. When some fail, `ScheduleManyError` lists them (index
         and error); every event written stays written, and its key is in the error's
         ``keys`` (None for the failed ones). ``content_type`` and ``metadata`` apply to
@@ -298,12 +299,15 @@ class Scheduler:
                     error = type(exc)(msg)
                 except TypeError:  # a type not made from a message alone, such as UnicodeEncodeError
                     error = TypeError(msg) if isinstance(exc, TypeError) else ValueError(msg)
+                error.batch_index = index  # type: ignore[attr-defined]
                 raise error from exc
         seen: dict[str, int] = {}
         for index, (key, _) in enumerate(prepared):
             if key in seen:
                 msg = f"events {seen[key]} and {index} of the batch have the same time and target: {key!r}"
-                raise ValueError(msg)
+                error = ValueError(msg)
+                error.batch_index = index  # type: ignore[attr-defined]
+                raise error
             seen[key] = index
 
         def write(item: tuple[str, bytes | BinaryIO]) -> BaseException | None:

@@ -55,7 +55,7 @@ except ImportError:  # where earlier moto 5 releases kept it
 
 from s3_scheduler import Scheduler
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 POLICIES = ROOT / "docs" / "iam"
 BUCKET = "my-schedule-bucket"
 TARGETS = ("work", "reports")

@@ -10,7 +10,7 @@ import pytest
 
 from s3_scheduler import Scheduler
 
-from .conftest import S3, T0, Clock
+from ..conftest import S3, T0, Clock
 
 
 def test_an_event_later_than_max_lateness_is_dead_lettered_not_delivered(s3: S3, clock: Clock) -> None:
@@ -56,32 +56,6 @@ def test_max_lateness_must_be_a_timedelta(s3: S3) -> None:
     """A number of seconds is refused, naming the form."""
     with pytest.raises(ValueError, match="max_lateness must be a timedelta"):
         s3.scheduler(max_lateness=60)
-
-
-def test_content_type_and_metadata_reach_the_target(wire: S3, clock: Clock) -> None:
-    """The event's content type and metadata are carried by the copy, on moto and a real S3 server."""
-    scheduler = wire.scheduler(clock=clock)
-    scheduler.schedule(
-        T0 - timedelta(seconds=1),
-        wire.target_bucket,
-        "order.json",
-        '{"id": 42}',
-        content_type="application/json",
-        metadata={"order-id": "42"},
-    )
-    scheduler.schedule_many(
-        [(T0 - timedelta(seconds=1), wire.target_bucket, "batch.csv", "a,b\n")],
-        content_type="text/csv",
-        metadata={"source": "batch"},
-    )
-
-    scheduler.handle()
-
-    head = wire.client.head_object(Bucket=wire.target_bucket, Key="order.json")
-    assert head["ContentType"] == "application/json"
-    assert head["Metadata"] == {"order-id": "42"}
-    batch = wire.client.head_object(Bucket=wire.target_bucket, Key="batch.csv")
-    assert (batch["ContentType"], batch["Metadata"]) == ("text/csv", {"source": "batch"})
 
 
 @pytest.mark.parametrize(

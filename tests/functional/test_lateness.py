@@ -12,7 +12,7 @@ import pytest
 
 from s3_scheduler import InvalidKeyError, Scheduler, keys
 
-from .conftest import S3, Clock
+from ..conftest import S3, Clock
 
 MINUTE = timedelta(minutes=1)
 PLUS5 = timezone(timedelta(hours=5))

@@ -18,7 +18,7 @@ from s3_scheduler import ScheduleManyError, Scheduler, delivery
 from s3_scheduler._s3 import fast_client
 from s3_scheduler.delivery import _Limit
 
-from .conftest import S3, T0, Clock
+from ..conftest import S3, T0, Clock
 
 
 def seconds(n: float) -> timedelta:

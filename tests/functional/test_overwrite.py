@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from s3_scheduler import EventExistsError, keys
+from s3_scheduler import keys
 
-from .conftest import S3, T0, Clock
+from ..conftest import S3, T0, Clock
 
 HOUR = timedelta(hours=1)
 
@@ -102,30 +102,3 @@ def test_reschedule_keeps_content_type_and_metadata(s3: S3, clock: Clock) -> Non
     head = s3.client.head_object(Bucket=s3.schedule_bucket, Key=new)
     assert (head["ContentType"], head["Metadata"]) == ("application/json", {"order-id": "42"})
     assert s3.keys(s3.schedule_bucket) == [new]
-
-
-def test_reschedule_never_replaces_over_http(wire: S3, clock: Clock) -> None:
-    """On moto's server and on the real server: an event written at the new name as the move writes it stays;
-    the move raises and changes nothing."""
-    scheduler = wire.scheduler(clock=clock)
-    old = scheduler.schedule(T0 + HOUR, wire.target_bucket, "k", "moving")
-    taken = keys.encode_key(scheduler.prefix, T0 + 2 * HOUR, wire.target_bucket, "k")
-    wire.client.meta.events.register("before-parameter-build.s3.PutObject", _write_meanwhile(wire, taken, "other"))
-
-    with pytest.raises(EventExistsError):
-        scheduler.reschedule(old, T0 + 2 * HOUR)
-
-    assert wire.body(wire.schedule_bucket, taken) == b"other"
-    assert wire.body(wire.schedule_bucket, old) == b"moving"
-
-
-def test_dead_letters_of_one_name_over_http(wire: S3, clock: Clock) -> None:
-    """On moto's server and on the real server: two dead letters of one time and target both stay."""
-    scheduler = wire.scheduler(clock=clock, dead_letter_after=timedelta(0), dead_letter_attempts=1)
-    for body in ("first", "second"):
-        scheduler.schedule(T0 - HOUR, "no-such-bucket-x", "k", body)
-        scheduler.handle()
-
-    letters = list(scheduler.dead_letters())
-
-    assert sorted(wire.body(wire.schedule_bucket, e.key) for e in letters) == [b"first", b"second"]

@@ -16,7 +16,7 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 
 from s3_scheduler import Scheduler, TargetNotAllowedError, keys
 
-from .conftest import S3, T0, Clock, honours_if_match_on_delete, pooled_client
+from ..conftest import S3, T0, Clock, honours_if_match_on_delete, pooled_client
 
 LEASE = "jobs/.lease"
 ROUNDS = 200 if os.environ.get("S3_SCHEDULER_FULL_CAMPAIGNS") else 25

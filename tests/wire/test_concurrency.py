@@ -26,7 +26,7 @@ import pytest
 
 from s3_scheduler import Scheduler
 
-from .conftest import Endpoint
+from ..conftest import Endpoint
 
 HANDLERS = 4
 EVENTS = 500 if os.environ.get("S3_SCHEDULER_FULL_CAMPAIGNS") else 100

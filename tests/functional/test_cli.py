@@ -7,17 +7,14 @@ import io
 import json
 import logging
 import os
-import queue
 import re
 import shlex
 import signal
-import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
-from typing import IO, Any
+from typing import Any
 
 import boto3
 import pytest
@@ -28,7 +25,7 @@ from s3_scheduler import Scheduler, cli
 from s3_scheduler.demo import EVENTS, run_demo
 from s3_scheduler.runner import run_until_stopped
 
-from .conftest import T0, Clock, Endpoint
+from ..conftest import T0, Clock
 
 UTC = timezone.utc
 
@@ -1491,55 +1488,6 @@ def test_run_against_a_bucket_that_does_not_exist_fails_in_one_line(
         err == "s3-scheduler: no such bucket 'no-such-bucket': check --bucket (or S3_SCHEDULER_BUCKET) and --region\n"
     )
     assert spy.retries == []
-
-
-def readline_within(stream: IO[str], seconds: float) -> str:
-    """Return the next line of ``stream``, failing the test if none comes within ``seconds``."""
-    lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=lambda: lines.put(stream.readline()), daemon=True).start()
-    try:
-        return lines.get(timeout=seconds)
-    except queue.Empty:
-        pytest.fail(f"no line within {seconds} s")
-
-
-def test_run_as_a_process_stops_on_sigterm(moto_endpoint: Endpoint, make_wire: Any) -> None:
-    """A real `python -m s3_scheduler run` against moto's server delivers, then exits 0 on SIGTERM."""
-    wire = make_wire(moto_endpoint)
-    env = {
-        **os.environ,
-        "S3_SCHEDULER_BUCKET": wire.schedule_bucket,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_REGION": "us-east-1",
-    }
-    base = [sys.executable, "-m", "s3_scheduler", "--endpoint-url", moto_endpoint.url]
-    scheduled = subprocess.run(
-        [*base, "schedule", "--at", "+0s", "--to", f"s3://{wire.target_bucket}/k", "--content", "hello"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-    )
-    assert scheduled.returncode == 0, scheduled.stderr
-
-    runner = subprocess.Popen([*base, "run", "--interval", "2s"], stdout=subprocess.PIPE, text=True, env=env)
-    try:
-        assert runner.stdout is not None
-        first_line = readline_within(runner.stdout, 30)
-        runner.send_signal(signal.SIGTERM)
-        rest, _ = runner.communicate(timeout=30)
-    finally:
-        if runner.poll() is None:
-            runner.kill()
-            runner.communicate(timeout=30)
-
-    assert first_line.startswith(f"delivered s3://{wire.target_bucket}/k ")
-    assert runner.returncode == 0
-    assert wire.body(wire.target_bucket, "k") == b"hello"
-    assert wire.keys(wire.schedule_bucket) == []
-    listed = subprocess.run([*base, "--json", "list"], capture_output=True, text=True, env=env, timeout=60)
-    assert (listed.returncode, listed.stdout, rest) == (0, "", "")
 
 
 # demo --------------------------------------------------------------------------------------

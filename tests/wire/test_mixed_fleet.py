@@ -45,7 +45,7 @@ import pytest
 
 from s3_scheduler import HandleReport, Scheduler
 
-from .conftest import S3, Clock, Endpoint, OriginalProcess
+from ..conftest import S3, Clock, Endpoint, OriginalProcess
 
 FULL = os.environ.get("S3_SCHEDULER_FULL_CAMPAIGNS", "") not in ("", "0")
 EVENTS = 600 if FULL else 200

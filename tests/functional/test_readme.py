@@ -10,7 +10,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 
 
@@ -48,7 +48,7 @@ def test_readme_usage_runs_in_order(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 def test_every_test_the_readme_cites_exists() -> None:
     """Each test named in the README is defined somewhere in tests/."""
     cited = set(re.findall(r"`(test_[a-z0-9_]+?)\*?`", README))
-    defined = "\n".join(p.read_text(encoding="utf-8") for p in (ROOT / "tests").glob("*.py"))
+    defined = "\n".join(p.read_text(encoding="utf-8") for p in (ROOT / "tests").rglob("*.py"))
 
     missing = sorted(name for name in cited if f"def {name}" not in defined)
 

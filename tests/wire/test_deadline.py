@@ -19,7 +19,7 @@ from botocore.exceptions import ClientError
 from s3_scheduler import Scheduler, _s3, aws_lambda
 from s3_scheduler.aws_lambda import LambdaHandler
 
-from .conftest import S3, Endpoint
+from ..conftest import S3, Endpoint
 
 EVENTS = 60
 

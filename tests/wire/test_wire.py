@@ -16,7 +16,7 @@ from botocore.exceptions import ClientError
 
 from s3_scheduler import EventNotPendingError, TargetNotAllowedError, keys
 
-from .conftest import S3, T0, Clock, Endpoint
+from ..conftest import S3, T0, Clock, Endpoint
 
 TARGETS = [
     "with space/and  two.txt",

@@ -21,7 +21,7 @@ from s3_scheduler import (
     Scheduler,
 )
 
-from .conftest import S3, T0, Clock, honours_if_match_on_delete, pooled_client
+from ..conftest import S3, T0, Clock, honours_if_match_on_delete, pooled_client
 
 UTC = timezone.utc
 

@@ -37,7 +37,7 @@ from s3_scheduler import ConfigurationError, Scheduler, cli, runner
 from s3_scheduler.aws_lambda import read_settings
 from s3_scheduler.exceptions import S3SchedulerError
 
-from .conftest import T0, Clock
+from ..conftest import T0, Clock
 
 FULL = os.environ.get("S3_SCHEDULER_FULL_CAMPAIGNS", "") not in ("", "0")
 EXAMPLES = 250 if FULL else 60

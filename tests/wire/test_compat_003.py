@@ -14,7 +14,7 @@ from pathlib import Path
 
 from s3_scheduler import Scheduler
 
-from .conftest import S3, Endpoint, run_original
+from ..conftest import S3, Endpoint, run_original
 
 
 def real_now() -> datetime:

@@ -26,7 +26,7 @@ from s3_scheduler.runner import (
     wait_for_stop_signal,
 )
 
-from .conftest import T0, Clock
+from ..conftest import T0, Clock
 
 
 @pytest.fixture

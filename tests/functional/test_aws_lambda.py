@@ -15,7 +15,7 @@ from moto import mock_aws
 from s3_scheduler import ConfigurationError, Scheduler, aws_lambda
 from s3_scheduler.aws_lambda import LambdaHandler, margin, read_settings
 
-from .conftest import T0, Clock
+from ..conftest import T0, Clock
 
 SETTINGS = (
     "S3_SCHEDULER_PREFIX",

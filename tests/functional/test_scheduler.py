@@ -16,7 +16,7 @@ from moto import mock_aws
 import s3_scheduler
 from s3_scheduler import ScheduledEvent, Scheduler, keys
 
-from .conftest import S3, T0, Clock, pooled_client
+from ..conftest import S3, T0, Clock, pooled_client
 
 SECRET = "top-secret-content-7f3a"
 

@@ -22,7 +22,7 @@ import pytest
 
 import s3_scheduler
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 ENABLE = "S3_SCHEDULER_TEST_PACKAGING"
 
 pytestmark = pytest.mark.skipif(

@@ -14,9 +14,8 @@ from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError
 
 from s3_scheduler import EventExistsError, InvalidKeyError, Scheduler, keys
-from s3_scheduler.lease import STALE_AFTER
 
-from .conftest import S3, T0, Clock
+from ..conftest import S3, T0, Clock
 
 LEASE = "jobs/.lease"
 ODD_TIMES = [
@@ -238,135 +237,6 @@ def test_keys_the_batch_did_not_delete_stay_pending_and_are_reported(s3: S3, clo
     assert s3.keys(s3.schedule_bucket) == [kept]
     assert sorted(s3.keys(s3.target_bucket)) == ["gone", "kept"]
     assert [e.key for e in scheduler.handle().delivered] == [kept]
-
-
-# the lease -----------------------------------------------------------------------------
-
-
-def put_lease(s3: S3, **fields: Any) -> None:
-    s3.client.put_object(Bucket=s3.schedule_bucket, Key=LEASE, Body=json.dumps(fields).encode())
-
-
-def test_a_lease_expiring_further_ahead_than_any_run_asks_is_taken_over(
-    s3: S3, clock: Clock, caplog: pytest.LogCaptureFixture
-) -> None:
-    """A lease years ahead (a hand edit, a wrong clock) is stale: taken over with a WARNING, and the run delivers."""
-    scheduler = s3.scheduler(clock=clock)
-    scheduler.schedule(T0, s3.target_bucket, "k", "x")
-    put_lease(s3, owner="elsewhere", expires=(T0 + timedelta(days=3650)).isoformat())
-
-    with caplog.at_level(logging.WARNING, logger="s3_scheduler"):
-        report = scheduler.handle()
-
-    assert len(report.delivered) == 1
-    assert "stale lease" in caplog.text
-
-
-def test_a_lease_just_within_reach_is_obeyed(s3: S3, clock: Clock) -> None:
-    """A lease expiring within what a run may ask for defers the run."""
-    scheduler = s3.scheduler(clock=clock)
-    key = scheduler.schedule(T0, s3.target_bucket, "k", "x")
-    put_lease(s3, owner="elsewhere", expires=(T0 + STALE_AFTER).isoformat())
-
-    report = scheduler.handle()
-
-    assert [e.key for e in report.deferred] == [key]
-
-
-def test_a_deferral_past_the_holders_term_is_a_warning(s3: S3, clock: Clock, caplog: pytest.LogCaptureFixture) -> None:
-    """Deferred by a holder kept alive past its window and ttl: WARNING; within its term: INFO only."""
-    scheduler = s3.scheduler(clock=clock)
-    scheduler.schedule(T0, s3.target_bucket, "k", "x")
-    since = T0 - timedelta(minutes=1)
-    fields = {"owner": "slow", "since": since.isoformat(), "until": since.isoformat(), "ttl": 60.0}
-
-    put_lease(s3, **fields, expires=(T0 + seconds(30)).isoformat())
-    with caplog.at_level(logging.INFO, logger="s3_scheduler"):
-        scheduler.handle()
-    in_term = [r.levelno for r in caplog.records if "Deferred" in r.getMessage()]
-    caplog.clear()
-    clock.advance(120)
-    put_lease(s3, **fields, expires=(clock.now + seconds(30)).isoformat())
-    with caplog.at_level(logging.INFO, logger="s3_scheduler"):
-        scheduler.handle()
-    overstayed = [r for r in caplog.records if "Deferred" in r.getMessage()]
-
-    assert in_term == [logging.INFO]
-    assert [r.levelno for r in overstayed] == [logging.WARNING]
-    assert "past its term" in overstayed[0].getMessage()
-
-
-def test_a_run_that_dies_holds_the_others_up_for_one_ttl_at_most(s3: S3, clock: Clock) -> None:
-    """A lease left by a run that never released it defers runs within lease_ttl and is taken over after it."""
-    dead = s3.scheduler(clock=clock)
-    acquired = dead._lease.acquire(clock.now)  # a run that took the lease, then died
-    assert acquired.run is not None
-    scheduler = s3.scheduler(clock=clock)
-    key = scheduler.schedule(T0, s3.target_bucket, "k", "x")
-
-    clock.advance(59)
-    deferred = scheduler.handle()
-    clock.advance(2)
-    delivered = scheduler.handle()
-
-    assert [e.key for e in deferred.deferred] == [key]
-    assert [e.key for e in delivered.delivered] == [key]
-
-
-def test_a_lease_that_may_not_be_deleted_is_released_by_rewriting_it(
-    s3: S3, clock: Clock, caplog: pytest.LogCaptureFixture
-) -> None:
-    """Without s3:DeleteObject on the lease, a run rewrites it as expired (warned once); the next run goes at once."""
-
-    def deny(params: dict[str, Any], **_: Any) -> None:
-        if params["Key"] == LEASE:
-            raise ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "DeleteObject")
-
-    s3.client.meta.events.register("before-parameter-build.s3.DeleteObject", deny)
-    scheduler = s3.scheduler(clock=clock)
-    other = s3.scheduler(clock=clock)
-
-    with caplog.at_level(logging.WARNING, logger="s3_scheduler"):
-        for i in range(2):
-            scheduler.schedule(T0, s3.target_bucket, f"a{i}", "x")
-            scheduler.handle()
-    warned = caplog.text.count("grant s3:DeleteObject")
-    other.schedule(T0, s3.target_bucket, "b", "x")
-    report = other.handle()
-
-    assert len(report.delivered) == 1
-    assert datetime.fromisoformat(lease_body(s3)["expires"]) <= clock.now
-    assert warned == 1
-
-
-def test_a_lost_lease_stops_new_copies(s3: S3, clock: Clock, caplog: pytest.LogCaptureFixture) -> None:
-    """A renewal that finds the lease taken over marks it lost: no further copy starts, the rest is deferred."""
-    scheduler = s3.scheduler(clock=clock, max_workers=1)
-    for i in range(3):
-        scheduler.schedule(T0 - seconds(3 - i), s3.target_bucket, f"k{i}", "x")
-    runs: list[Any] = []
-    original = scheduler._lease.acquire
-
-    def acquire(window_end: datetime) -> Any:
-        acquired = original(window_end)
-        runs.append(acquired.run)
-        return acquired
-
-    scheduler._lease.acquire = acquire  # type: ignore[method-assign]
-
-    def take_over(**_: Any) -> None:
-        s3.client.meta.events.unregister("after-call.s3.CopyObject", take_over)
-        put_lease(s3, owner="other", expires=(T0 + timedelta(minutes=5)).isoformat())
-        runs[0].renew()
-
-    s3.client.meta.events.register("after-call.s3.CopyObject", take_over)
-    with caplog.at_level(logging.WARNING, logger="s3_scheduler"):
-        report = scheduler.handle()
-
-    assert len(report.delivered) == 1
-    assert len(report.deferred) == 2
-    assert "taken over" in caplog.text
-    assert lease_body(s3)["owner"] == "other"
 
 
 # dead letters --------------------------------------------------------------------------
