@@ -299,7 +299,7 @@ class Scheduler:
                     error = type(exc)(msg)
                 except TypeError:  # a type not made from a message alone, such as UnicodeEncodeError
                     error = TypeError(msg) if isinstance(exc, TypeError) else ValueError(msg)
-                error.batch_index = index  # type: ignore[attr-defined]
+                setattr(error, "batch_index", index)  # noqa: B010 - any exception type
                 raise error from exc
         seen: dict[str, int] = {}
         for index, (key, _) in enumerate(prepared):
