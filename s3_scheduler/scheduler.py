@@ -306,7 +306,7 @@ class Scheduler:
             if key in seen:
                 msg = f"events {seen[key]} and {index} of the batch have the same time and target: {key!r}"
                 error = ValueError(msg)
-                error.batch_index = index  # type: ignore[attr-defined]
+                setattr(error, "batch_index", index)  # noqa: B010 - as above
                 raise error
             seen[key] = index
 
