@@ -3,7 +3,8 @@ and brings the command and the Lambda handler; SAM's build step installs the che
 from examples/sam/src/requirements.txt.
 
 Slow (a fresh virtual environment, a wheel build, boto3 from the package index: about
-30 s), so these run only with ``S3_SCHEDULER_TEST_PACKAGING=1``, as .ci/run sets it.
+30 s), so they are marked ``slow``: they run with ``S3_SCHEDULER_FULL_CAMPAIGNS=1``, as
+.ci/run sets it.
 They work on a copy of the checkout, since building a wheel writes ``build/`` and
 ``*.egg-info`` into the source tree.
 """
@@ -23,12 +24,7 @@ import pytest
 import s3_scheduler
 
 ROOT = Path(__file__).resolve().parents[2]
-ENABLE = "S3_SCHEDULER_TEST_PACKAGING"
-
-pytestmark = pytest.mark.skipif(
-    os.environ.get(ENABLE) != "1",
-    reason=f"builds a wheel in a fresh virtual environment (about 30 s, reaches the package index): set {ENABLE}=1",
-)
+pytestmark = pytest.mark.slow
 
 SAM_BUILD = """
 import os, sys

@@ -1,10 +1,13 @@
 """Cross-version tests: s3-scheduler 0.0.3 and this package on the same S3, both ways.
 
-0.0.3 is downloaded from the package index at test time into a temporary folder (its
-code is never part of this project) and run in a subprocess against the same S3 server
-(moto's, and a real one when set). The tests skip, saying why, only when the index
-cannot be reached. The fixture and the driver (``original_source``, `run_original`) are
-in conftest.py, shared with test_mixed_fleet.py.
+0.0.3's sdist is unpacked into a temporary folder (its code is never part of this
+project) and run in a subprocess against the same S3 server (moto's, and a real one when
+set). .ci/run fetches the sdist once and names it in ``S3_SCHEDULER_ORIGINAL_SDIST``;
+without it the session fixture fetches it from the package index, and the tests skip,
+saying why, when the index cannot be reached. Marked slow (a subprocess and the package
+index): they run with ``S3_SCHEDULER_FULL_CAMPAIGNS=1``, as CI runs them. The fixture and
+the driver (``original_source``, `run_original`) are in conftest.py, shared with
+test_mixed_fleet.py.
 """
 
 from __future__ import annotations
@@ -12,9 +15,13 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import pytest
+
 from s3_scheduler import Scheduler
 
 from ..conftest import S3, Endpoint, run_original
+
+pytestmark = pytest.mark.slow
 
 
 def real_now() -> datetime:

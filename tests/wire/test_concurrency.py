@@ -10,7 +10,8 @@ have made theirs: the first event in key order is then copied four times, whatev
 scheduling, so the duplicates do not depend on a race.
 
 500 events where CI asks for the full campaigns (``S3_SCHEDULER_FULL_CAMPAIGNS``), 100
-otherwise.
+otherwise. Each handler counts the copies botocore sent again after a dropped connection:
+those, and only those, may land twice under the lease.
 """
 
 from __future__ import annotations
@@ -46,13 +47,17 @@ def _run_handler(endpoint: Endpoint, bucket: str, exclusive: bool, barrier: Any,
             copied.append(True)
             barrier.wait(60)
 
+    calls = Counter[str]()
+    client.meta.events.register("before-call.s3.CopyObject", lambda **_: calls.update(["call"]))
+    client.meta.events.register("before-send.s3.CopyObject", lambda **_: calls.update(["send"]))
     options: dict[str, Any] = {}
     if not exclusive:
         client.meta.events.register("after-call.s3.CopyObject", first_copy)
         options["max_workers"] = 1
     scheduler = Scheduler(bucket, "jobs", resource, client, exclusive=exclusive, clock=lambda: NOW, **options)
     report = scheduler.handle()
-    results.put((len(report.delivered), len(report.deferred), len(report.vanished), len(report.failed)))
+    retried = calls["send"] - calls["call"]  # botocore sends a copy again after a dropped connection
+    results.put((len(report.delivered), len(report.deferred), len(report.vanished), len(report.failed), retried))
 
 
 def _versions(client: Any, bucket: str) -> Counter[str]:
@@ -74,7 +79,7 @@ def setup_events(moto_endpoint: Endpoint, make_wire: Any) -> Any:
     return wire
 
 
-def _run_all(kind: str, endpoint: Endpoint, bucket: str, exclusive: bool) -> list[tuple[int, int, int, int]]:
+def _run_all(kind: str, endpoint: Endpoint, bucket: str, exclusive: bool) -> list[tuple[int, int, int, int, int]]:
     if kind == "threads":
         barrier: Any = threading.Barrier(HANDLERS)
         import queue
@@ -105,16 +110,22 @@ def _run_all(kind: str, endpoint: Endpoint, bucket: str, exclusive: bool) -> lis
 def test_exclusive_runs_deliver_each_event_exactly_once(
     kind: str, moto_endpoint: Endpoint, setup_events: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """With exclusive=True (the default), 4 overlapping handlers deliver each of 500 events once."""
+    """With exclusive=True (the default), 4 overlapping handlers deliver each of 500 events once, but for
+    a copy botocore sent again after a dropped connection (README's "What remains": the first attempt may
+    have landed). Under load moto's server drops connections; each retried copy is counted, and is the
+    only duplicate allowed."""
     wire = setup_events
 
     outcomes = _run_all(kind, moto_endpoint, wire.schedule_bucket, exclusive=True)
 
     versions = _versions(wire.client, wire.target_bucket)
+    retried = sum(o[4] for o in outcomes)
     with capsys.disabled():
-        print(f"\n{kind}, exclusive: (delivered, deferred, vanished, failed) per handler = {sorted(outcomes)}")
+        print(f"\n{kind}, exclusive: (delivered, deferred, vanished, failed, retried) per handler = {sorted(outcomes)}")
     assert len(versions) == EVENTS
-    assert set(versions.values()) == {1}
+    assert sum(versions.values()) - EVENTS <= retried
+    if retried == 0:
+        assert set(versions.values()) == {1}
     assert sum(o[0] for o in outcomes) == EVENTS
     assert wire.keys(wire.schedule_bucket) == []
 
