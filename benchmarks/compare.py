@@ -676,6 +676,13 @@ def goals(
                 f"{comp_text}; server CPU {server_cpu:.2f} s in ours' {statistics.median(ours):.2f} s"
                 f" ({server_cpu / statistics.median(ours):.0%} of one core)"
             )
+    _pipeline_goals(results, sizes, say)
+    _listing_goals(results, sizes, say)
+    return lines
+
+
+def _pipeline_goals(results: dict[str, Any], sizes: dict[str, Any], say: Callable[[str], None]) -> None:
+    """The first delivery and the memory scenarios' goals."""
     for server, by_latency in results.get("first", {}).items():
         for latency, runs in by_latency.items():
             rs = runs["ours"]
@@ -714,6 +721,10 @@ def goals(
                     f" {g2:.1f} MiB at {n2:,}); on that line 100,000 due would grow {at:.1f} MiB"
                     f" (goal <= 30 MiB: {met(at <= 30)} by extrapolation, not measured here)"
                 )
+
+
+def _listing_goals(results: dict[str, Any], sizes: dict[str, Any], say: Callable[[str], None]) -> None:
+    """The dense and the schedule_many scenarios' goals."""
     for server, by_latency in results.get("dense", {}).items():
         for latency, runs in by_latency.items():
             new = values(runs["ours, legacy_offsets=False"], lists)
@@ -738,7 +749,6 @@ def goals(
                 f" schedule() loop {spread(loop)} s: {ratio:.1f}x ({goal}); 0.0.3's loop {spread(theirs)} s:"
                 f" {statistics.median(theirs) / statistics.median(many):.1f}x"
             )
-    return lines
 
 
 def chart(results: dict[str, Any], sizes: dict[str, Any], path: Path, command: str) -> None:

@@ -1,4 +1,15 @@
-"""What S3 stores differ in, in one place: error codes, ETag forms, conditions, listing.
+"""The store protocol in one place: conditional writes, lost replies, error codes, listing.
+
+Each conditional request the package makes has one function here, which answers an enum
+and owns the rule for a reply lost after the store did the work (botocore then sends the
+request again, and the retry meets the earlier attempt's result):
+
+- `put_new`: PutObject with ``If-None-Match: *``; a retry refused by an object holding
+  the body's ETag is this call's own write (`Written`).
+- `copy_if_absent`: CopyObject conditional on the source's ETag and on a free name; a
+  retry refused by a copy of the source is this call's own copy (`Copied`).
+- `delete_if_match`: DeleteObject with ``If-Match``; a retry's answer is told apart
+  (`Deleted`), for each caller to read as its guarantee needs.
 
 The public modules read as the algorithm; every quirk of a store they meet is named here,
 with the test that shows it:
@@ -23,9 +34,11 @@ guarantee that rests on it weakens as README's Guarantees says, and nothing is l
 from __future__ import annotations
 
 import collections
+import enum
+import hashlib
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, NamedTuple
 
 from botocore.exceptions import ClientError
@@ -98,8 +111,6 @@ def was_retried(error: BaseException) -> bool:
 
 def content_etag(body: bytes) -> str:
     """Return the ETag S3 gives a single-part upload of ``body`` (its MD5, quoted)."""
-    import hashlib
-
     return '"' + hashlib.md5(body, usedforsecurity=False).hexdigest() + '"'
 
 
@@ -251,38 +262,124 @@ def fast_client(max_workers: int, *, timeout: float | None = None) -> Any:
     return client
 
 
+class Written(enum.Enum):
+    """What `put_new` did."""
+
+    WRITTEN = "written"
+    """The object is written: by this call, or by an earlier attempt of it whose reply was lost."""
+    EXISTS = "exists"
+    """An object was there already: nothing was written."""
+
+
+class Put(NamedTuple):
+    """What `put_new` answers: what it did, and the ETag written where the store gave one."""
+
+    state: Written
+    etag: str | None = None
+
+
+class Copied(enum.Enum):
+    """What `copy_if_absent` did."""
+
+    COPIED = "copied"
+    """The copy is made: by this call, or by an earlier attempt of it whose reply was lost."""
+    TAKEN = "taken"
+    """Another object holds the name: nothing was copied."""
+
+
+class Deleted(enum.Enum):
+    """What `delete_if_match` found.
+
+    A request botocore sent again after a reply was lost (a timeout, a dropped
+    connection) finds the work of its own earlier attempt: the ``ON_RETRY`` answers say
+    so, and each caller decides what it may take them for.
+    """
+
+    DELETED = "deleted"
+    """This request deleted the object."""
+    GONE = "gone"
+    """There was no such object: nothing was deleted."""
+    CHANGED = "changed"
+    """The object no longer has the ETag named: nothing was deleted."""
+    GONE_ON_RETRY = "gone on retry"
+    """A retry found no object: most likely an earlier attempt deleted it, its reply lost."""
+    CHANGED_ON_RETRY = "changed on retry"
+    """A retry was refused and the object is still there, with another ETag: it changed.
+    (A store may refuse the condition on a missing object: a refused retry is followed by
+    a HEAD, and answers `GONE_ON_RETRY` when the object is gone.)"""
+
+
+def put_new(client: Any, bucket: str, key: str, body: bytes, **extra: Any) -> Put:
+    """Write ``body`` to ``key`` unless an object is there (``If-None-Match: *``).
+
+    A refusal after botocore retried, where the object found has the ETag of ``body``
+    (its MD5), was this call's own earlier attempt, its reply lost: `Written.WRITTEN`.
+    Any other refusal answers `Written.EXISTS`. Other errors propagate.
+    """
+    try:
+        reply = client.put_object(Bucket=bucket, Key=key, Body=body, IfNoneMatch="*", **extra)
+    except ClientError as exc:
+        if not is_lost(exc):
+            raise
+        found = head_etag(client, bucket, key)
+        if was_retried(exc) and same_etag(found, content_etag(body)):
+            return Put(Written.WRITTEN, found)
+        return Put(Written.EXISTS)
+    return Put(Written.WRITTEN, reply_etag(reply))
+
+
+def reply_etag(reply: Any) -> str | None:
+    """Return the ETag of a PutObject reply, or None where it gives none (a test's stand-in)."""
+    etag = reply.get("ETag") if isinstance(reply, Mapping) else None
+    return etag if isinstance(etag, str) else None
+
+
+def copy_if_absent(client: Any, bucket: str, key: str, etag: str | None, new: str) -> Copied:
+    """Copy ``key`` (as it was at ``etag``, where given) to ``new`` unless an object is there.
+
+    The copy is conditional on the source's ETag (``CopySourceIfMatch``) and on ``new``
+    being free (``If-None-Match: *``) where the store honours that on CopyObject (AWS;
+    moto and radosgw 16 ignore it). A refusal where ``new`` holds the source's content
+    after botocore retried was this call's own earlier attempt, its reply lost:
+    `Copied.COPIED`; any other object there answers `Copied.TAKEN`. A refusal with
+    nothing at ``new`` means the source changed since ``etag``: the store's error is
+    raised, as are all other errors.
+    """
+    condition = {"CopySourceIfMatch": etag} if etag else {}
+    try:
+        client.copy_object(
+            Bucket=bucket, Key=new, CopySource={"Bucket": bucket, "Key": key}, **condition, **copy_if_new(client)
+        )
+    except ClientError as exc:
+        if not is_lost(exc):
+            raise
+        found = head_etag(client, bucket, new)
+        if found is None:
+            raise  # the source changed since it was listed: its condition failed
+        if was_retried(exc) and same_etag(found, head_etag(client, bucket, key)):
+            return Copied.COPIED
+        return Copied.TAKEN
+    return Copied.COPIED
+
+
 def copy_to_new_name(client: Any, bucket: str, key: str, etag: str | None, name: Callable[[], str]) -> str:
     """Copy ``key`` (as it was at ``etag``, where given) to a name no object holds; return it.
 
     ``name`` makes a fresh name at each call (a random part makes two alike unlikely);
-    the copy is conditional on it being new (``If-None-Match: *``) where the store
-    honours that on CopyObject (AWS; moto and radosgw 16 ignore it, so the name's own
-    randomness is what keeps an older object there from being replaced). A name found
-    taken is given up for another; a retried copy whose earlier attempt wrote the name
-    (its reply lost) is recognised by its ETag. Raises the store's error otherwise, and
-    `ValueError` for a name over S3's 1,024 bytes.
+    each copy is `copy_if_absent`, so where the store ignores ``If-None-Match`` on
+    CopyObject the name's own randomness is what keeps an older object there from being
+    replaced. A name found taken is given up for another, three times at most
+    (`RuntimeError` then). Raises the store's error otherwise, and `ValueError` for a
+    name over S3's 1,024 bytes.
     """
-    condition = {"CopySourceIfMatch": etag} if etag else {}
     for _ in range(3):
         new = name()
         size = len(new.encode("utf-8"))
         if size > MAX_KEY_BYTES:
             msg = f"{key!r} cannot be copied to {new!r}: {size} bytes, over S3's {MAX_KEY_BYTES}-byte limit on keys"
             raise ValueError(msg)
-        try:
-            client.copy_object(
-                Bucket=bucket, Key=new, CopySource={"Bucket": bucket, "Key": key}, **condition, **copy_if_new(client)
-            )
-        except ClientError as exc:
-            if not is_lost(exc):
-                raise
-            found = head_etag(client, bucket, new)
-            if found is None:
-                raise  # the source changed since it was listed: its condition failed
-            if was_retried(exc) and same_etag(found, head_etag(client, bucket, key)):
-                return new  # our own copy; its reply was lost
-            continue  # the name is taken: try another
-        return new
+        if copy_if_absent(client, bucket, key, etag, new) is Copied.COPIED:
+            return new
     msg = f"{key!r} found three names taken in a row: not copied"
     raise RuntimeError(msg)
 
@@ -297,19 +394,43 @@ def copy_if_new(client: Any) -> dict[str, str]:
     return {"IfNoneMatch": "*"} if "IfNoneMatch" in members else {}
 
 
-def delete_if_match(client: Any, bucket: str, key: str, etag: str) -> bool:
-    """Delete ``key`` if it still holds ``etag``; return whether it was deleted (or gone after a retry)."""
-    for form in etag_forms(etag):
+def delete_if_match(client: Any, bucket: str, key: str, etag: str | None, *, unquoted_too: bool = False) -> Deleted:
+    """Delete ``key`` if it still holds ``etag`` (``If-Match``; unconditionally for None).
+
+    With ``unquoted_too`` a refusal is tried again with the ETag unquoted (`etag_forms`,
+    for an ETag a radosgw reply gave). Answers what the store said, a retry's answer
+    told apart (`Deleted`); errors other than a missing object or a refused condition
+    propagate. A refused retry is checked with a HEAD: where an earlier attempt deleted
+    the object (its reply lost) and the store refuses the condition on a missing object,
+    the answer is `GONE_ON_RETRY`, not `CHANGED_ON_RETRY`.
+    """
+    state = Deleted.CHANGED
+    for form in etag_forms(etag) if unquoted_too and etag else (etag,):
+        condition = {"IfMatch": form} if form else {}
         try:
-            client.delete_object(Bucket=bucket, Key=key, IfMatch=form)
+            client.delete_object(Bucket=bucket, Key=key, **condition)
         except ClientError as exc:
             if is_missing(exc):
-                return was_retried(exc)
-            if is_lost(exc):
-                continue
-            raise
-        return True
-    return False
+                return Deleted.GONE_ON_RETRY if was_retried(exc) else Deleted.GONE
+            if not is_lost(exc):
+                raise
+            state = Deleted.CHANGED_ON_RETRY if was_retried(exc) else Deleted.CHANGED
+            continue
+        return Deleted.DELETED
+    if state is Deleted.CHANGED_ON_RETRY and head_etag(client, bucket, key) is None:
+        return Deleted.GONE_ON_RETRY
+    return state
+
+
+def precondition_failed(operation: str) -> ClientError:
+    """Return the error S3 answers a request whose condition (``If-Match``...) did not hold."""
+    error = {"Code": "PreconditionFailed", "Message": "At least one of the pre-conditions you specified did not hold"}
+    return ClientError({"Error": error, "ResponseMetadata": {"HTTPStatusCode": 412}}, operation)
+
+
+def describe(error: BaseException) -> str:
+    """Return ``error`` as one line for a log message: its type and its text."""
+    return f"{type(error).__name__}: {error}"
 
 
 _BOUNDS = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
@@ -369,6 +490,7 @@ class Latency:
         return latency
 
     def record(self, seconds: float) -> None:
+        """Count a request that took ``seconds`` (real seconds)."""
         with self._lock:
             self._recent.append(seconds)
 

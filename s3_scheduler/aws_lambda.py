@@ -1,7 +1,9 @@
 """The ready Lambda handler: point a function at ``s3_scheduler.aws_lambda.handler``.
 
-Configured by the environment; each malformed value fails the invocation with a
-`ConfigurationError` naming the variable and the accepted forms:
+Configured by the environment, read and checked by `s3_scheduler.settings` (as the
+command line's are; `read_settings` and `Settings` are re-exported here); each malformed
+value fails the invocation with a `ConfigurationError` naming the variable and the
+accepted forms:
 
 - ``S3_SCHEDULER_BUCKET`` (required): the schedule bucket.
 - ``S3_SCHEDULER_PREFIX`` (default ``jobs``): the scheduler path.
@@ -51,24 +53,15 @@ import logging
 import os
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable
 
 from ._s3 import fast_client
-from .cli import (
-    MAX_WORKERS_LIMIT,
-    bucket_problem,
-    duration_timedelta,
-    endpoint_problem,
-    flag_value,
-    lateness_problem,
-    metrics_dimensions,
-    text_problem,
-    whole_number,
-)
-from .exceptions import ConfigurationError
 from .metrics import emf_line
-from .scheduler import DEFAULT_DEAD_LETTER_ATTEMPTS, DEFAULT_MAX_WORKERS, Scheduler
+from .scheduler import Scheduler
+from .settings import Settings, metrics_dimensions, read_settings
 from .utils import warn
+
+__all__ = ["LambdaHandler", "Settings", "handler", "margin", "read_settings"]
 
 MARGIN_FRACTION = 0.05
 """The share of the invocation's remaining time kept back to return: the run's own
@@ -92,25 +85,6 @@ PRECISE_WINDOW = timedelta(seconds=55)
 """How far ahead a precise run delivers. Short of the one-minute tick, so that a run has
 released its lease when the next one starts; events of the last seconds of a minute are
 delivered at the start of the next run."""
-
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-"""The values of ``S3_SCHEDULER_LOG_LEVEL``, in any case."""
-
-
-class Settings(NamedTuple):
-    """The handler's configuration, read from the environment."""
-
-    bucket: str
-    prefix: str
-    allowed_targets: tuple[str, ...] | None
-    precise: bool
-    dead_letter_after: float | None
-    log_level: str = "INFO"
-    legacy_offsets: bool = True
-    max_workers: int = DEFAULT_MAX_WORKERS
-    dead_letter_attempts: int = DEFAULT_DEAD_LETTER_ATTEMPTS
-    metrics: bool = True
-    max_lateness: float | None = None
 
 
 def margin(remaining: float) -> float:
@@ -209,134 +183,6 @@ _default = LambdaHandler()
 def handler(event: Any, context: Any) -> dict[str, Any]:
     """The ready Lambda handler: deliver the due events; return the run's report as plain data."""
     return _default(event, context)
-
-
-def read_settings(env: Mapping[str, str]) -> Settings:
-    """Return the handler's settings read from ``env``.
-
-    Raises `ConfigurationError` naming the variable and the accepted forms for a
-    missing bucket or any malformed value, ``AWS_ENDPOINT_URL_S3`` and
-    ``AWS_ENDPOINT_URL`` (read by boto3) included.
-    """
-    bucket = env.get("S3_SCHEDULER_BUCKET", "").strip()
-    if not bucket:
-        msg = "S3_SCHEDULER_BUCKET is not set: set it to the bucket that holds the schedule"
-        raise ConfigurationError(msg)
-    problem = bucket_problem(bucket)
-    if problem:
-        msg = f"S3_SCHEDULER_BUCKET: {problem}"
-        raise ConfigurationError(msg)
-    _check_endpoint(env)
-    return Settings(
-        bucket=bucket,
-        prefix=_text(env, "S3_SCHEDULER_PREFIX", "jobs"),
-        allowed_targets=_allowed_targets(env.get("S3_SCHEDULER_ALLOWED_TARGETS")),
-        precise=_flag(env, "S3_SCHEDULER_PRECISE", default=False),
-        dead_letter_after=_duration(env, "S3_SCHEDULER_DEAD_LETTER_AFTER"),
-        log_level=_log_level(env.get("S3_SCHEDULER_LOG_LEVEL", "INFO")),
-        legacy_offsets=_flag(env, "S3_SCHEDULER_LEGACY_OFFSETS", default=True),
-        max_workers=_count(env, "S3_SCHEDULER_MAX_WORKERS", DEFAULT_MAX_WORKERS, most=MAX_WORKERS_LIMIT),
-        dead_letter_attempts=_count(env, "S3_SCHEDULER_DEAD_LETTER_ATTEMPTS", DEFAULT_DEAD_LETTER_ATTEMPTS),
-        metrics=_flag(env, "S3_SCHEDULER_METRICS", default=True),
-        max_lateness=_max_lateness(env),
-    )
-
-
-def _check_endpoint(env: Mapping[str, str]) -> None:
-    """Refuse the endpoint boto3 would read (``AWS_ENDPOINT_URL_S3``, else ``AWS_ENDPOINT_URL``)
-    when it is not a URL: botocore would fail every invocation with a bare ``ValueError``."""
-    for name in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"):
-        url = env.get(name)
-        if url:
-            problem = endpoint_problem(url)
-            if problem:
-                msg = f"{name}: {problem}"
-                raise ConfigurationError(msg)
-            return
-
-
-def _text(env: Mapping[str, str], name: str, default: str) -> str:
-    text = env.get(name, default)
-    problem = text_problem(text)
-    if problem:
-        msg = f"{name}={text!r} {problem}"
-        raise ConfigurationError(msg)
-    return text
-
-
-def _allowed_targets(text: str | None) -> tuple[str, ...] | None:
-    if text is None:
-        return None
-    entries = tuple(entry.strip() for entry in text.split(",") if entry.strip())
-    if not entries:
-        msg = (
-            f"S3_SCHEDULER_ALLOWED_TARGETS={text!r} is set but empty, which would reject every event: list"
-            " 'bucket' or 'bucket/prefix' entries separated by commas, or unset it to allow any target"
-        )
-        raise ConfigurationError(msg)
-    for entry in entries:
-        bucket = (entry[len("s3://") :] if entry.startswith("s3://") else entry).partition("/")[0]
-        problem = bucket_problem(bucket)
-        if problem:
-            msg = f"S3_SCHEDULER_ALLOWED_TARGETS entry {entry!r}: {problem}; entries are 'bucket' or 'bucket/prefix'"
-            raise ConfigurationError(msg)
-    return entries
-
-
-def _flag(env: Mapping[str, str], name: str, *, default: bool) -> bool:
-    text = env.get(name)
-    if text is None or not text.strip():
-        return default
-    try:
-        return flag_value(text)
-    except ValueError:
-        msg = f"{name}={text!r} is not yes or no: use 1/0, true/false, yes/no or on/off"
-        raise ConfigurationError(msg) from None
-
-
-def _duration(env: Mapping[str, str], name: str) -> float | None:
-    text = env.get(name)
-    if text is None or not text.strip():
-        return None
-    try:
-        return duration_timedelta(text).total_seconds()
-    except ValueError as exc:  # not a duration, or longer than a timedelta holds
-        msg = f"{name}={exc}"
-        raise ConfigurationError(msg) from None
-
-
-def _max_lateness(env: Mapping[str, str]) -> float | None:
-    seconds = _duration(env, "S3_SCHEDULER_MAX_LATENESS")
-    problem = None if seconds is None else lateness_problem(timedelta(seconds=seconds))
-    if problem:
-        msg = f"S3_SCHEDULER_MAX_LATENESS={env['S3_SCHEDULER_MAX_LATENESS']!r} {problem}"
-        raise ConfigurationError(msg)
-    return seconds
-
-
-def _count(env: Mapping[str, str], name: str, default: int, *, most: int | None = None) -> int:
-    text = env.get(name)
-    if text is None or not text.strip():
-        return default
-    try:
-        value = whole_number(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        msg = f"{name}={text!r} is not a whole number of 1 or more, such as {default}"
-        raise ConfigurationError(msg)
-    if most is not None and value > most:
-        msg = f"{name}={text!r} is over {most}: use a whole number from 1 to {most}, such as {default}"
-        raise ConfigurationError(msg)
-    return value
-
-
-def _log_level(text: str) -> str:
-    level = text.strip().upper()
-    if level not in LOG_LEVELS:
-        msg = f"S3_SCHEDULER_LOG_LEVEL={text!r} is not a log level: use one of {', '.join(LOG_LEVELS)}"
-        raise ConfigurationError(msg)
-    return level
 
 
 def _configure_logging(level: str) -> None:

@@ -1,4 +1,4 @@
-"""One run's delivery pipeline: list, copy, delete, record outcomes, dead letters.
+"""One run's delivery pipeline: list, copy, delete, and hand the outcomes to the recorder.
 
 A run is three kinds of thread around a loop in the calling thread:
 
@@ -15,42 +15,47 @@ A run is three kinds of thread around a loop in the calling thread:
   for theirs, so a run killed at any moment leaves at most ``max_workers`` + 200 events
   delivered and still pending.
 
-The calling thread takes the lease before the first copy, waits for events of the run's
-window that are not yet due, records every outcome in the `HandleReport` and calls
-``on_delivery``. When the run must stop (its timeout, a stop event, its lease), no copy
-starts, the copies in flight finish and are deleted, and the lease is released; then,
-where another run held the lease, the rest of the window's listing is read only to count
-each due event left as ``deferred``.
+The calling thread takes the lease before the first copy (`Lease.hold`), waits for events
+of the run's window that are not yet due, and hands every outcome to the run's
+`Recorder`, which keeps the `HandleReport` and calls ``on_delivery``. When the run must
+stop (a `StopReason`: its timeout, a stop event, its lease), no copy starts, the copies in
+flight finish and are deleted, the failed events that are through go to the dead letters
+(`DeadLetters`), and the lease is released; then, where another run held the lease, the
+rest of the window's listing is read only to count each due event left as ``deferred``.
 
-0.0.3's tests replace ``s3_scheduler.scheduler.move_file`` and ``warn``: both are looked
-up there at call time, and a replaced ``move_file`` delivers each event (copy and delete
-in one call) instead of the copy and the batched delete.
+The scheduler passes in what the run calls that 0.0.3's tests replace: ``warn``, and
+``move_file`` when it was replaced, which then delivers each event (copy and delete in one
+call) instead of the copy and the batched delete. The run waits for its next event
+through the scheduler's ``wait``.
 """
 
 from __future__ import annotations
 
+import enum
 import heapq
 import itertools
 import logging
 import queue
-import secrets
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from types import TracebackType
 from typing import Any, Callable, NamedTuple, Union
 
 from botocore.exceptions import ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from . import _s3
+from .deadletters import DeadLetters
 from .exceptions import InvalidKeyError
-from .keys import ATTEMPTS_TAG, MAX_KEY_BYTES, Window, dead_letter_key, decode_event, is_reserved, sorts_late
-from .lease import Lease, Outcome, RunLease
-from .report import FailedDelivery, HandleReport, ScheduledEvent
+from .keys import Window, is_reserved, sorts_late
+from .lease import Acquisition, Lease, Outcome, RunLease
+from .outcomes import Due, Listed, Recorder, Reject, Result, Skip, Step, StopReason
+from .outcomes import Outcome as StepOutcome
+from .report import HandleReport, ScheduledEvent
 from .targets import AllowedTarget, is_allowed
-from .utils import move_file as _original_move_file
 
 logger = logging.getLogger(__name__)
 
@@ -71,9 +76,6 @@ and still pending (the next run delivers them again)."""
 
 QUEUE_SIZE = 2000
 """How many listed names may wait for the calling thread: two LIST pages."""
-
-_FLUSH = "flush"
-"""Asks the deleter to send its batch now."""
 
 _POLL = 0.05
 """How long (real seconds) the calling thread waits at once for the lister or a copier."""
@@ -100,40 +102,53 @@ class Settings:
     client: Any
     resource: Any
     allowed: tuple[AllowedTarget, ...] | None
-    dead_letter_after: timedelta | None
-    dead_letter_attempts: int
     max_workers: int
     clock: Callable[[], datetime]
     """Returns an aware UTC time (the scheduler's `Scheduler.now`)."""
     wait: Callable[[float, threading.Event | None], None]
+    """Waits that many seconds, or less once the event is set, if it can tell."""
+    warn: Callable[..., None]
+    """Warns of a failed delivery (0.0.3's ``warn``, which its tests replace)."""
     lease: Lease | None
+    dead_letters: DeadLetters | None = None
+    """Where events go that are through (None: dead letters are off)."""
+    move_file: Callable[[str, str, str, Any, str], None] | None = None
+    """0.0.3's ``move_file``, where a test replaced it: each event is then delivered
+    through it (copy and delete in one call) instead of the copy and the batch delete."""
     max_lateness: timedelta | None = None
     legacy_offsets: bool = True
     notices: set[str] = field(default_factory=set)
     """Warnings given once per scheduler, by name."""
 
 
-class Due(NamedTuple):
-    """An event read from the listing, with the ETag the listing gave."""
-
-    event: ScheduledEvent
-    etag: str | None
-
-
-class _Skip(NamedTuple):
-    key: str
-    reason: str
-
-
-class _Reject(NamedTuple):
-    due: Due
-
-
 class _End(NamedTuple):
+    """The end of the listing, with the error that ended it (None: it was read to its end)."""
+
     error: BaseException | None
 
 
-_Item = Union[Due, _Skip, _Reject, _End]
+_Item = Union[Listed, _End]
+
+
+class _Turn(enum.Enum):
+    """What the loop does when no event is due to start."""
+
+    AGAIN = "again"
+    """Look again: something was recorded, waited for or put off."""
+    DONE = "done"
+    """Stop: the listing is read and every event of the window started."""
+
+
+class _LeaseState(enum.Enum):
+    """Where the run stands with the lease."""
+
+    NOT_YET = "not yet"
+    """Not taken yet: the run takes it before its first change."""
+    TAKEN = "taken"
+    HELD = "held"
+    """Another run holds it: this one changes nothing."""
+    OFF = "off"
+    """Runs without it: ``exclusive=False``, or a store or credentials that cannot have it."""
 
 
 def run(
@@ -147,7 +162,8 @@ def run(
 ) -> HandleReport:
     """Deliver the events due by ``horizon`` found in ``window``; return the report.
 
-    Raises what the listing raised, after the deliveries already started have finished.
+    Raises what the listing raised, after the deliveries already started have finished,
+    and what ``on_delivery`` raised, once the run has cleaned up.
     """
     return _Run(settings, window, horizon, deadline, on_delivery, stop).go()
 
@@ -164,6 +180,7 @@ class _Limit:
         self._cond = threading.Condition()
 
     def acquire(self, timeout: float) -> bool:
+        """Take a place for a copy, waiting up to ``timeout`` for one; return whether taken."""
         with self._cond:
             if self.in_flight >= self.limit:
                 self._cond.wait(timeout)
@@ -173,6 +190,7 @@ class _Limit:
             return True
 
     def release(self, throttled: bool) -> None:
+        """Give a place back, after a copy that S3 asked to slow down (``throttled``) or not."""
         with self._cond:
             self.in_flight -= 1
             if throttled:
@@ -188,6 +206,7 @@ class _Limit:
             self._cond.notify_all()
 
     def wait_idle(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` for the copies in flight to end; return whether none is left."""
         with self._cond:
             if self.in_flight:
                 self._cond.wait(timeout)
@@ -195,7 +214,8 @@ class _Limit:
 
 
 class _Lister:
-    """Reads the listing in a thread of its own and hands on what it reads."""
+    """Reads the listing in a thread of its own and hands on what it reads; used as a
+    context manager, its thread ends on the way out."""
 
     def __init__(self, settings: Settings, window: Window) -> None:
         self._settings = settings
@@ -205,7 +225,16 @@ class _Lister:
         self._thread = threading.Thread(target=self._read, name="s3-scheduler-list", daemon=True)
         self._thread.start()
 
+    def __enter__(self) -> _Lister:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.cancel()
+
     def cancel(self) -> None:
+        """Stop reading and end the thread, discarding what it had read."""
         self._cancel.set()
         while self._thread.is_alive():
             self._drain()
@@ -239,21 +268,76 @@ class _Lister:
         finally:
             self._put(_End(error))
 
-    def _classify(self, listed: _s3.Listed) -> _Item:
+    def _classify(self, listed: _s3.Listed) -> Listed:
         try:
-            event = decode_event(listed.key, self._settings.prefix)
+            event = ScheduledEvent.from_key(listed.key, self._settings.prefix)
         except InvalidKeyError as exc:
-            return _Skip(listed.key, str(exc))
+            return Skip(listed.key, str(exc))
         due = Due(event, listed.etag)
         s = self._settings
         if is_reserved(s.prefix, s.bucket, event.bucket, event.path):
-            return _Reject(due)  # an event aimed at the lease or a dead letter: never delivered
+            return Reject(due)  # an event aimed at the lease or a dead letter: never delivered
         if s.allowed is not None and not is_allowed(s.allowed, event.bucket, event.path):
-            return _Reject(due)
+            return Reject(due)
         return due
 
 
+class _Budget:
+    """A run's deadline, and the time its wind-down takes: the requests it still sends one
+    after the other, at the slowest its clients have seen lately (`_s3.Latency`)."""
+
+    def __init__(self, deadline: datetime | None, settings: Settings, sending: Callable[[], bool]) -> None:
+        self.deadline = deadline
+        self._clock = settings.clock
+        self._client = settings.client
+        self._sending = sending
+        self._latency = _s3.Latency.watch(settings.client)
+        listing = getattr(getattr(settings.resource, "meta", None), "client", None)
+        self._listing_latency = self._latency if listing is None else _s3.Latency.watch(listing)
+
+    def wind_down(self, requests: int) -> timedelta:
+        """The time ``requests`` requests one after the other take (one more while a batch
+        delete is on its way), at the slowest this run's clients have seen lately, and the
+        run's own slack."""
+        if self._sending():
+            requests += 1
+        worst = max(self._latency.worst, self._listing_latency.worst)
+        return timedelta(seconds=requests * worst * WIND_DOWN_FACTOR + WIND_DOWN_SLACK)
+
+    def past(self, at: datetime, requests: int) -> bool:
+        """Whether ``requests`` more requests, one after the other from ``at`` on, would end
+        at or past the deadline. Never, without a deadline."""
+        return self.deadline is not None and at + self.wind_down(requests) >= self.deadline
+
+    def reached(self, at: datetime) -> bool:
+        """Whether ``at`` is at or past the deadline. Never, without a deadline."""
+        return self.deadline is not None and at >= self.deadline
+
+    def near_the_end(self) -> bool:
+        """Whether a batch delete sent now could still be on its way when the run winds down."""
+        return self.past(self._clock(), WIND_DOWN_REQUESTS + 1)
+
+    def out_of_time(self) -> bool:
+        """Whether one more request and the lease's release no longer fit before the deadline."""
+        return self.past(self._clock(), 2)
+
+    def in_time(self, share: int) -> Callable[[], Any] | None:
+        """For a run with a deadline, what returns a client whose requests give up within
+        a ``share``-th of the time left (where the scheduler built its own client)."""
+        if self.deadline is None:
+            return None
+        return lambda: _s3.bounded(self._client, self.left() / share)
+
+    def left(self) -> float:
+        """Seconds until the deadline (a day when there is none)."""
+        if self.deadline is None:
+            return 86400.0
+        return max(0.0, (self.deadline - self._clock()).total_seconds())
+
+
 class _Run:
+    """One `run`: the loop in the calling thread, and what the copier threads call."""
+
     def __init__(
         self,
         settings: Settings,
@@ -263,142 +347,141 @@ class _Run:
         on_delivery: Callable[[ScheduledEvent, float], None] | None,
         stop: threading.Event | None,
     ) -> None:
-        from . import scheduler as api  # looked up at call time: 0.0.3's tests patch it
-
         self.s = settings
         self.window = window
         self.horizon = horizon
-        self.deadline = deadline
-        self.on_delivery = on_delivery
+        self.budget = _Budget(deadline, settings, lambda: self.deleter is not None and self.deleter.sending)
         self.stop = stop
-        self.api = api
-        self.legacy_move = api.move_file is not _original_move_file
-        self.report = HandleReport.under(settings.prefix)
-        self.results: queue.Queue[tuple[str, Due, Any, datetime]] = queue.Queue()
+        self.recorder = Recorder(
+            settings.prefix,
+            clock=settings.clock,
+            warn=settings.warn,
+            on_delivery=on_delivery,
+            dead_letters=settings.dead_letters is not None,
+        )
         self.limit = _Limit(settings.max_workers)
         self.lease: RunLease | None = None
-        self.lease_state = "none" if settings.lease is not None else "off"
-        self.failed: list[Due] = []
-        self.rejected: list[Due] = []
+        self.lease_state = _LeaseState.NOT_YET if settings.lease is not None else _LeaseState.OFF
         self.deleter: _Deleter | None = None
-        self.stopped_by: str | None = None
-        self.callback_error: Exception | None = None
-        self.latency = _s3.Latency.watch(settings.client)
-        listing = getattr(getattr(settings.resource, "meta", None), "client", None)
-        self.listing_latency = self.latency if listing is None else _s3.Latency.watch(listing)
-        self.in_flight: dict[str, Due] = {}
-        """The events whose copy (or put-aside) has started and not come back, by key."""
-        self.handing_on = threading.Lock()
-        self.closed = False
-        """Set once the run stops taking outcomes: a copy that comes back later was reported."""
+        self.stopped_by: StopReason | None = None
+        self.waiting: list[tuple[datetime, int, Due]] = []
+        """The events of the window read before their time, soonest first."""
+        self.order = itertools.count()
+        self.listing_done = False
+        self.listing_error: BaseException | None = None
+
+    def go(self) -> HandleReport:
+        """Run the loop, wind down whatever happened, and return the report."""
+        with _Lister(self.s, self.window) as lister:
+            pool = ThreadPoolExecutor(max_workers=self.s.max_workers, thread_name_prefix="s3-scheduler")
+            self._start_deleter()
+            try:
+                self._deliver(lister, pool)
+            finally:
+                self._wind_up(pool)
+                self._count_the_rest(lister)
+        if self.recorder.callback_error is not None:
+            raise self.recorder.callback_error
+        if self.listing_error is not None:
+            raise self.listing_error
+        return self.recorder.report
 
     # the loop ------------------------------------------------------------------------
 
-    def go(self) -> HandleReport:
-        lister = _Lister(self.s, self.window)
-        pool = ThreadPoolExecutor(max_workers=self.s.max_workers, thread_name_prefix="s3-scheduler")
-        if not self.legacy_move:
-            self.deleter = _Deleter(self.s, self.results)
-            if self.deadline is not None:
-                self.deleter.hold_back = self._near_the_end
-                self.deleter.out_of_time = self._out_of_time
-        waiting: list[tuple[datetime, int, Due]] = []
-        order = itertools.count()
-        listing_error: BaseException | None = None
-        listing_done = False
+    def _start_deleter(self) -> None:
+        if self.s.move_file is not None:  # 0.0.3's move_file deletes each event itself
+            return
+        self.deleter = _Deleter(self.s, self.recorder)
+        if self.budget.deadline is not None:
+            self.deleter.hold_back = self.budget.near_the_end
+            self.deleter.out_of_time = self.budget.out_of_time
+
+    def _deliver(self, lister: _Lister, pool: ThreadPoolExecutor) -> None:
+        """Start each event of the window at its time, until the window is done or the run must stop."""
+        while True:
+            self.recorder.drain()
+            now = self._now()
+            if self._must_stop(now):
+                return
+            due = self._next_due(lister, now)
+            if due is _Turn.DONE:
+                return
+            if due is not _Turn.AGAIN and not self._start(due, now, pool):
+                return
+
+    def _next_due(self, lister: _Lister, now: datetime) -> Due | _Turn:
+        """Return the next event due now; else `_Turn.AGAIN` once something was read, recorded
+        or waited for (the next event of the window, when the listing is done), or `_Turn.DONE`."""
+        if self.waiting and self.waiting[0][0] <= now:
+            return heapq.heappop(self.waiting)[2]
+        if not self.listing_done:
+            return self._read(lister, now)
+        if self.waiting:
+            self._wait_for(self.waiting[0][0], now)
+            return _Turn.AGAIN
+        return _Turn.DONE
+
+    def _read(self, lister: _Lister, now: datetime) -> Due | _Turn:
+        """Take what the lister read next: return a due event; record, or keep for later, the rest."""
         try:
-            while True:
-                self._drain()
-                now = self._now()
-                if self._must_stop(now):
-                    break
-                due: Due | None = None
-                if waiting and waiting[0][0] <= now:
-                    due = heapq.heappop(waiting)[2]
-                elif not listing_done:
-                    try:
-                        item = lister.items.get(timeout=_POLL)
-                    except queue.Empty:
-                        continue
-                    if isinstance(item, _End):
-                        listing_done, listing_error = True, item.error
-                        if listing_error is not None:
-                            break
-                        continue
-                    if isinstance(item, _Skip):
-                        logger.warning("Ignoring %r: not a scheduled event (%s)", item.key, item.reason)
-                        self.report.skipped.append(item.key)
-                        continue
-                    if isinstance(item, _Reject):
-                        self._reject(item.due)
-                        continue
-                    if item.event.when > self.horizon:
-                        continue
-                    if item.event.when > now:
-                        heapq.heappush(waiting, (item.event.when, next(order), item))
-                        continue
-                    due = item
-                elif waiting:
-                    self._wait_for(waiting[0][0], now)
-                    continue
-                else:
-                    break
-                if self.lease_state == "none" and self._no_time_for_the_lease(now):
-                    self.report.deferred.append(due.event)
-                    break
-                if not self._hold_lease():
-                    self.report.deferred.append(due.event)
-                    break
-                task = self._expire if self._expired_by(due, now) else self._copy
-                while not self.limit.acquire(_POLL):
-                    self._drain()
-                while self.deleter is not None and not self.deleter.has_room(_POLL):
-                    self._drain()  # few copied events wait for their delete: see UNDELETED_LIMIT
-                self._drain()
-                if self._must_stop(self._now()):  # the time waited for a free copier counts
-                    self.limit.release(throttled=False)
-                    self.report.deferred.append(due.event)
-                    break
-                self.in_flight[due.event.key] = due
-                pool.submit(task, due)
-        finally:
-            finished = True
-            try:
-                try:
-                    for _, _, due in waiting:
-                        self.report.deferred.append(due.event)
-                    pool.shutdown(wait=False)
-                    finished = self._await_copies()
-                    with self.handing_on:  # a copy that comes back from now on is reported as on its way
-                        self.closed = True
-                    if self.deleter is not None:  # the last deletes give up in time for the release
-                        self.deleter.close(self._in_time(2))
-                    self._drain()
-                    if finished:
-                        self._dead_letter()
-                    else:
-                        self._report_unfinished()
-                finally:
-                    # Whatever happened, the heartbeat ends and the lease goes, in time; but a
-                    # copy still on its way (given up and reported) keeps it: it lapses by itself
-                    # after lease_ttl, so no other run copies that event meanwhile.
-                    if self.lease is not None and finished:
-                        in_time = self._in_time(1)
-                        self.lease.release(in_time and in_time(), wait=min(60.0, self._left()))
-                    elif self.lease is not None:
-                        self.lease.stop_heartbeat()
-                # With the lease released and the deletes sent, count what the run leaves:
-                # the rest of the window's listing when another run held the lease, what
-                # was already read when the run's own time (timeout, stop) ran out.
-                if not listing_done and listing_error is None and self.stopped_by is not None:
-                    listing_error = self._defer_unread(lister, read_rest=self.stopped_by == "held")
-            finally:
-                lister.cancel()  # whatever happened, the lister thread ends
-        if self.callback_error is not None:
-            raise self.callback_error
-        if listing_error is not None:
-            raise listing_error
-        return self.report
+            item = lister.items.get(timeout=_POLL)
+        except queue.Empty:
+            return _Turn.AGAIN
+        if isinstance(item, _End):
+            self.listing_done, self.listing_error = True, item.error
+            return _Turn.DONE if item.error is not None else _Turn.AGAIN
+        if isinstance(item, Skip):
+            self.recorder.skip(item)
+        elif isinstance(item, Reject):
+            self.recorder.reject(item.due)
+        elif item.event.when > self.horizon:
+            pass  # due after the horizon: the listing reads further (to the minute; 14 h for offset names)
+        elif item.event.when > now:
+            heapq.heappush(self.waiting, (item.event.when, next(self.order), item))
+        else:
+            return item
+        return _Turn.AGAIN
+
+    def _start(self, due: Due, now: datetime, pool: ThreadPoolExecutor) -> bool:
+        """Start copying (or putting aside) ``due`` once a copier is free; False when the run must stop instead."""
+        if self.lease_state is _LeaseState.NOT_YET and self._no_time_for_the_lease(now):
+            self.recorder.defer(due.event)
+            return False
+        if not self._hold_lease():
+            self.recorder.defer(due.event)
+            return False
+        task = self._expire if self._expired_by(due, now) else self._copy
+        self._wait_for_a_copier()
+        if self._must_stop(self._now()):  # the time waited for a free copier counts
+            self.limit.release(throttled=False)
+            self.recorder.defer(due.event)
+            return False
+        self.recorder.started(due)
+        pool.submit(task, due)
+        return True
+
+    def _wait_for_a_copier(self) -> None:
+        """Take a copier's place, recording outcomes while waiting; then wait while too
+        many copied events wait for their delete (see `UNDELETED_LIMIT`)."""
+        while not self.limit.acquire(_POLL):
+            self.recorder.drain()
+        while self.deleter is not None and not self.deleter.has_room(_POLL):
+            self.recorder.drain()
+        self.recorder.drain()
+
+    def _wait_for(self, when: datetime, now: datetime) -> None:
+        """Wait for the next event of the window, once the copies in flight are recorded."""
+        if self.budget.past(when, WIND_DOWN_REQUESTS):
+            self.stopped_by = StopReason.TIMEOUT
+            return
+        while not self.limit.wait_idle(_POLL):
+            self.recorder.drain()
+        if self.deleter is not None:
+            self.deleter.flush()
+        self.recorder.drain()
+        now = self._now()
+        if when > now:
+            self.s.wait((when - now).total_seconds(), self.stop)
 
     def _now(self) -> datetime:
         return self.s.clock()
@@ -415,173 +498,150 @@ class _Run:
             return False
         return not sorts_late(event.key, s.prefix, event.when, legacy_offsets=s.legacy_offsets)
 
+    # stopping ------------------------------------------------------------------------
+
     def _must_stop(self, now: datetime) -> bool:
+        """Whether no further delivery may start; the first reason found is kept in ``stopped_by``."""
         if self.stopped_by is None:
-            if self.stop is not None and self.stop.is_set():
-                self.stopped_by = "stop"
-            elif self.deadline is not None and now + self._wind_down(WIND_DOWN_REQUESTS) >= self.deadline:
-                self.stopped_by = "timeout"
-            elif self.lease is not None and not self.lease.may_start(now):
-                self.stopped_by = "lease"
-                logger.warning(
-                    "The lease %r is no longer this run's for long enough: no further delivery starts", self.lease.key
-                )
+            self.stopped_by = self._reason_to_stop(now)
         return self.stopped_by is not None
 
-    def _wind_down(self, requests: int) -> timedelta:
-        """The time ``requests`` requests one after the other take (one more while a batch
-        delete is on its way), at the slowest this run's client has seen lately, and the
-        run's own slack."""
-        if self.deleter is not None and self.deleter.sending:
-            requests += 1
-        worst = max(self.latency.worst, self.listing_latency.worst)
-        return timedelta(seconds=requests * worst * WIND_DOWN_FACTOR + WIND_DOWN_SLACK)
+    def _reason_to_stop(self, now: datetime) -> StopReason | None:
+        if self.recorder.callback_error is not None:
+            return StopReason.ON_DELIVERY
+        if self.stop is not None and self.stop.is_set():
+            return StopReason.STOP
+        if self.budget.past(now, WIND_DOWN_REQUESTS):
+            return StopReason.TIMEOUT
+        if self.lease is not None and not self.lease.may_start(now):
+            logger.warning(
+                "The lease %r is no longer this run's for long enough: no further delivery starts", self.lease.key
+            )
+            return StopReason.LEASE
+        return None
+
+    # winding up ----------------------------------------------------------------------
+
+    def _wind_up(self, pool: ThreadPoolExecutor) -> None:
+        """Whatever stopped the loop: let the copies in flight finish, send the last
+        deletes, move aside what is through, and let go of the lease."""
+        finished = True
+        try:
+            for _, _, due in self.waiting:
+                self.recorder.defer(due.event)
+            pool.shutdown(wait=False)
+            finished = self._await_copies()
+            self.recorder.close()  # a copy that comes back from now on is reported as on its way
+            if self.deleter is not None:  # the last deletes give up in time for the release
+                self.deleter.close(self.budget.in_time(2))
+            self.recorder.drain()
+            if finished:
+                self._dead_letter()
+            else:
+                self.recorder.unfinished()
+        finally:
+            self._let_go_of_the_lease(finished)
 
     def _await_copies(self) -> bool:
         """Wait for the copies in flight, recording their outcomes; with a deadline, only
         while a batch delete and the lease's release still fit. Return whether all came back."""
         while not self.limit.wait_idle(_POLL):
-            self._drain()
-            if self.deadline is not None and self._now() + self._wind_down(WIND_DOWN_REQUESTS - 1) >= self.deadline:
+            self.recorder.drain()
+            if self.budget.past(self._now(), WIND_DOWN_REQUESTS - 1):
                 return self.limit.in_flight == 0
         return True
 
-    def _report_unfinished(self) -> None:
-        """Report each copy still on its way at the deadline: it may land after the run returns."""
-        for due in list(self.in_flight.values()):
-            error = TimeoutError("its copy was still on its way when the run had to end: it may be delivered again")
-            self.report.failed.append(FailedDelivery(due.event, error))
-            logger.warning("%r: its copy was still on its way at the run's deadline; it stays pending", due.event.key)
+    def _dead_letter(self) -> None:
+        """Move aside the events that failed in enough runs, or stay rejected, past ``dead_letter_after``."""
+        letters, recorder = self.s.dead_letters, self.recorder
+        if letters is None or not (recorder.failed_copies or recorder.rejected):
+            return
+        moved = letters.settle(
+            recorder.failed_copies,
+            recorder.rejected,
+            now=self._now(),
+            out_of_time=self.budget.out_of_time,
+            hold=self._hold_lease,
+        )
+        for key in moved:
+            recorder.dead_lettered(key)
 
-    def _near_the_end(self) -> bool:
-        """Whether a batch delete sent now could still be on its way when the run winds down."""
-        return self.deadline is not None and self._now() + self._wind_down(WIND_DOWN_REQUESTS + 1) >= self.deadline
+    def _let_go_of_the_lease(self, finished: bool) -> None:
+        """End the heartbeat and release the lease, in time. A copy still on its way (given
+        up and reported) keeps it: it lapses by itself after lease_ttl, so no other run
+        copies that event meanwhile."""
+        if self.lease is None:
+            return
+        if finished:
+            in_time = self.budget.in_time(1)
+            self.lease.release(in_time and in_time(), wait=min(60.0, self.budget.left()))
+        else:
+            self.lease.stop_heartbeat()
 
-    def _in_time(self, share: int) -> Callable[[], Any] | None:
-        """For a run with a deadline, what returns a client whose requests give up within
-        a ``share``-th of the time left (where the scheduler built its own client)."""
-        if self.deadline is None:
-            return None
-        return lambda: _s3.bounded(self.s.client, self._left() / share)
-
-    def _out_of_time(self) -> bool:
-        """Whether one more request and the lease's release no longer fit before the deadline."""
-        return self.deadline is not None and self._now() + self._wind_down(2) >= self.deadline
-
-    def _left(self) -> float:
-        """Seconds until the deadline (a day when there is none)."""
-        if self.deadline is None:
-            return 86400.0
-        return max(0.0, (self.deadline - self._now()).total_seconds())
+    def _count_the_rest(self, lister: _Lister) -> None:
+        """With the lease released and the deletes sent, count what the run leaves: the rest
+        of the window's listing when another run held the lease, what was already read when
+        the run's own time (timeout, stop) ran out."""
+        if self.listing_done or self.listing_error is not None or self.stopped_by is None:
+            return
+        self.listing_error = self._defer_unread(lister, read_rest=self.stopped_by is StopReason.HELD)
 
     def _defer_unread(self, lister: _Lister, *, read_rest: bool) -> BaseException | None:
         """Count each due event the lister read as deferred, delivering nothing; with
         ``read_rest``, read the rest of the window's listing first (up to the deadline).
         Return a listing error."""
         while True:
-            if read_rest and (self.deadline is None or self._now() < self.deadline):
-                try:
-                    item = lister.items.get(timeout=_POLL)
-                except queue.Empty:
+            reading = read_rest and not self.budget.reached(self._now())
+            try:
+                item = lister.items.get(timeout=_POLL) if reading else lister.items.get_nowait()
+            except queue.Empty:
+                if reading:
                     continue
-            else:
-                try:
-                    item = lister.items.get_nowait()
-                except queue.Empty:
-                    return None
+                return None
             if isinstance(item, _End):
                 return item.error
-            if isinstance(item, _Skip):
-                logger.warning("Ignoring %r: not a scheduled event (%s)", item.key, item.reason)
-                self.report.skipped.append(item.key)
-            elif isinstance(item, _Reject):
-                self.report.rejected.append_key(item.due.event.key)
-            elif item.event.when <= self.horizon:
-                self.report.deferred.append_key(item.event.key)
-
-    def _wait_for(self, when: datetime, now: datetime) -> None:
-        """Wait for the next event of the window, once the copies in flight are recorded."""
-        if self.deadline is not None and when + self._wind_down(WIND_DOWN_REQUESTS) >= self.deadline:
-            self.stopped_by = "timeout"
-            return
-        while not self.limit.wait_idle(_POLL):
-            self._drain()
-        if self.deleter is not None:
-            self.deleter.flush()
-        self._drain()
-        now = self._now()
-        if when > now:
-            self.s.wait((when - now).total_seconds(), self.stop)
+            self.recorder.unread(item, self.horizon)
 
     # the lease -----------------------------------------------------------------------
 
     def _no_time_for_the_lease(self, now: datetime) -> bool:
         """Whether taking the lease now would leave no time to deliver and release it by the deadline."""
-        if self.deadline is None or now + self._wind_down(WIND_DOWN_REQUESTS + 1) < self.deadline:
+        if not self.budget.past(now, WIND_DOWN_REQUESTS + 1):
             return False
-        self.stopped_by = "timeout"
+        self.stopped_by = StopReason.TIMEOUT
         return True
 
     def _hold_lease(self) -> bool:
         """Take the lease before the run's first change; False when another run holds it."""
-        if self.lease_state != "none":
-            return self.lease_state != "held"
+        if self.lease_state is not _LeaseState.NOT_YET:
+            return self.lease_state is not _LeaseState.HELD
         assert self.s.lease is not None
-        acquired = self.s.lease.acquire(self.horizon)
+        acquired = self.s.lease.hold(self.horizon)
         if acquired.outcome is Outcome.TAKEN:
-            assert acquired.run is not None
-            self.lease = acquired.run
-            self.lease.start_heartbeat()
-            self.lease_state = "taken"
+            self.lease, self.lease_state = acquired.run, _LeaseState.TAKEN
             return True
         if acquired.outcome is Outcome.HELD:
-            self.lease_state = "held"
-            self.stopped_by = "held"
-            holder = acquired.holder
-            overstayed = None if holder is None else holder.overstayed(self._now())
-            if holder is not None and overstayed is not None:
-                logger.warning(
-                    "Deferred: another run has held the lease %r since %s, %.0f s past its term; one of its"
-                    " requests may hang. Runs wait until it ends or its lease lapses (at %s)",
-                    self.s.lease.key,
-                    holder.since.isoformat() if holder.since else "?",
-                    overstayed.total_seconds(),
-                    holder.expires.isoformat(),
-                )
-            else:
-                logger.info("Deferred: another run holds the lease %r", self.s.lease.key)
+            self.lease_state, self.stopped_by = _LeaseState.HELD, StopReason.HELD
+            _log_deferred(self.s.lease, acquired, self._now())
             return False
-        self.lease_state = "off"
-        name = acquired.outcome.value
-        if name not in self.s.notices:
-            self.s.notices.add(name)
-            if acquired.outcome is Outcome.UNSUPPORTED:
-                logger.warning(
-                    "This S3 store rejects conditional writes: running without the lease %r", self.s.lease.key
-                )
-            else:
-                logger.warning(
-                    "Access denied (%s) to the lease %r: running without it; grant s3:PutObject, s3:GetObject"
-                    " and s3:DeleteObject on it for exclusive runs, or pass exclusive=False",
-                    acquired.action or "s3:PutObject",
-                    self.s.lease.key,
-                )
+        self.lease_state = _LeaseState.OFF
+        _log_without_lease(self.s.lease, acquired, self.s.notices)
         return True
 
-    # copies --------------------------------------------------------------------------
+    # in the copier threads -----------------------------------------------------------
 
     def _copy(self, due: Due) -> None:
-        """In a copier thread: deliver one event; hand the outcome to the calling thread."""
+        """In a copier thread: deliver one event; hand the outcome to the recorder."""
         event = due.event
-        outcome: BaseException | None = None
+        error: BaseException | None = None
         try:
-            if self.legacy_move:
-                self.api.move_file(self.s.bucket, event.bucket, event.key, self.s.client, event.path)
+            if self.s.move_file is not None:
+                self.s.move_file(self.s.bucket, event.bucket, event.key, self.s.client, event.path)
             else:
                 extra: dict[str, Any] = {}
                 if due.etag:
                     extra["CopySourceIfMatch"] = due.etag
-                if self.s.dead_letter_after is not None:
+                if self.s.dead_letters is not None:
                     extra["TaggingDirective"] = "REPLACE"  # the attempts tag stays behind
                 self.s.client.copy_object(
                     Bucket=event.bucket,
@@ -590,204 +650,92 @@ class _Run:
                     **extra,
                 )
         except Exception as exc:  # noqa: BLE001 - recorded by the calling thread
-            outcome = exc
+            error = exc
+        deleter = self.deleter if error is None else None
         try:  # the outcome is handed on before the copier is free, so it is seen first
-            with self.handing_on:
-                if not self.closed:  # else the run reported it as still on its way
-                    self.results.put(("copy", due, outcome, self._now()))
-                    if outcome is None and self.deleter is not None:
-                        self.deleter.add(due)
+            self.recorder.hand_on(
+                Step.COPY, due, Result.of(error), error, then=None if deleter is None else lambda: deleter.add(due)
+            )
         finally:
-            self.limit.release(throttled=outcome is not None and _s3.is_throttled(outcome))
+            self.limit.release(throttled=error is not None and _s3.is_throttled(error))
 
     def _expire(self, due: Due) -> None:
         """In a copier thread: put aside (or remove) an event found later than max_lateness."""
-        outcome: BaseException | None = None
+        error: BaseException | None = None
+        result = Result.DONE
         try:
-            if self.s.dead_letter_after is not None:
-                self._put_aside(due)
+            if self.s.dead_letters is not None:
+                self.s.dead_letters.put_aside(due)
             else:
-                condition = {"IfMatch": due.etag} if due.etag else {}
-                self.s.client.delete_object(Bucket=self.s.bucket, Key=due.event.key, **condition)
+                result = _EXPIRED[_s3.delete_if_match(self.s.client, self.s.bucket, due.event.key, due.etag)]
         except Exception as exc:  # noqa: BLE001 - recorded by the calling thread
-            outcome = exc
+            error, result = exc, Result.of(exc)
         try:
-            with self.handing_on:
-                if not self.closed:  # else the run reported it as still on its way
-                    self.results.put(("expire", due, outcome, self._now()))
+            self.recorder.hand_on(Step.EXPIRE, due, result, error)
         finally:
             self.limit.release(throttled=False)
 
-    def _drain(self) -> None:
-        """Record the outcomes the copiers and the deleter have handed on."""
-        while True:
-            try:
-                kind, due, outcome, at = self.results.get_nowait()
-            except queue.Empty:
-                return
-            if kind == "copy":
-                self.in_flight.pop(due.event.key, None)
-                self._copied(due, outcome, at)
-            elif kind == "expire":
-                self.in_flight.pop(due.event.key, None)
-                self._expired(due, outcome, at)
-            else:
-                self._deleted(due, outcome)
 
-    def _expired(self, due: Due, error: BaseException | None, at: datetime) -> None:
-        event = due.event
-        late = (at - event.when).total_seconds()
-        if error is None:
-            self.report.expired.append_key(event.key)
-            where = "moved to the dead letters" if self.s.dead_letter_after is not None else "removed"
-            logger.warning("Not delivering %r: %.0f s late, past max_lateness; %s", event.key, late, where)
-        elif _s3.is_missing(error) or _s3.is_lost(error):
-            self.report.vanished.append_key(event.key)
-        else:
-            self.report.failed.append(FailedDelivery(event, error.with_traceback(None)))
-            logger.warning("Unable to put aside the expired event %r: %s", event.key, _describe(error))
+_EXPIRED = {
+    _s3.Deleted.DELETED: Result.DONE,
+    _s3.Deleted.GONE: Result.GONE,
+    _s3.Deleted.GONE_ON_RETRY: Result.GONE,
+    _s3.Deleted.CHANGED: Result.CHANGED,
+    _s3.Deleted.CHANGED_ON_RETRY: Result.CHANGED,
+}
+"""What the delete of an expired event (dead letters off) came to: gone or changed, it vanished."""
 
-    def _copied(self, due: Due, error: BaseException | None, at: datetime) -> None:
-        event = due.event
-        if error is None:
-            self.report.delivered.append_key(event.key)
-            late = (at - event.when).total_seconds()
-            self.report.worst_lateness = max(self.report.worst_lateness, late)
-            logger.info("Delivered %r to %r, %.3f s late", event.key, _url(event), late)
-            if self.on_delivery is not None:
-                try:
-                    self.on_delivery(event, late)
-                except Exception as exc:  # noqa: BLE001 - raised once the run has cleaned up
-                    # No further copy starts and no further call is made; the copies in
-                    # flight finish, are deleted and reported, the lease is released, and
-                    # handle() raises this.
-                    self.callback_error, self.on_delivery = exc, None
-                    self.stopped_by = "on_delivery"
-        elif _s3.is_missing(error):
-            self.report.vanished.append_key(event.key)
-            logger.info("Not delivering %r: it was cancelled or delivered by another run", event.key)
-        elif _s3.is_lost(error):
-            self.report.deferred.append_key(event.key)
-            logger.info(
-                "Not delivering %r now: it was rewritten since it was listed; the next run delivers it", event.key
-            )
-        else:
-            self.report.failed.append(FailedDelivery(event, error.with_traceback(None)))
-            self.failed.append(due)
-            self.api.warn("Unable to deliver %r to %r: %s", event.key, _url(event), error)
 
-    def _deleted(self, due: Due, error: BaseException | None) -> None:
-        event = due.event
-        if error is None or _s3.is_missing(error):
-            return
-        if _s3.is_lost(error):
-            logger.info("%r was rewritten after its copy: its new content stays pending", event.key)
-            return
-        self.report.failed.append(FailedDelivery(event, error.with_traceback(None)))
+def _log_deferred(lease: Lease, acquired: Acquisition, now: datetime) -> None:
+    """Say that the run defers to the run holding the lease: a WARNING when that run has overstayed."""
+    holder = acquired.holder
+    overstayed = None if holder is None else holder.overstayed(now)
+    if holder is not None and overstayed is not None:
         logger.warning(
-            "Delivered %r but could not remove it (%s): a later run delivers it again", event.key, _describe(error)
+            "Deferred: another run has held the lease %r since %s, %.0f s past its term; one of its"
+            " requests may hang. Runs wait until it ends or its lease lapses (at %s)",
+            lease.key,
+            holder.since.isoformat() if holder.since else "?",
+            overstayed.total_seconds(),
+            holder.expires.isoformat(),
+        )
+    else:
+        logger.info("Deferred: another run holds the lease %r", lease.key)
+
+
+def _log_without_lease(lease: Lease, acquired: Acquisition, notices: set[str]) -> None:
+    """Warn, once per scheduler and cause, that runs go on without the lease."""
+    name = acquired.outcome.value
+    if name in notices:
+        return
+    notices.add(name)
+    if acquired.outcome is Outcome.UNSUPPORTED:
+        logger.warning("This S3 store rejects conditional writes: running without the lease %r", lease.key)
+    else:
+        logger.warning(
+            "Access denied (%s) to the lease %r: running without it; grant s3:PutObject, s3:GetObject"
+            " and s3:DeleteObject on it for exclusive runs, or pass exclusive=False",
+            acquired.action or "s3:PutObject",
+            lease.key,
         )
 
-    def _reject(self, due: Due) -> None:
-        event = due.event
-        logger.warning("Not delivering %r: %r is not an allowed target", event.key, _url(event))
-        self.report.rejected.append_key(event.key)
-        if self.s.dead_letter_after is not None:
-            self.rejected.append(due)
 
-    # dead letters --------------------------------------------------------------------
+class _Signal(enum.Enum):
+    """What the run asks of the deleter besides deleting an event."""
 
-    def _dead_letter(self) -> None:
-        """Move aside the events that failed in enough runs, or stay rejected, past ``dead_letter_after``."""
-        after = self.s.dead_letter_after
-        if after is None or not (self.failed or self.rejected):
-            return
-        now = self._now()
-        candidates = [d for d in self.rejected if now - d.event.when >= after]
-        for due in self.failed:
-            if self._out_of_time():  # counted by a later run: the deadline comes first
-                break
-            runs = self._count_failed_run(due)
-            if runs >= self.s.dead_letter_attempts and now - due.event.when >= after:
-                candidates.append(due)
-        if not candidates or self._out_of_time() or not self._hold_lease():
-            return
-        for due in candidates:
-            if self._out_of_time():
-                break
-            self._move_aside(due)
-
-    def _count_failed_run(self, due: Due) -> int:
-        """Add this run to the failed runs the event's tag counts; return the new count (0: unknown)."""
-        client, bucket, key = self.s.client, self.s.bucket, due.event.key
-        try:
-            tags = client.get_object_tagging(Bucket=bucket, Key=key).get("TagSet", [])
-            counts = [t["Value"] for t in tags if t.get("Key") == ATTEMPTS_TAG]
-            runs = (int(counts[0]) if counts and counts[0].isdigit() else 0) + 1
-            others = [t for t in tags if t.get("Key") != ATTEMPTS_TAG]
-            client.put_object_tagging(
-                Bucket=bucket, Key=key, Tagging={"TagSet": [*others, {"Key": ATTEMPTS_TAG, "Value": str(runs)}]}
-            )
-        except Exception as exc:  # noqa: BLE001 - without the count, the event is never dead-lettered
-            if _s3.is_missing(exc):
-                return 0
-            if "tagging" not in self.s.notices:
-                self.s.notices.add("tagging")
-                logger.warning(
-                    "Unable to count the failed runs of %r in its tags (%s): grant s3:GetObjectTagging and"
-                    " s3:PutObjectTagging on the events; until then no event is dead-lettered",
-                    key,
-                    _describe(exc),
-                )
-            return 0
-        return runs
-
-    def _move_aside(self, due: Due) -> None:
-        key = due.event.key
-        size = len(dead_letter_key(self.s.prefix, key, "0" * 8).encode("utf-8"))
-        if size > MAX_KEY_BYTES:
-            notice = f"too long: {key}"
-            if notice not in self.s.notices:
-                self.s.notices.add(notice)
-                logger.warning(
-                    "%r is too long to be moved to the dead letters (its name there would be %d bytes, over S3's"
-                    " 1,024): it stays pending and failing; cancel it or shorten the scheduler path",
-                    key,
-                    size,
-                )
-            return
-        try:
-            target = self._put_aside(due)
-        except Exception as exc:  # noqa: BLE001 - the event stays where it was
-            logger.warning("Unable to move %r to the dead letters: %s", due.event.key, _describe(exc))
-            return
-        logger.warning("Moved %r to the dead letters as %r", due.event.key, target)
-        self.report.dead_lettered.append_key(due.event.key)
-
-    def _put_aside(self, due: Due) -> str:
-        """Copy the event, name and body kept, to a dead letter of its own, then remove it; return its new key."""
-        event, client, bucket = due.event, self.s.client, self.s.bucket
-        target = _s3.copy_to_new_name(
-            client, bucket, event.key, due.etag, lambda: dead_letter_key(self.s.prefix, event.key, secrets.token_hex(4))
-        )
-        delete_condition = {"IfMatch": due.etag} if due.etag else {}
-        try:
-            client.delete_object(Bucket=bucket, Key=event.key, **delete_condition)
-        except ClientError as exc:
-            # Gone already (an earlier attempt whose reply was lost, or another run): the
-            # event is no longer pending and its copy is among the dead letters.
-            if not (_s3.is_missing(exc) or (_s3.is_lost(exc) and _s3.was_retried(exc))):
-                raise
-        return target
+    FLUSH = "flush"
+    """Send the batch gathered so far now."""
+    CLOSE = "close"
+    """Send what is gathered and end."""
 
 
 class _Deleter:
     """Removes copied events in batches of up to `DELETE_BATCH` keys, in a thread of its own."""
 
-    def __init__(self, settings: Settings, results: queue.Queue[tuple[str, Due, Any, datetime]]) -> None:
+    def __init__(self, settings: Settings, recorder: Recorder) -> None:
         self._s = settings
-        self._results = results
-        self._queue: queue.Queue[Due | str | None] = queue.Queue()
+        self._recorder = recorder
+        self._queue: queue.Queue[Due | _Signal] = queue.Queue()
         self._flush_after = DELETE_FLUSH_SECONDS
         self._undeleted = 0
         self._last_client: Callable[[], Any] | None = None
@@ -804,6 +752,7 @@ class _Deleter:
         self._thread.start()
 
     def add(self, due: Due) -> None:
+        """Delete ``due`` with a coming batch."""
         with self._room:
             self._undeleted += 1
         self._queue.put(due)
@@ -817,12 +766,12 @@ class _Deleter:
 
     def flush(self) -> None:
         """Send the batch gathered so far without waiting for more."""
-        self._queue.put(_FLUSH)
+        self._queue.put(_Signal.FLUSH)
 
     def close(self, client: Callable[[], Any] | None = None) -> None:
         """Send what is gathered (through the client ``client()`` returns, if given) and end the thread."""
         self._last_client = client
-        self._queue.put(None)
+        self._queue.put(_Signal.CLOSE)
         self._thread.join()
 
     def _work(self) -> None:
@@ -837,15 +786,16 @@ class _Deleter:
                     self._flush(batch)
                     batch = []
                 continue
-            if item is None:
+            if item is _Signal.CLOSE:
                 if batch and self._last_client is not None:
                     self._client = self._last_client()
                 self._flush(batch)
                 return
-            if isinstance(item, str):  # _FLUSH
+            if item is _Signal.FLUSH:
                 self._flush(batch)
                 batch = []
                 continue
+            assert isinstance(item, Due)
             if not batch:
                 oldest = time.monotonic()
             batch.append(item)
@@ -865,7 +815,8 @@ class _Deleter:
             self.sending = False
         at = self._s.clock()
         for due in batch:
-            self._results.put(("delete", due, errors.get(due.event.key), at))
+            error = errors.get(due.event.key)
+            self._recorder.put(StepOutcome(Step.DELETE, due, Result.of(error), at, error))
         with self._room:
             self._undeleted -= len(batch)
             self._room.notify_all()
@@ -883,7 +834,9 @@ class _Deleter:
         except Exception as exc:  # noqa: BLE001 - falls back to one delete per key
             if isinstance(exc, (BotoConnectionError, HTTPClientError)):  # a timeout, a lost connection
                 return {due.event.key: exc for due in batch}  # the keys stay pending, reported
-            logger.info("DeleteObjects was refused (%s): deleting the %d keys one by one", _describe(exc), len(batch))
+            logger.info(
+                "DeleteObjects was refused (%s): deleting the %d keys one by one", _s3.describe(exc), len(batch)
+            )
             return self._delete_each(batch)
         errors: dict[str, BaseException] = {}
         for error in response.get("Errors", ()):
@@ -904,11 +857,3 @@ class _Deleter:
             except Exception as exc:  # noqa: BLE001 - this key stays pending, reported
                 errors[due.event.key] = exc
         return errors
-
-
-def _url(event: ScheduledEvent) -> str:
-    return f"s3://{event.bucket}/{event.path}"
-
-
-def _describe(error: BaseException) -> str:
-    return f"{type(error).__name__}: {error}"

@@ -1,4 +1,5 @@
-"""The key format of a scheduled event: encode, decode and the listing bound.
+"""The key format of a scheduled event: encode, decode, the listing bound, and what a run
+makes of a name (`check_name`).
 
 Pure functions, no I/O and no boto3. An event is stored under::
 
@@ -15,6 +16,10 @@ Pure functions, no I/O and no boto3. An event is stored under::
 For a UTC or naive time and a target without ``~`` the key is byte-identical to the
 one ``s3-scheduler`` 0.0.3 wrote, and every key 0.0.3 wrote decodes to what 0.0.3
 meant (times with any UTC offset included).
+
+A scheduler with ``shards=N > 1`` keeps the event of a target in shard
+``s = shard_of(bucket, key, N)``, a scheduler at ``{path}/{s}`` (`shard_path`), so under
+``{path}/{s}/|{when}|{bucket}|{target}``; ``shards=1`` is the layout above, unchanged.
 
 >>> from datetime import datetime
 >>> prefix = listing_prefix("jobs")
@@ -34,13 +39,14 @@ a guess went wrong.
 
 from __future__ import annotations
 
+import hashlib
+import importlib
 import re
 from datetime import datetime, timedelta, timezone
-from typing import NamedTuple
+from typing import Any, NamedTuple
 from urllib.parse import quote, unquote
 
 from .exceptions import InvalidKeyError
-from .report import ScheduledEvent
 
 SEPARATOR = "|"
 """Separates the parts of an event's name."""
@@ -58,6 +64,13 @@ Keys sort by the wall-clock time they spell. This package writes UTC, but 0.0.3 
 the caller's offset, and the largest offset of any real time zone is +14:00: such a
 key spells a time up to 14 hours later than the instant it is due.
 """
+
+MAX_SHARDS = 1000
+"""The most shards a scheduler may have (``Scheduler(..., shards=N)``, 1 to this)."""
+
+UNSHARDED = "unsharded"
+"""The label of the unsharded prefix ``{path}/|`` among the shards of a sharded scheduler
+(a shard's label is its number in decimal, so none is this)."""
 
 ATTEMPTS_TAG = "s3-scheduler-failed-runs"
 """The object tag in which an event keeps how many runs failed to deliver it."""
@@ -102,6 +115,94 @@ def listing_prefix(path: str) -> str:
     return f"{normalize_path(path)}/{SEPARATOR}"
 
 
+def shard_of(bucket: str, key: str, shards: int) -> int:
+    """Return the shard, from 0 to ``shards`` - 1, that holds the events of the target
+    ``bucket``/``key``.
+
+    The first 8 bytes of SHA-256 of ``f"{bucket}/{key}"`` (UTF-8, ``key`` with one
+    leading ``/`` dropped, as the event's name stores it), read big-endian, modulo
+    ``shards``. The same in every process, version and language: every event of one
+    target lies in one shard. ``shards=1`` gives 0.
+
+    >>> shard_of("work", "in/report.json", 8), shard_of("work", "/in/report.json", 8)
+    (3, 3)
+
+    Raises `TypeError` unless ``bucket`` and ``key`` are str and ``shards`` an int, and
+    `ValueError` for a number of shards outside 1 to `MAX_SHARDS`.
+    """
+    if not isinstance(bucket, str) or not isinstance(key, str):
+        msg = "bucket and key must be str: the target bucket name and object key"
+        raise TypeError(msg)
+    check_shards(shards)
+    digest = hashlib.sha256(f"{bucket}/{normalize_target(key)}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % shards
+
+
+def check_shards(shards: object) -> int:
+    """Return ``shards`` when it is a number of shards: an int from 1 to `MAX_SHARDS`.
+
+    Raises `TypeError` for another type (a bool included), `ValueError` out of range.
+    """
+    if isinstance(shards, bool) or not isinstance(shards, int):
+        msg = f"shards must be an int from 1 to {MAX_SHARDS:,} (1: no shards), not {type(shards).__name__}"
+        raise TypeError(msg)
+    if not 1 <= shards <= MAX_SHARDS:
+        msg = f"shards must be an int from 1 to {MAX_SHARDS:,} (1: no shards), not {shards}"
+        raise ValueError(msg)
+    return shards
+
+
+def shard_root(path: str) -> str:
+    """Return the prefix under which the shards of the scheduler at ``path`` lie: ``{path}/``.
+
+    Its unsharded prefix ``{path}/|``, its lease and its dead letters lie there too.
+    """
+    return f"{normalize_path(path)}/"
+
+
+def shard_path(path: str, shard: int) -> str:
+    """Return the path of shard ``shard`` of the scheduler at ``path``: ``{path}/{shard}``.
+
+    A shard is exactly a scheduler at that path (its events under ``{path}/{shard}/|``,
+    its lease ``{path}/{shard}/.lease``, its dead letters under
+    ``{path}/{shard}/.dead-letters/``).
+
+    >>> shard_path("jobs/", 7), listing_prefix(shard_path("jobs", 7))
+    ('jobs/7', 'jobs/7/|')
+    """
+    return f"{shard_root(path)}{shard}"
+
+
+def shard_number(label: str) -> int | None:
+    """Return the shard that the name part ``label`` (between ``{path}/`` and the next
+    ``/``) stands for, or None when it is not one: a shard is a decimal number written
+    without padding (``0``, ``7``, ``12``; not ``07``, ``+7`` or another script's digits)."""
+    if not label or not label.isascii() or not label.isdigit() or (label != "0" and label.startswith("0")):
+        return None
+    return int(label)
+
+
+def event_prefix(key: str, path: str) -> str:
+    """Return the prefix, among those of the sharded scheduler at ``path``, that the event
+    ``key`` lies under: the unsharded ``{path}/|`` or a shard's ``{path}/{s}/|``.
+
+    Raises `InvalidKeyError` for a key under neither.
+
+    >>> event_prefix("jobs/3/|2030-01-07%2014%3A05%3A00%2B00%3A00|b|k", "jobs")
+    'jobs/3/|'
+    """
+    unsharded = listing_prefix(path)
+    root = shard_root(path)
+    if isinstance(key, str) and key.startswith(unsharded):
+        return unsharded
+    if isinstance(key, str) and key.startswith(root):
+        label, slash, rest = key[len(root) :].partition("/")
+        if slash and rest.startswith(SEPARATOR) and shard_number(label) is not None:
+            return listing_prefix(f"{root}{label}")
+    msg = f"{key!r} is not an event of the scheduler at {path!r}: {unsharded}... or {root}{{shard}}/{SEPARATOR}..."
+    raise InvalidKeyError(msg)
+
+
 def lease_key(prefix: str) -> str:
     """Return the key of the run lease of the scheduler whose prefix is ``prefix``.
 
@@ -137,9 +238,9 @@ def dead_letter_key(prefix: str, key: str, token: str) -> str:
     return dead_letter_prefix(prefix) + key[len(prefix) :] + SEPARATOR + token
 
 
-def decode_dead_letter(key: str, prefix: str) -> ScheduledEvent:
-    """Return the dead letter ``key`` of the scheduler at ``prefix`` as a `ScheduledEvent`
-    whose ``key`` is the dead letter's own and whose time and target are the event's.
+def decode_dead_letter(key: str, prefix: str) -> DecodedKey:
+    """Return when and where the event went whose dead letter, of the scheduler at
+    ``prefix``, is named ``key``.
 
     Reads the names `dead_letter_key` writes, and those written without a token (before
     0.3). Raises `InvalidKeyError` for anything else.
@@ -149,8 +250,7 @@ def decode_dead_letter(key: str, prefix: str) -> ScheduledEvent:
     head, separator, token = key.rpartition(SEPARATOR)
     if separator and DEAD_LETTER_TOKEN.fullmatch(token) and head[len(letters) :].count(SEPARATOR) == 2:
         name = head
-    when, bucket, path = decode_key(name, letters)
-    return ScheduledEvent(key, when, bucket, path)
+    return decode_key(name, letters)
 
 
 def is_reserved(prefix: str, schedule_bucket: str, bucket: str, target: str) -> bool:
@@ -158,6 +258,23 @@ def is_reserved(prefix: str, schedule_bucket: str, bucket: str, target: str) -> 
     ``prefix`` in ``schedule_bucket``: no event may be delivered there."""
     target = normalize_target(target)
     return bucket == schedule_bucket and (target == lease_key(prefix) or target.startswith(dead_letter_prefix(prefix)))
+
+
+def is_reserved_in_shards(path: str, schedule_bucket: str, bucket: str, target: str) -> bool:
+    """Whether ``bucket``/``target`` is the lease or a dead letter of the sharded scheduler
+    at ``path`` in ``schedule_bucket``, or of any of its shards (whatever their number)."""
+    target = normalize_target(target)
+    if is_reserved(listing_prefix(path), schedule_bucket, bucket, target):
+        return True
+    root = shard_root(path)
+    if bucket != schedule_bucket or not target.startswith(root):
+        return False
+    label, slash, _ = target[len(root) :].partition("/")
+    return (
+        bool(slash)
+        and shard_number(label) is not None
+        and is_reserved(listing_prefix(root + label), schedule_bucket, bucket, target)
+    )
 
 
 def to_utc(when: datetime) -> datetime:
@@ -317,12 +434,6 @@ def decode_key(key: str, prefix: str) -> DecodedKey:
     return DecodedKey(parse_time(time_part), bucket, target)
 
 
-def decode_event(key: str, prefix: str) -> ScheduledEvent:
-    """Return the `ScheduledEvent` named ``key``; `InvalidKeyError` when it is not one."""
-    when, bucket, path = decode_key(key, prefix)
-    return ScheduledEvent(key, when, bucket, path)
-
-
 class KeyRange(NamedTuple):
     """The names after ``after`` up to and including ``last``, in S3's key order."""
 
@@ -404,3 +515,53 @@ def sorts_late(key: str, prefix: str, when: datetime, *, legacy_offsets: bool = 
     """Whether ``key``, due at ``when``, lies outside the listing window at ``when``: a
     run then reads it late, once the window has moved past it."""
     return not listing_window(prefix, when, legacy_offsets=legacy_offsets).reads(key)
+
+
+class NameCheck(NamedTuple):
+    """What `check_name` finds of one name under a scheduler's prefix."""
+
+    not_event: str | None
+    """Why the name is not an event (a run skips it); None for an event."""
+    offset: bool = False
+    """Whether the event needs ``legacy_offsets=True`` to be read in time: named with a
+    UTC offset other than zero, as 0.0.3 wrote them, or otherwise sorting after its time."""
+    late: str | None = None
+    """Why a run under the settings checked reads the event late, naming what to rename
+    it to; None when a run reads it in time."""
+
+
+def check_name(key: str, prefix: str, *, legacy_offsets: bool = True) -> NameCheck:
+    """Return what a run of the scheduler at ``prefix`` (listing as ``legacy_offsets``
+    says) makes of the name ``key``: not an event, an event it reads in time, or late.
+
+    >>> offset_name = "jobs/|2030-01-07%2016%3A05%3A00%2B02%3A00|b|k"  # 0.0.3's, for 14:05 UTC
+    >>> check_name(offset_name, "jobs/|")
+    NameCheck(not_event=None, offset=True, late=None)
+    >>> check_name(offset_name, "jobs/|", legacy_offsets=False).late.split(": ")[-1]
+    "rename it 'jobs/|2030-01-07%2014%3A05%3A00%2B00%3A00|b|k'"
+    """
+    try:
+        when = decode_key(key, prefix).when
+    except InvalidKeyError as exc:
+        return NameCheck(str(exc))
+    if is_canonical(key, prefix, when):
+        return NameCheck(None)
+    time_part, rest = key[len(prefix) :].split(SEPARATOR, 1)
+    offset = has_offset(time_part) or sorts_late(key, prefix, when, legacy_offsets=False)
+    late = None
+    if sorts_late(key, prefix, when, legacy_offsets=legacy_offsets):
+        canonical = f"{prefix}{encode_time(when)}{SEPARATOR}{rest}"
+        late = f"its time sorts after the names due then; handle() reads it late: rename it {canonical!r}"
+    return NameCheck(None, offset, late)
+
+
+def __getattr__(name: str) -> Any:
+    """Serve ``decode_event``, which moved to `s3_scheduler.report.ScheduledEvent.from_key`.
+
+    Transitional: the command line still imports it from here. keys imports nothing of
+    report, so it is looked up at first use; remove this once no module imports it.
+    """
+    if name == "decode_event":
+        return importlib.import_module(".report", __package__).ScheduledEvent.from_key
+    msg = f"module {__name__!r} has no attribute {name!r}"
+    raise AttributeError(msg)

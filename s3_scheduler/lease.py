@@ -14,6 +14,9 @@ lease, the end of its window and when the lease expires::
   ``If-Match`` every quarter of ``ttl`` (in real seconds) to expire ``ttl`` after now
   by the run's clock, or after the run's window if that is later. A live run keeps its lease however
   slow one of its requests is; a run that dies lets it lapse within ``ttl``.
+- **Waiting for it**: `Lease.hold` takes the lease and starts its heartbeat; while
+  another run holds it, it tries again every second for as long as the caller is
+  patient (a run is not: it defers; a move of an event waits one ``ttl``).
 - **Starting work**: a run starts a delivery only while its lease has at least half of
   ``ttl`` left (`RunLease.may_start`), so a run whose renewals fail stops in time.
 - **Releasing it**: a delete conditional on the run's ETag. Credentials that may write
@@ -36,6 +39,7 @@ import enum
 import json
 import logging
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -43,7 +47,7 @@ from typing import Any, Callable, NamedTuple
 
 from botocore.exceptions import ClientError
 
-from ._s3 import etag_forms, is_denied, is_lost, is_missing, is_unsupported, same_etag
+from ._s3 import Deleted, delete_if_match, etag_forms, is_denied, is_lost, is_missing, is_unsupported, same_etag
 
 logger = logging.getLogger(__name__)
 
@@ -162,6 +166,41 @@ class Lease:
         self._clock = clock
         self._warned_delete = False
 
+    @property
+    def client(self) -> Any:
+        """The S3 client the lease is written through."""
+        return self._client
+
+    @property
+    def bucket(self) -> str:
+        """The bucket the lease object is in."""
+        return self._bucket
+
+    def now(self) -> datetime:
+        """Return the time by the scheduler's clock."""
+        return self._clock()
+
+    def hold(
+        self, window_end: datetime, *, patience: float = 0.0, sleep: Callable[[float], None] = time.sleep
+    ) -> Acquisition:
+        """Take the lease for a run whose window ends at ``window_end`` and start its heartbeat.
+
+        While another run holds it, try again every second (``sleep(1.0)``) until
+        ``patience`` seconds have been waited; then answer `Outcome.HELD`. Every other
+        answer of `acquire` is returned at once: the caller says what it means to it.
+        """
+        waited = 0.0
+        while True:
+            acquired = self.acquire(window_end)
+            if acquired.outcome is Outcome.TAKEN:
+                assert acquired.run is not None
+                acquired.run.start_heartbeat()
+                return acquired
+            if acquired.outcome is not Outcome.HELD or waited >= patience:
+                return acquired
+            sleep(1.0)
+            waited += 1.0
+
     def acquire(self, window_end: datetime) -> Acquisition:
         """Try to hold the lease for a run whose window ends at ``window_end``.
 
@@ -223,6 +262,11 @@ class Lease:
             return Acquisition(Outcome.TAKEN, run)
         return Acquisition(Outcome.HELD, holder=holder)
 
+    def delete_denied(self) -> bool:
+        """Note that these credentials may not delete the lease; return whether that is news."""
+        first, self._warned_delete = not self._warned_delete, True
+        return first
+
     def read(self) -> tuple[str, Holder] | None:
         """Return the lease object's ETag and what it says, or None when there is none."""
         try:
@@ -233,7 +277,7 @@ class Lease:
             raise
         return found["ETag"], Holder.parse(found["Body"].read())
 
-    def _put(self, body: bytes, etag: str) -> str:
+    def rewrite(self, body: bytes, etag: str) -> str:
         """Rewrite the lease if it still has ``etag``; return the new ETag. Refusals raise."""
         last: ClientError | None = None
         for form in etag_forms(etag):
@@ -270,6 +314,11 @@ class RunLease:
         return self._lease.key
 
     @property
+    def ttl(self) -> timedelta:
+        """How long the lease outlives its last renewal."""
+        return self._lease.ttl
+
+    @property
     def expires(self) -> datetime:
         """When the lease expires, as last confirmed by S3."""
         with self._lock:
@@ -288,7 +337,7 @@ class RunLease:
             "since": self.since.isoformat(),
             "until": self.until.isoformat(),
             "expires": expires.isoformat(),
-            "ttl": self._lease.ttl.total_seconds(),
+            "ttl": self.ttl.total_seconds(),
         }
         return json.dumps(data).encode()
 
@@ -301,7 +350,7 @@ class RunLease:
     def may_start(self, now: datetime) -> bool:
         """Whether a delivery may start: the lease is this run's for at least half its ttl more."""
         with self._lock:
-            return not self._lost and now + self._lease.ttl / 2 <= self._expires
+            return not self._lost and now + self.ttl / 2 <= self._expires
 
     def renew(self) -> bool:
         """Extend the lease to ``ttl`` past now (or past the window); return whether it held.
@@ -310,15 +359,15 @@ class RunLease:
         marked lost (WARNING), and so is one refused that cannot be read back (WARNING:
         it may be another run's); other errors leave the lease as it was, to be tried again.
         """
-        now = self._lease._clock()
-        expires = max(now, self.until) + self._lease.ttl
+        now = self._lease.now()
+        expires = max(now, self.until) + self.ttl
         body = self.body(expires)
         with self._lock:
             etag = self._etag
             if self._lost or etag is None:
                 return False
         try:
-            new_etag = self._lease._put(body, etag)
+            new_etag = self._lease.rewrite(body, etag)
         except ClientError as exc:
             if not (is_lost(exc) or is_missing(exc)):
                 logger.warning("Unable to renew the lease %r (tried again shortly): %s", self.key, exc)
@@ -362,7 +411,7 @@ class RunLease:
 
     def start_heartbeat(self) -> None:
         """Renew the lease every quarter of its ttl, in real seconds, until released."""
-        period = self._lease.ttl.total_seconds() / 4
+        period = self.ttl.total_seconds() / 4
 
         def beat() -> None:
             while not self._stop.wait(period):
@@ -390,34 +439,33 @@ class RunLease:
             etag, lost, expires = self._etag, self._lost, self._expires
         if lost or etag is None:
             return
-        now = self._lease._clock()
-        if now + self._lease.ttl / 2 > expires:
+        now = self._lease.now()
+        if now + self.ttl / 2 > expires:
             logger.info("The lease %r is near its end; leaving it to expire", self.key)
             return
-        client, bucket = client or self._lease._client, self._lease._bucket
         try:
-            client.delete_object(Bucket=bucket, Key=self.key, IfMatch=etag)
+            gone = delete_if_match(client or self._lease.client, self._lease.bucket, self.key, etag)
         except ClientError as exc:
-            if is_lost(exc):
-                logger.warning("The lease %r was taken over before this run released it", self.key)
-            elif is_denied(exc):
+            if is_denied(exc):
                 self._release_by_rewrite(etag, now)
-            elif not is_missing(exc):
+            else:
                 logger.warning("Unable to release the lease %r (it expires by itself): %s", self.key, exc)
         except Exception as exc:  # noqa: BLE001 - a release never fails a run
             logger.warning("Unable to release the lease %r (it expires by itself): %s", self.key, exc)
+        else:
+            if gone in (Deleted.CHANGED, Deleted.CHANGED_ON_RETRY):
+                logger.warning("The lease %r was taken over before this run released it", self.key)
 
     def _release_by_rewrite(self, etag: str, now: datetime) -> None:
         """Credentials that may not delete the lease rewrite it as expired, so the next run need not wait."""
-        if not self._lease._warned_delete:
-            self._lease._warned_delete = True
+        if self._lease.delete_denied():
             logger.warning(
                 "Access denied deleting the lease %r: grant s3:DeleteObject on it; until then each run"
                 " rewrites it as expired instead",
                 self.key,
             )
         try:
-            self._lease._put(self.body(now), etag)
+            self._lease.rewrite(self.body(now), etag)
         except Exception as exc:  # noqa: BLE001 - the lease expires by itself
             logger.warning("Unable to release the lease %r (it expires by itself): %s", self.key, exc)
 

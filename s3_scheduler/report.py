@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, overload
+from typing import Any, Union, overload
+
+from .keys import NameCheck, decode_dead_letter, decode_key
 
 
 @dataclass(frozen=True)
@@ -22,6 +24,25 @@ class ScheduledEvent:
     when: datetime
     bucket: str
     path: str
+
+    @classmethod
+    def from_key(cls, key: str, prefix: str) -> ScheduledEvent:
+        """Return the event named ``key`` under the scheduler prefix ``prefix`` (``{path}/|``).
+
+        Raises `InvalidKeyError` for a name that is not an event (see `keys.decode_key`).
+        """
+        when, bucket, path = decode_key(key, prefix)
+        return cls(key, when, bucket, path)
+
+    @classmethod
+    def from_dead_letter(cls, key: str, prefix: str) -> ScheduledEvent:
+        """Return the dead letter ``key`` of the scheduler at ``prefix`` as an event whose
+        ``key`` is the dead letter's own and whose time and target are the event's.
+
+        Raises `InvalidKeyError` for a name that is not a dead letter (see `keys.decode_dead_letter`).
+        """
+        when, bucket, path = decode_dead_letter(key, prefix)
+        return cls(key, when, bucket, path)
 
     def to_dict(self) -> dict[str, str]:
         """Return the event as JSON-ready data, ``when`` in ISO 8601."""
@@ -40,6 +61,11 @@ class FailedDelivery:
         return {**self.event.to_dict(), "error": f"{type(self.error).__name__}: {self.error}"}
 
 
+_Item = Union[str, ScheduledEvent, "tuple[str, str]"]
+"""An event of an `EventList`: a bare key under the list's prefix, an event, or a bare key
+with the prefix it lies under (a key of another shard's list)."""
+
+
 class EventList(Sequence[ScheduledEvent]):
     """A list of events that keeps what the pipeline adds as bare keys, decoded when read.
 
@@ -48,7 +74,7 @@ class EventList(Sequence[ScheduledEvent]):
     """
 
     def __init__(self, events: Iterable[ScheduledEvent] = (), *, prefix: str = "") -> None:
-        self._items: list[str | ScheduledEvent] = list(events)
+        self._items: list[_Item] = list(events)
         self.prefix = prefix
 
     def append(self, event: ScheduledEvent) -> None:
@@ -62,6 +88,14 @@ class EventList(Sequence[ScheduledEvent]):
     def append_key(self, key: str) -> None:
         """Add the event named ``key`` (under this list's prefix), kept as its key alone."""
         self._items.append(key)
+
+    def extend_list(self, other: EventList) -> None:
+        """Add the events of ``other``, its bare keys kept bare (with its prefix, when it
+        differs from this list's): the totals of a run over shards cost no decoding."""
+        if other.prefix == self.prefix:
+            self._items.extend(other._items)
+            return
+        self._items.extend((item, other.prefix) if isinstance(item, str) else item for item in other._items)
 
     @overload
     def __getitem__(self, index: int) -> ScheduledEvent: ...
@@ -96,12 +130,12 @@ class EventList(Sequence[ScheduledEvent]):
     def __repr__(self) -> str:
         return repr(list(self))
 
-    def _event(self, item: str | ScheduledEvent) -> ScheduledEvent:
+    def _event(self, item: _Item) -> ScheduledEvent:
         if isinstance(item, ScheduledEvent):
             return item
-        from .keys import decode_event
-
-        return decode_event(item, self.prefix)
+        if isinstance(item, tuple):
+            return ScheduledEvent.from_key(*item)
+        return ScheduledEvent.from_key(item, self.prefix)
 
 
 def _events(prefix: str = "") -> EventList:
@@ -128,6 +162,11 @@ class HandleReport:
     - ``worst_lateness``: the largest lateness of a delivery of this run, in seconds
       (0.0 when nothing was delivered). Named ``max_lateness`` before 0.3, which read as
       the scheduler's option; that name still reads it.
+    - ``shards``: for a run over the shards of a sharded scheduler, each shard's own
+      report by its label (``"0"``, ``"1"``, ..., and ``"unsharded"`` for ``{path}/|``),
+      in the order they were found; the fields above are then the totals (each list the
+      shards' lists one after the other, ``worst_lateness`` the largest). None for a run
+      over one prefix (`summary` and `to_dict` are then what they always were).
     """
 
     delivered: EventList = field(default_factory=_events)
@@ -139,6 +178,20 @@ class HandleReport:
     dead_lettered: EventList = field(default_factory=_events)
     expired: EventList = field(default_factory=_events)
     worst_lateness: float = 0.0
+    shards: dict[str, HandleReport] | None = None
+
+    @classmethod
+    def merged(cls, reports: Mapping[str, HandleReport]) -> HandleReport:
+        """Return the report of a run over shards: the totals of ``reports`` (each shard's
+        report by its label), which it keeps as its ``shards``."""
+        total = cls(shards=dict(reports))
+        for report in reports.values():
+            for name in _EVENT_FIELDS:
+                getattr(total, name).extend_list(getattr(report, name))
+            total.failed.extend(report.failed)
+            total.skipped.extend(report.skipped)
+            total.worst_lateness = max(total.worst_lateness, report.worst_lateness)
+        return total
 
     @classmethod
     def under(cls, prefix: str) -> HandleReport:
@@ -165,19 +218,36 @@ class HandleReport:
         return self.worst_lateness
 
     def summary(self) -> str:
-        """Return the counts in one line: ``delivered=3 failed=0 skipped=0 deferred=1 ...``."""
-        return " ".join(f"{name}={len(getattr(self, name))}" for name in _FIELDS)
+        """Return the counts in one line: ``delivered=3 failed=0 skipped=0 deferred=1 ...``.
+
+        A run over shards adds how many it ran and, in brackets, the counts that are not
+        zero of each shard that did something:
+        ``delivered=3 ... expired=0 shards=9 (2: delivered=1; unsharded: delivered=2)``.
+        """
+        counts = " ".join(f"{name}={len(getattr(self, name))}" for name in _FIELDS)
+        if self.shards is None:
+            return counts
+        busy = "; ".join(f"{label}: {report._busy()}" for label, report in self.shards.items() if report._busy())
+        return f"{counts} shards={len(self.shards)}" + (f" ({busy})" if busy else "")
+
+    def _busy(self) -> str:
+        """The counts that are not zero, in one line (empty when the run did nothing)."""
+        return " ".join(f"{name}={len(getattr(self, name))}" for name in _FIELDS if getattr(self, name))
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the report as plain JSON-ready data (what a Lambda handler returns)."""
+        """Return the report as plain JSON-ready data (what a Lambda handler returns); a
+        run over shards adds ``shards``, each shard's own report by its label."""
         data: dict[str, Any] = {}
         for name in _FIELDS:
             items = getattr(self, name)
             data[name] = [item if isinstance(item, str) else item.to_dict() for item in items]
+        if self.shards is not None:
+            data["shards"] = {label: report.to_dict() for label, report in self.shards.items()}
         return data
 
     def __repr__(self) -> str:
-        return f"HandleReport({self.summary().replace(' ', ', ')})"
+        counts = ", ".join(f"{name}={len(getattr(self, name))}" for name in _FIELDS)
+        return f"HandleReport({counts}" + ("" if self.shards is None else f", shards={len(self.shards)}") + ")"
 
 
 _FIELDS = ("delivered", "failed", "skipped", "deferred", "vanished", "rejected", "dead_lettered", "expired")
@@ -195,30 +265,66 @@ class CheckReport:
       found in time: named with a UTC offset other than ``+00:00`` (as 0.0.3 wrote
       them), or otherwise sorting after their time.
     - ``events``: how many events were read in all.
+
+    A check of a sharded scheduler (``sharded``) covers its unsharded prefix and every
+    shard found, and also reports, by key, the events that a fleet agreeing on its number
+    of shards would not hold (`handle` delivers them all the same):
+
+    - ``unsharded``: events under the unsharded prefix ``{path}/|``, written before
+      sharding or by a writer with ``shards=1``;
+    - ``outside_shards``: events in shards numbered ``shards`` or more, written by a
+      writer with more shards.
     """
 
     not_events: list[tuple[str, str]] = field(default_factory=list)
     late: list[tuple[str, str]] = field(default_factory=list)
     offset_keys: list[str] = field(default_factory=list)
     events: int = 0
+    unsharded: list[str] = field(default_factory=list)
+    outside_shards: list[str] = field(default_factory=list)
+    sharded: bool = False
+
+    def add(self, key: str, found: NameCheck) -> None:
+        """Count the name ``key`` with what `keys.check_name` found of it."""
+        if found.not_event is not None:
+            self.not_events.append((key, found.not_event))
+            return
+        self.events += 1
+        if found.offset:
+            self.offset_keys.append(key)
+        if found.late is not None:
+            self.late.append((key, found.late))
 
     @property
     def ok(self) -> bool:
-        """Whether every name is an event that `handle` reads in time."""
-        return not self.not_events and not self.late
+        """Whether every name is an event that `handle` reads in time (and, sharded, in a
+        shard the scheduler's number of shards gives)."""
+        return not self.not_events and not self.late and not self.unsharded and not self.outside_shards
 
     def summary(self) -> str:
-        """Return the counts in one line."""
-        return (
+        """Return the counts in one line (a sharded check adds ``unsharded`` and ``outside_shards``)."""
+        counts = (
             f"events={self.events} not_events={len(self.not_events)} late={len(self.late)}"
             f" offset_keys={len(self.offset_keys)}"
         )
+        if self._says_shards:
+            counts += f" unsharded={len(self.unsharded)} outside_shards={len(self.outside_shards)}"
+        return counts
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the findings as plain JSON-ready data."""
-        return {
+        """Return the findings as plain JSON-ready data (a sharded check adds ``unsharded``
+        and ``outside_shards``)."""
+        data: dict[str, Any] = {
             "events": self.events,
             "not_events": [{"key": key, "reason": reason} for key, reason in self.not_events],
             "late": [{"key": key, "reason": reason} for key, reason in self.late],
             "offset_keys": list(self.offset_keys),
         }
+        if self._says_shards:
+            data["unsharded"] = list(self.unsharded)
+            data["outside_shards"] = list(self.outside_shards)
+        return data
+
+    @property
+    def _says_shards(self) -> bool:
+        return self.sharded or bool(self.unsharded) or bool(self.outside_shards)

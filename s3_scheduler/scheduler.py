@@ -6,8 +6,11 @@ it is due and where it goes (see `s3_scheduler.keys`); its body is what gets del
 deletes it (see `s3_scheduler.delivery`).
 
 The public API lives here and delegates: names to `keys`, a run to `delivery`, the run
-lease to `lease`, what stores differ in to `_s3`. ``move_file`` and ``warn`` are looked
-up in this module at call time, so tests written for 0.0.3 that patch them still work.
+lease to `lease`, dead letters to `deadletters`, the store protocol (conditional writes
+and lost replies) to `_s3`, and what covers every shard of a sharded scheduler to
+`shards` (each shard being a `Scheduler` of its own). ``move_file`` and ``warn`` are looked up in this module when a
+call needs them, and handed to the run, so tests written for 0.0.3 that patch them still
+work.
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ from typing import Any, BinaryIO, Callable, Union
 
 from botocore.exceptions import ClientError
 
-from . import _s3, delivery
+from . import _s3, deadletters, delivery, utils
+from .deadletters import DeadLetters
 from .exceptions import (
     EventExistsError,
     EventNotPendingError,
@@ -32,24 +36,25 @@ from .exceptions import (
 )
 from .keys import (
     Window,
-    dead_letter_prefix,
-    decode_dead_letter,
-    decode_event,
+    check_name,
+    check_shards,
     decode_key,
     encode_key,
-    encode_time,
-    has_offset,
-    is_canonical,
+    event_prefix,
     is_reserved,
+    is_reserved_in_shards,
     lease_key,
     listing_prefix,
     listing_window,
     normalize_target,
-    sorts_late,
+    shard_of,
+    shard_path,
+    shard_root,
     to_utc,
 )
-from .lease import CLOCK_SKEW, DEFAULT_LEASE_TTL, MAX_LEASE_TTL, MAX_UNTIL, MIN_LEASE_TTL, Lease, Outcome
+from .lease import CLOCK_SKEW, DEFAULT_LEASE_TTL, MAX_LEASE_TTL, MAX_UNTIL, MIN_LEASE_TTL, Lease, Outcome, RunLease
 from .report import CheckReport, HandleReport, ScheduledEvent
+from .shards import SHARDS_AT_ONCE, ShardSet
 from .targets import check_allowed, parse_allowed_targets
 from .utils import info, move_file, nowut, warn
 
@@ -138,6 +143,18 @@ class Scheduler:
       ``T`` between date and time, or a date alone, are read in time either way.
     - ``clock`` and ``sleep`` default to `nowut` and `time.sleep`; they exist so tests
       can set the time and wait without waiting. A naive time ``clock`` returns is UTC.
+      By default a run waits for its next event on its ``stop`` event, so setting it ends
+      the wait at once; a run of a scheduler given ``sleep`` waits by calling it, and
+      sees ``stop`` when it returns.
+    - ``shards`` (an int from 1 to 1,000, default 1): with ``N > 1`` the event of the
+      target (bucket, key) is written under ``{path}/{s}/|``, ``s`` =
+      `keys.shard_of` (bucket, key, N); shard ``s`` is exactly a scheduler at
+      ``{path}/{s}`` (its own lease and dead letters), so handlers can deliver the shards
+      side by side (``handle(shard=s)``). `handle`, `pending`, `check` and `dead_letters`
+      cover every shard found by listing, whatever its number, and the unsharded prefix
+      ``{path}/|``, so nothing written with another N is stranded; `stop`, `cancel` and
+      `reschedule` take a key of any of them. ``shards=1`` is the unsharded layout of
+      0.0.3 and never looks for shards.
     """
 
     def __init__(
@@ -157,49 +174,32 @@ class Scheduler:
         max_lateness: timedelta | None = None,
         clock: Callable[[], datetime] | None = None,
         sleep: Callable[[float], None] | None = None,
+        shards: int = 1,
     ) -> None:
-        if not isinstance(bucket, str) or not bucket:
-            msg = f"bucket must be the name of the scheduler's bucket, not {bucket!r}"
-            raise ValueError(msg)
-        if not isinstance(path, str):
-            msg = f"path must be a str such as 'jobs', not {type(path).__name__}"
-            raise TypeError(msg)
-        if dead_letter_after is not None and (
-            not isinstance(dead_letter_after, timedelta) or dead_letter_after < timedelta(0)
-        ):
-            msg = (
-                f"dead_letter_after must be a timedelta of zero or more (timedelta(days=1)), not {dead_letter_after!r}"
-            )
-            raise ValueError(msg)
-        if max_lateness is not None and (not isinstance(max_lateness, timedelta) or max_lateness < MIN_MAX_LATENESS):
-            msg = (
-                f"max_lateness must be a timedelta of at least {MIN_MAX_LATENESS.total_seconds():.0f} s"
-                f" (timedelta(hours=1)), or None, not {max_lateness!r}: a run every minute delivers events"
-                " up to a minute late"
-            )
-            raise ValueError(msg)
-        _check_count("dead_letter_attempts", dead_letter_attempts)
-        _check_count("max_workers", max_workers)
-        if max_workers > MAX_WORKERS:
-            msg = f"max_workers must be at most {MAX_WORKERS}, not {max_workers}"
-            raise ValueError(msg)
-        if not isinstance(lease_ttl, timedelta) or not MIN_LEASE_TTL <= lease_ttl <= MAX_LEASE_TTL:
-            msg = f"lease_ttl must be a timedelta from {MIN_LEASE_TTL} to {MAX_LEASE_TTL}, not {lease_ttl!r}"
-            raise ValueError(msg)
+        _check_options(
+            bucket,
+            path,
+            dead_letter_after=dead_letter_after,
+            dead_letter_attempts=dead_letter_attempts,
+            lease_ttl=lease_ttl,
+            max_workers=max_workers,
+            max_lateness=max_lateness,
+        )
+        check_shards(shards)
         if s3_resource is not None and s3_client is None:
             s3_client = s3_resource.meta.client
-        if s3_client is None:
-            s3_client = _s3.fast_client(max_workers)
+        if s3_client is None:  # shards run side by side, each with a listing, deletes and a lease
+            s3_client = _s3.fast_client(max_workers + (_s3.POOL_EXTRA * (SHARDS_AT_ONCE - 1) if shards > 1 else 0))
         self._bucket = bucket
+        self._path = path
         self._prefix = listing_prefix(path)
         self._s3_resource = s3_resource
         self._s3_client = s3_client
         self._clock = clock if clock is not None else _now
         self._sleep = sleep if sleep is not None else time.sleep
+        self._wait = _waiting_with(sleep) if sleep is not None else _stoppable_wait(self._sleep)
         self._exclusive = exclusive
         self._allowed = None if allowed_targets is None else parse_allowed_targets(allowed_targets)
-        self._dead_letter_after = dead_letter_after
-        self._dead_letter_attempts = dead_letter_attempts
         self._lease_ttl = lease_ttl
         pool = _pool_size(s3_client)
         self._max_workers = min(max_workers, max(1, pool - _s3.POOL_EXTRA)) if pool else max_workers
@@ -207,6 +207,30 @@ class Scheduler:
         self._max_lateness = max_lateness
         self._lease = Lease(s3_client, bucket, lease_key(self._prefix), ttl=lease_ttl, clock=self.now)
         self._notices: set[str] = set()
+        self._dead_letters: DeadLetters | None = None
+        if dead_letter_after is not None:
+            self._dead_letters = DeadLetters(
+                s3_client,
+                bucket,
+                self._prefix,
+                after=dead_letter_after,
+                attempts=dead_letter_attempts,
+                notices=self._notices,
+            )
+        self._shards: ShardSet | None = None
+        if shards > 1:
+            options = {
+                "exclusive": exclusive,
+                "allowed_targets": None if self._allowed is None else [str(a) for a in self._allowed],
+                "dead_letter_after": dead_letter_after,
+                "dead_letter_attempts": dead_letter_attempts,
+                "lease_ttl": lease_ttl,
+                "legacy_offsets": legacy_offsets,
+                "max_lateness": max_lateness,
+                "clock": clock,
+                "sleep": sleep,
+            }
+            self._shards = _shard_set(self, path, shards, options)
 
     @property
     def bucket(self) -> str:
@@ -215,8 +239,14 @@ class Scheduler:
 
     @property
     def prefix(self) -> str:
-        """The prefix every event's key starts with: ``{path}/|``."""
+        """The prefix every event's key starts with: ``{path}/|`` (with shards, that of
+        the events written before sharding; a shard's is ``{path}/{s}/|``)."""
         return self._prefix
+
+    @property
+    def shards(self) -> int:
+        """How many shards the scheduler writes to (1: none, the layout of 0.0.3)."""
+        return 1 if self._shards is None else self._shards.count
 
     @property
     def max_workers(self) -> int:
@@ -294,21 +324,8 @@ class Scheduler:
                 when, bucket, path, what = event
                 prepared.append(self._prepare(when, bucket, path, what))
             except (TypeError, ValueError) as exc:
-                msg = f"event {index} of the batch: {exc}"
-                try:
-                    error = type(exc)(msg)
-                except TypeError:  # a type not made from a message alone, such as UnicodeEncodeError
-                    error = TypeError(msg) if isinstance(exc, TypeError) else ValueError(msg)
-                setattr(error, "batch_index", index)  # noqa: B010 - any exception type
-                raise error from exc
-        seen: dict[str, int] = {}
-        for index, (key, _) in enumerate(prepared):
-            if key in seen:
-                msg = f"events {seen[key]} and {index} of the batch have the same time and target: {key!r}"
-                error = ValueError(msg)
-                setattr(error, "batch_index", index)  # noqa: B010 - as above
-                raise error
-            seen[key] = index
+                raise _in_batch(exc, index) from exc
+        _refuse_duplicates([key for key, _ in prepared])
 
         def write(item: tuple[str, bytes | BinaryIO]) -> BaseException | None:
             try:
@@ -317,14 +334,23 @@ class Scheduler:
                 return exc
             return None
 
+        order = list(range(len(prepared)))
+        if self._shards is not None:  # one shard's writes together, through one pool (keys sort by shard)
+            order.sort(key=lambda index: prepared[index][0])
         workers = max(1, min(self._max_workers, len(prepared)))
+        errors: list[BaseException | None] = [None] * len(prepared)
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="s3-scheduler-put") as pool:
-            errors = list(pool.map(write, prepared))
+            for index, error in zip(order, pool.map(write, (prepared[index] for index in order))):
+                errors[index] = error
         failures = [(index, error) for index, error in enumerate(errors) if error is not None]
         keys = [key for key, _ in prepared]
         if failures:
             raise ScheduleManyError(failures, [None if e is not None else k for k, e in zip(keys, errors)])
-        info("Scheduled %d events under %r", len(keys), self._prefix)
+        if self._shards is None:
+            info("Scheduled %d events under %r", len(keys), self._prefix)
+        else:
+            shards = len({self._prefix_of(key) for key in keys})
+            info("Scheduled %d events under %r in %d shards", len(keys), shard_root(self._path), shards)
         return keys
 
     def _prepare(self, when: Any, bucket: Any, path: Any, what: Content) -> tuple[str, bytes | BinaryIO]:
@@ -333,44 +359,46 @@ class Scheduler:
         if not isinstance(when, datetime):
             msg = f"when must be a datetime (naive means UTC) or a timedelta from now, not {type(when).__name__}"
             raise TypeError(msg)
-        if not isinstance(bucket, str) or not isinstance(path, str):
-            msg = "bucket and path must be str: the target bucket name and object key"
-            raise TypeError(msg)
-        for name, text in (("bucket", bucket), ("path", path)):
-            if any("\ud800" <= char <= "\udfff" for char in text):
-                msg = f"{name} {text!r} holds a lone surrogate, which UTF-8 cannot encode: S3 names are UTF-8"
-                raise ValueError(msg)
-        try:
-            body = _body(what)
-        except UnicodeEncodeError:  # the content is not shown: it can be secret
-            msg = "what holds a lone surrogate, which UTF-8 cannot encode: pass str that is text, or bytes"
-            raise ValueError(msg) from None
-        key = encode_key(self._prefix, when, bucket, path)
-        if is_reserved(self._prefix, self._bucket, bucket, path):
+        _check_target(bucket, path)
+        body = _body(what)
+        key = encode_key(self._prefix_for(bucket, path), when, bucket, path)
+        if (
+            is_reserved(self._prefix, self._bucket, bucket, path)
+            if self._shards is None
+            else is_reserved_in_shards(self._path, self._bucket, bucket, path)
+        ):
             msg = f"the target s3://{bucket}/{normalize_target(path)} is this scheduler's lease or a dead letter"
             raise ValueError(msg)
         check_allowed(self._allowed, bucket, normalize_target(path))
         return key, body
 
+    def _prefix_for(self, bucket: str, path: str) -> str:
+        """The prefix of the events of the target ``bucket``/``path``: its shard's, or the only one."""
+        if self._shards is None:
+            return self._prefix
+        return listing_prefix(shard_path(self._path, shard_of(bucket, path, self._shards.count)))
+
+    def _prefix_of(self, key: Any) -> str:
+        """The prefix the event ``key`` lies under: its shard's, or the only one (any other
+        key of a sharded scheduler raises `InvalidKeyError`)."""
+        return self._prefix if self._shards is None else event_prefix(key, self._path)
+
     def _write(self, key: str, body: bytes | BinaryIO, replace: bool, extra: dict[str, Any]) -> str | None:
-        """Write the event ``key``; return its ETag where the store gave one."""
+        """Write the event ``key``; return its ETag where the store gave one.
+
+        Without ``replace`` the write is `_s3.put_new`, and an event there raises `EventExistsError`.
+        """
         if not isinstance(body, bytes):
             if replace:
                 self._s3_client.upload_fileobj(body, self._bucket, key, ExtraArgs=extra or None)
                 return None
             body = body.read()
-        condition = {} if replace else {"IfNoneMatch": "*"}
-        try:
-            reply = self._s3_client.put_object(Bucket=self._bucket, Key=key, Body=body, **condition, **extra)
-        except ClientError as exc:
-            if replace or not _s3.is_lost(exc):
-                raise
-            found = _s3.head_etag(self._s3_client, self._bucket, key)
-            if _s3.was_retried(exc) and _s3.same_etag(found, _s3.content_etag(body)):
-                return found  # an earlier attempt wrote it; its reply was lost
-            raise EventExistsError(_exists(key)) from None
-        etag = reply.get("ETag") if isinstance(reply, Mapping) else None
-        return etag if isinstance(etag, str) else None
+        if replace:
+            return _s3.reply_etag(self._s3_client.put_object(Bucket=self._bucket, Key=key, Body=body, **extra))
+        put = _s3.put_new(self._s3_client, self._bucket, key, body, **extra)
+        if put.state is _s3.Written.EXISTS:
+            raise EventExistsError(_exists(key))
+        return put.etag
 
     # inspecting and changing ---------------------------------------------------------
 
@@ -398,10 +426,17 @@ class Scheduler:
         and the listing stops where `handle` would stop at ``until`` (14 hours later
         with ``legacy_offsets``). Names under the prefix that are not events are not
         yielded; `check` reports them.
+
+        With shards, the events of every shard found and of the unsharded prefix, merged
+        in time order, lazily: one LIST (one page) per shard at first, and one listing
+        ``{path}/`` to find them.
         """
         limit = None if until is None else _utc("until", until)
+        if self._shards is not None:
+            return self._shards.pending(until=limit)
         window = None if limit is None else listing_window(self._prefix, limit, legacy_offsets=self._legacy_offsets)
-        return (event for event in self._events(self._prefix, window) if limit is None or event.when <= limit)
+        events = _events(self._s3_resource, self._s3_client, self._bucket, self._prefix, window)
+        return (event for event in events if limit is None or event.when <= limit)
 
     def cancel(self, key: str) -> bool:
         """Remove the pending event ``key``; return ``True`` only if this call removed it.
@@ -417,27 +452,24 @@ class Scheduler:
         delete after a lost reply and the retry finds the event gone, the answer is
         ``True``: this call may have removed it, and a removal is never reported as not.
 
-        Raises `InvalidKeyError` for a key that is not an event of this scheduler, and
-        lets every other S3 error (access denied, no such bucket) propagate.
-        `stop` keeps its 0.0.3 meaning.
+        Raises `InvalidKeyError` for a key that is not an event of this scheduler (with
+        shards: of any shard, or of the unsharded prefix), and lets every other S3 error
+        (access denied, no such bucket) propagate. `stop` keeps its 0.0.3 meaning.
         """
-        decode_key(key, self._prefix)
+        decode_key(key, self._prefix_of(key))
         etag = _s3.head_etag(self._s3_client, self._bucket, key)
         if etag is None:
             return False
-        try:
-            self._s3_client.delete_object(Bucket=self._bucket, Key=key, IfMatch=etag)
-        except ClientError as exc:
-            if not (_s3.is_missing(exc) or _s3.is_lost(exc)):
-                raise
-            if not _s3.was_retried(exc):
-                return False
+        gone = _s3.delete_if_match(self._s3_client, self._bucket, key, etag)
+        if gone is _s3.Deleted.DELETED:
+            info("Cancelled the scheduled event %r", key)
+            return True
+        if gone in (_s3.Deleted.GONE_ON_RETRY, _s3.Deleted.CHANGED_ON_RETRY):
             # An earlier attempt may have removed it, its reply lost: never report a
             # removal this call may have made as "not removed".
             info("Cancelled the scheduled event %r (a retried delete found it gone)", key)
             return True
-        info("Cancelled the scheduled event %r", key)
-        return True
+        return False
 
     def reschedule(self, key: str, when: When) -> str:
         """Move the pending event ``key`` to ``when``; return its new key.
@@ -460,83 +492,34 @@ class Scheduler:
         (the run may be delivering the event), changing nothing. Without the lease a run
         that lists both names between the copy and the delete can deliver both: the
         Guarantees section of the README says so.
+
+        With shards, ``key`` may lie in any shard or in the unsharded prefix; the new
+        event is written in the shard its target hashes to, and the lease held is that
+        of the place the event is moved from (whose runs may be delivering it).
         """
-        event = decode_event(key, self._prefix)
+        prefix = self._prefix_of(key)
+        event = ScheduledEvent.from_key(key, prefix)
         if isinstance(when, timedelta):
             when = _from_now(self.now(), when)
-        new_key = encode_key(self._prefix, _utc("when", when), event.bucket, event.path)
+        new_key = encode_key(self._prefix_for(event.bucket, event.path), _utc("when", when), event.bucket, event.path)
         if new_key == key:
             if _s3.head_etag(self._s3_client, self._bucket, key) is None:
                 raise EventNotPendingError(_not_pending(key))
             return key
         reach = self.now() + MOVE_REACH
-        run = self._lease_for_move() if self._exclusive and event.when <= reach else None
+        run = None
+        if self._exclusive and event.when <= reach:
+            lease = self._lease
+            if prefix != self._prefix:
+                lease = Lease(self._s3_client, self._bucket, lease_key(prefix), ttl=self._lease_ttl, clock=self.now)
+            run = _lease_for_move(lease, self._lease_ttl, self._sleep, self._notices)
         try:
-            self._move(key, new_key)
+            _move(self._s3_client, self._bucket, key, new_key)
         finally:
             if run is not None:
                 run.release()
         info("Rescheduled %r as %r", key, new_key)
         return new_key
-
-    def _move(self, key: str, new_key: str) -> None:
-        # A conditional PUT of the new name (If-None-Match), which every store we test
-        # honours, never replaces an event written there meanwhile; the delete of the old
-        # name names the ETag read, so an event rewritten meanwhile stays.
-        try:
-            got = self._s3_client.get_object(Bucket=self._bucket, Key=key)
-        except ClientError as exc:
-            if _s3.is_missing(exc):
-                raise EventNotPendingError(_not_pending(key)) from None
-            raise
-        with got["Body"] as stream:
-            body = stream.read()
-        extra = {name: got[name] for name in _KEPT_ON_MOVE if got.get(name)}
-        try:
-            written = self._write(new_key, body, False, extra)
-        except EventExistsError:
-            msg = f"{new_key} is already pending: reschedule would replace it"
-            raise EventExistsError(msg) from None
-        try:
-            self._s3_client.delete_object(Bucket=self._bucket, Key=key, IfMatch=got["ETag"])
-        except ClientError as exc:
-            if not (_s3.is_missing(exc) or _s3.is_lost(exc)):
-                raise
-            if not (_s3.is_missing(exc) and _s3.was_retried(exc)):
-                # Delivered, cancelled or rewritten since it was read: take the copy back.
-                # (Gone after a retry is an earlier attempt of this delete, its reply lost.)
-                _s3.delete_if_match(self._s3_client, self._bucket, new_key, written or _s3.content_etag(body))
-                raise EventNotPendingError(_not_pending(key)) from None
-
-    def _lease_for_move(self) -> Any:
-        """Hold the run lease for a move, waiting up to one lease_ttl.
-
-        None where there is no lease to be had (a store without conditional writes,
-        credentials that may not write it). Raises `RunInProgressError` when a run still
-        holds it after that wait: the run may be delivering the event.
-        """
-        waited = 0.0
-        while True:
-            acquired = self._lease.acquire(self.now())
-            if acquired.outcome is Outcome.TAKEN:
-                assert acquired.run is not None
-                acquired.run.start_heartbeat()
-                return acquired.run
-            if acquired.outcome is Outcome.DENIED and "lease-denied" not in self._notices:
-                self._notices.add("lease-denied")
-                warn(
-                    "Access denied (%s) to the lease %r: moving the event without it; grant s3:PutObject,"
-                    " s3:GetObject and s3:DeleteObject on it",
-                    acquired.action or "s3:PutObject",
-                    self._lease.key,
-                )
-            if acquired.outcome is not Outcome.HELD:
-                return None
-            if waited >= self._lease_ttl.total_seconds():
-                msg = f"a run holds the lease {self._lease.key!r} and may be delivering the event: try again"
-                raise RunInProgressError(msg)
-            self._sleep(1.0)
-            waited += 1.0
 
     def dead_letters(self) -> Iterator[ScheduledEvent]:
         """Yield the dead letters in key order, as `ScheduledEvent`s whose ``key`` is the
@@ -547,13 +530,14 @@ class Scheduler:
         moved it (body kept) to ``{path}/.dead-letters/{when}|{bucket}|{target}|{token}``,
         a name of its own (``token``: 8 random hexadecimal digits), so a later dead letter
         of the same time and target never replaces it. Nothing delivers or deletes it there.
+
+        With shards, the dead letters of every shard found and of the unsharded
+        scheduler, merged in time order.
         """
-        for page in _s3.list_pages(self._s3_resource, self._s3_client, self._bucket, dead_letter_prefix(self._prefix)):
-            for listed in page:
-                try:
-                    yield decode_dead_letter(listed.key, self._prefix)
-                except InvalidKeyError:
-                    continue
+        if self._shards is not None:
+            yield from self._shards.dead_letters()
+            return
+        yield from deadletters.listing(self._s3_resource, self._s3_client, self._bucket, self._prefix)
 
     def check(self) -> CheckReport:
         """Scan every name under the prefix once and report what a run will not read in time.
@@ -567,26 +551,18 @@ class Scheduler:
           after their time; ``legacy_offsets=False`` is safe only when there is none.
 
         Costs one LIST per 1,000 names of the whole prefix.
+
+        With shards, every shard found and the unsharded prefix are scanned, and the
+        report also lists, by key, the events a fleet agreeing on ``shards`` would not
+        hold: ``unsharded`` (under ``{path}/|``) and ``outside_shards`` (in shards
+        numbered ``shards`` or more); `handle` delivers them all the same.
         """
+        if self._shards is not None:
+            return self._shards.check()
         report = CheckReport()
         for page in _s3.list_pages(self._s3_resource, self._s3_client, self._bucket, self._prefix):
             for listed in page:
-                key = listed.key
-                try:
-                    event = decode_event(key, self._prefix)
-                except InvalidKeyError as exc:
-                    report.not_events.append((key, str(exc)))
-                    continue
-                report.events += 1
-                if is_canonical(key, self._prefix, event.when):
-                    continue
-                time_part, rest = key[len(self._prefix) :].split("|", 1)
-                if has_offset(time_part) or sorts_late(key, self._prefix, event.when, legacy_offsets=False):
-                    report.offset_keys.append(key)
-                if sorts_late(key, self._prefix, event.when, legacy_offsets=self._legacy_offsets):
-                    canonical = f"{self._prefix}{encode_time(event.when)}|{rest}"
-                    reason = f"its time sorts after the names due then; handle() reads it late: rename it {canonical!r}"
-                    report.late.append((key, reason))
+                report.add(listed.key, check_name(listed.key, self._prefix, legacy_offsets=self._legacy_offsets))
         return report
 
     # delivering ----------------------------------------------------------------------
@@ -598,6 +574,7 @@ class Scheduler:
         timeout: float | None = None,
         on_delivery: Callable[[ScheduledEvent, float], None] | None = None,
         stop: threading.Event | None = None,
+        shard: int | None = None,
     ) -> HandleReport:
         """Deliver every due event: copy it to its target, then delete it.
 
@@ -635,30 +612,38 @@ class Scheduler:
         releases the lease and reads no further: ``deferred`` counts the due events it
         had read. A listing error is raised once the copies already started have finished.
         An ``on_delivery`` that raises stops the run the same way; then ``handle`` raises it.
+
+        With shards, ``shard=s`` (0 to ``shards`` - 1) delivers shard ``s`` alone, as a
+        scheduler at ``{path}/{s}`` does. Without it, every shard found by listing
+        ``{path}/`` (whatever its number) and the unsharded prefix ``{path}/|`` are
+        delivered, each under its own lease, side by side in threads (up to
+        `shards.SHARDS_AT_ONCE`, sharing ``max_workers`` out between them): ``until`` and
+        ``timeout`` bound the whole call, ``stop`` stops every shard, and ``on_delivery``
+        is still called in the calling thread, one call at a time. The report's fields
+        are the totals and its ``shards`` each shard's report. A scheduler with
+        ``shards=1`` takes ``shard=0`` (its only prefix) or None.
         """
         start = self.now()
-        horizon = start
-        if until is not None:
-            horizon = max(start, _utc("until", until))
-            if horizon - start > MAX_UNTIL:
-                msg = f"until must be at most {MAX_UNTIL} ahead of now, not {horizon - start}"
-                raise ValueError(msg)
-        deadline = None
-        if timeout is not None:
-            seconds = _check_timeout(timeout)
-            deadline = None if seconds >= _MAX_TIMEOUT.total_seconds() else start + timedelta(seconds=seconds)
+        horizon, deadline = _bounds(start, until, timeout)
+        number = _check_shard(shard, self.shards)
+        if self._shards is not None:
+            if number is not None:
+                run = self._shards.shard(shard_path(self._path, number))
+                return run.handle(until=until, timeout=timeout, on_delivery=on_delivery, stop=stop)
+            return self._shards.handle(until=until, deadline=deadline, on_delivery=on_delivery, stop=stop)
         settings = delivery.Settings(
             bucket=self._bucket,
             prefix=self._prefix,
             client=self._s3_client,
             resource=self._s3_resource,
             allowed=self._allowed,
-            dead_letter_after=self._dead_letter_after,
-            dead_letter_attempts=self._dead_letter_attempts,
             max_workers=self._max_workers,
             clock=self.now,
             wait=self._wait,
+            warn=warn,
             lease=self._lease if self._exclusive else None,
+            dead_letters=self._dead_letters,
+            move_file=_replaced_move_file(),
             max_lateness=self._max_lateness,
             legacy_offsets=self._legacy_offsets,
             notices=self._notices,
@@ -674,27 +659,203 @@ class Scheduler:
         info("Handled %r: %s", f"s3://{self._bucket}/{self._prefix}", report.summary())
         return report
 
-    def _wait(self, seconds: float, stop: threading.Event | None) -> None:
-        """Wait ``seconds``, or until ``stop`` is set when the scheduler sleeps for real."""
-        if stop is not None and self._sleep is time.sleep:
+
+def _check_options(
+    bucket: Any,
+    path: Any,
+    *,
+    dead_letter_after: Any,
+    dead_letter_attempts: Any,
+    lease_ttl: Any,
+    max_workers: Any,
+    max_lateness: Any,
+) -> None:
+    """Raise `ValueError` (`TypeError` for a path that is not a str) for a `Scheduler` option
+    out of its range, naming the range."""
+    if not isinstance(bucket, str) or not bucket:
+        msg = f"bucket must be the name of the scheduler's bucket, not {bucket!r}"
+        raise ValueError(msg)
+    if not isinstance(path, str):
+        msg = f"path must be a str such as 'jobs', not {type(path).__name__}"
+        raise TypeError(msg)
+    if dead_letter_after is not None and (
+        not isinstance(dead_letter_after, timedelta) or dead_letter_after < timedelta(0)
+    ):
+        msg = f"dead_letter_after must be a timedelta of zero or more (timedelta(days=1)), not {dead_letter_after!r}"
+        raise ValueError(msg)
+    if max_lateness is not None and (not isinstance(max_lateness, timedelta) or max_lateness < MIN_MAX_LATENESS):
+        msg = (
+            f"max_lateness must be a timedelta of at least {MIN_MAX_LATENESS.total_seconds():.0f} s"
+            f" (timedelta(hours=1)), or None, not {max_lateness!r}: a run every minute delivers events"
+            " up to a minute late"
+        )
+        raise ValueError(msg)
+    _check_count("dead_letter_attempts", dead_letter_attempts)
+    _check_count("max_workers", max_workers)
+    if max_workers > MAX_WORKERS:
+        msg = f"max_workers must be at most {MAX_WORKERS}, not {max_workers}"
+        raise ValueError(msg)
+    if not isinstance(lease_ttl, timedelta) or not MIN_LEASE_TTL <= lease_ttl <= MAX_LEASE_TTL:
+        msg = f"lease_ttl must be a timedelta from {MIN_LEASE_TTL} to {MAX_LEASE_TTL}, not {lease_ttl!r}"
+        raise ValueError(msg)
+
+
+def _bounds(start: datetime, until: Any, timeout: Any) -> tuple[datetime, datetime | None]:
+    """Return the horizon and the deadline of a `Scheduler.handle` started at ``start``
+    (None: no deadline), or raise for an ``until`` or a ``timeout`` out of range."""
+    horizon = start
+    if until is not None:
+        horizon = max(start, _utc("until", until))
+        if horizon - start > MAX_UNTIL:
+            msg = f"until must be at most {MAX_UNTIL} ahead of now, not {horizon - start}"
+            raise ValueError(msg)
+    deadline = None
+    if timeout is not None:
+        seconds = _check_timeout(timeout)
+        deadline = None if seconds >= _MAX_TIMEOUT.total_seconds() else start + timedelta(seconds=seconds)
+    return horizon, deadline
+
+
+def _check_shard(shard: Any, shards: int) -> int | None:
+    """Return ``shard`` (a shard's number for `Scheduler.handle`), or raise naming the numbers
+    a scheduler of ``shards`` shards takes (0 alone, or None, without shards)."""
+    if shard is None:
+        return None
+    if isinstance(shard, bool) or not isinstance(shard, int):
+        msg = f"shard must be an int from 0 to {shards - 1} (or None: every shard), not {type(shard).__name__}"
+        raise TypeError(msg)
+    if not 0 <= shard < shards:
+        msg = f"shard must be an int from 0 to {shards - 1} (or None: every shard) with shards={shards}, not {shard}"
+        raise ValueError(msg)
+    return shard
+
+
+def _in_batch(exc: TypeError | ValueError, index: int) -> Exception:
+    """Return ``exc`` as raised for event ``index`` of a batch: its message says which, its
+    ``batch_index`` is ``index``, and its type is the same (or `TypeError`/`ValueError`)."""
+    msg = f"event {index} of the batch: {exc}"
+    try:
+        error = type(exc)(msg)
+    except TypeError:  # a type not made from a message alone, such as UnicodeEncodeError
+        error = TypeError(msg) if isinstance(exc, TypeError) else ValueError(msg)
+    setattr(error, "batch_index", index)  # noqa: B010 - any exception type
+    return error
+
+
+def _refuse_duplicates(keys: list[str]) -> None:
+    """Raise `ValueError` (with its ``batch_index``) for the first key of ``keys`` seen twice."""
+    seen: dict[str, int] = {}
+    for index, key in enumerate(keys):
+        if key in seen:
+            msg = f"events {seen[key]} and {index} of the batch have the same time and target: {key!r}"
+            error = ValueError(msg)
+            setattr(error, "batch_index", index)  # noqa: B010 - as above
+            raise error
+        seen[key] = index
+
+
+def _replaced_move_file() -> Callable[[str, str, str, Any, str], None] | None:
+    """Return this module's ``move_file`` where it is not 0.0.3's own (0.0.3's tests
+    replace it): a run then delivers each event through it, copy and delete in one call."""
+    return None if move_file is utils.move_file else move_file
+
+
+def _move(client: Any, bucket: str, key: str, new_key: str) -> None:
+    """Move the event ``key`` to ``new_key`` (`Scheduler.reschedule`).
+
+    A conditional PUT of the new name (If-None-Match), which every store we test honours,
+    never replaces an event written there meanwhile; the delete of the old name names the
+    ETag read, so an event rewritten meanwhile stays.
+    """
+    try:
+        got = client.get_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        if _s3.is_missing(exc):
+            raise EventNotPendingError(_not_pending(key)) from None
+        raise
+    with got["Body"] as stream:
+        body = stream.read()
+    extra = {name: got[name] for name in _KEPT_ON_MOVE if got.get(name)}
+    put = _s3.put_new(client, bucket, new_key, body, **extra)
+    if put.state is _s3.Written.EXISTS:
+        msg = f"{new_key} is already pending: reschedule would replace it"
+        raise EventExistsError(msg)
+    gone = _s3.delete_if_match(client, bucket, key, got["ETag"])
+    if gone not in (_s3.Deleted.DELETED, _s3.Deleted.GONE_ON_RETRY):
+        # Delivered, cancelled or rewritten since it was read: take the copy back.
+        # (Gone after a retry is an earlier attempt of this delete, its reply lost.)
+        etag = put.etag or _s3.content_etag(body)
+        _s3.delete_if_match(client, bucket, new_key, etag, unquoted_too=True)
+        raise EventNotPendingError(_not_pending(key))
+
+
+def _lease_for_move(lease: Lease, ttl: timedelta, sleep: Callable[[float], None], notices: set[str]) -> RunLease | None:
+    """Hold ``lease`` for a move, waiting up to one ``ttl``.
+
+    None where there is no lease to be had (a store without conditional writes,
+    credentials that may not write it). Raises `RunInProgressError` when a run still
+    holds it after that wait: the run may be delivering the event.
+    """
+    acquired = lease.hold(lease.now(), patience=ttl.total_seconds(), sleep=sleep)
+    if acquired.outcome is Outcome.TAKEN:
+        return acquired.run
+    if acquired.outcome is Outcome.HELD:
+        msg = f"a run holds the lease {lease.key!r} and may be delivering the event: try again"
+        raise RunInProgressError(msg)
+    if acquired.outcome is Outcome.DENIED and "lease-denied" not in notices:
+        notices.add("lease-denied")
+        warn(
+            "Access denied (%s) to the lease %r: moving the event without it; grant s3:PutObject,"
+            " s3:GetObject and s3:DeleteObject on it",
+            acquired.action or "s3:PutObject",
+            lease.key,
+        )
+    return None
+
+
+def _shard_set(scheduler: Scheduler, path: str, shards: int, options: dict[str, Any]) -> ShardSet:
+    """Return the `ShardSet` of ``scheduler`` (at ``path``, with ``shards`` shards): the
+    scheduler of each shard, or of the unsharded prefix, is a `Scheduler` at its path with
+    the same client and ``options``, and the copies in flight it is given."""
+    bucket, resource, client = scheduler.bucket, scheduler._s3_resource, scheduler._s3_client
+
+    def make(shard_path: str, max_workers: int) -> Scheduler:
+        return Scheduler(bucket, shard_path, resource, client, max_workers=max_workers, **options)
+
+    return ShardSet(
+        path=path,
+        count=shards,
+        bucket=bucket,
+        client=client,
+        resource=resource,
+        make=make,
+        max_workers=scheduler.max_workers,
+        clock=scheduler.now,
+        legacy_offsets=options["legacy_offsets"],
+    )
+
+
+def _stoppable_wait(sleep: Callable[[float], None]) -> Callable[[float, threading.Event | None], None]:
+    """Return how a scheduler that waits for real waits: on the run's stop event, which ends
+    the wait at once when set, or with ``sleep`` where there is none."""
+
+    def wait(seconds: float, stop: threading.Event | None) -> None:
+        if stop is not None:
             stop.wait(seconds)
         else:
-            self._sleep(seconds)
+            sleep(seconds)
 
-    def _events(self, prefix: str, window: Window | None) -> Iterator[ScheduledEvent]:
-        """Yield the events named under ``prefix`` in ``window`` (all, if None) in key order,
-        lazily page by page; other names are passed over."""
-        client, resource = self._s3_client, self._s3_resource
-        listing: Iterator[_s3.Listed]
-        if window is None:
-            listing = (listed for page in _s3.list_pages(resource, client, self._bucket, prefix) for listed in page)
-        else:
-            listing = _s3.list_window(resource, client, self._bucket, prefix, window)
-        for listed in listing:
-            try:
-                yield decode_event(listed.key, prefix)
-            except InvalidKeyError:
-                continue
+    return wait
+
+
+def _waiting_with(sleep: Callable[[float], None]) -> Callable[[float, threading.Event | None], None]:
+    """Return how a scheduler given its own ``sleep`` waits: with it, whatever the stop event
+    says (it is seen once the wait ends)."""
+
+    def wait(seconds: float, stop: threading.Event | None) -> None:
+        sleep(seconds)
+
+    return wait
 
 
 def _extra_args(content_type: Any, metadata: Any) -> dict[str, Any]:
@@ -761,10 +922,41 @@ def _not_pending(key: str) -> str:
     return f"{key} is no longer pending: it was delivered, cancelled or never scheduled"
 
 
+def _events(resource: Any, client: Any, bucket: str, prefix: str, window: Window | None) -> Iterator[ScheduledEvent]:
+    """Yield the events named under ``prefix`` in ``window`` (all, if None) in key order,
+    lazily page by page; other names are passed over."""
+    listing: Iterator[_s3.Listed]
+    if window is None:
+        listing = (listed for page in _s3.list_pages(resource, client, bucket, prefix) for listed in page)
+    else:
+        listing = _s3.list_window(resource, client, bucket, prefix, window)
+    for listed in listing:
+        try:
+            yield ScheduledEvent.from_key(listed.key, prefix)
+        except InvalidKeyError:
+            continue
+
+
+def _check_target(bucket: Any, path: Any) -> None:
+    """Raise `TypeError` unless ``bucket`` and ``path`` are str, `ValueError` if UTF-8 cannot encode them."""
+    if not isinstance(bucket, str) or not isinstance(path, str):
+        msg = "bucket and path must be str: the target bucket name and object key"
+        raise TypeError(msg)
+    for name, text in (("bucket", bucket), ("path", path)):
+        if any("\ud800" <= char <= "\udfff" for char in text):
+            msg = f"{name} {text!r} holds a lone surrogate, which UTF-8 cannot encode: S3 names are UTF-8"
+            raise ValueError(msg)
+
+
 def _body(what: Content) -> bytes | BinaryIO:
-    """Return ``what`` as bytes, or the binary file object itself to be streamed."""
+    """Return ``what`` as bytes, or the binary file object itself to be streamed; `ValueError`
+    for text UTF-8 cannot encode (the content is not shown: it can be secret)."""
     if isinstance(what, str):
-        return what.encode("utf-8")
+        try:
+            return what.encode("utf-8")
+        except UnicodeEncodeError:
+            msg = "what holds a lone surrogate, which UTF-8 cannot encode: pass str that is text, or bytes"
+            raise ValueError(msg) from None
     if isinstance(what, (bytes, bytearray, memoryview)):
         return bytes(what)
     if callable(getattr(what, "read", None)) and not isinstance(what, io.TextIOBase):

@@ -284,6 +284,8 @@ from types import TracebackType  # noqa: E402
 from typing import NoReturn  # noqa: E402
 
 ORIGINAL = "s3-scheduler==0.0.3"
+ORIGINAL_SDIST = "S3_SCHEDULER_ORIGINAL_SDIST"
+"""Names 0.0.3's sdist archive, fetched beforehand (``pip download --no-deps --no-binary :all:``)."""
 
 ORIGINAL_DRIVER = r"""
 import json, logging, sys, time
@@ -341,14 +343,22 @@ the run's wall-clock start and end and the warnings it logged)."""
 
 @pytest.fixture(scope="session")
 def original_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The unpacked sdist of s3-scheduler 0.0.3, fetched from the package index."""
+    """The unpacked sdist of s3-scheduler 0.0.3: the archive ``S3_SCHEDULER_ORIGINAL_SDIST``
+    names (.ci/run fetches it once), else fetched from the package index once per test
+    process; skips, saying why, when the index cannot be reached."""
     folder = tmp_path_factory.mktemp("s3-scheduler-0.0.3")
-    command = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:"]
-    done = subprocess.run([*command, "-d", str(folder), ORIGINAL], capture_output=True, text=True, timeout=300)
-    archives = list(folder.glob("*.tar.gz"))
-    if done.returncode != 0 or not archives:
-        reason = (done.stderr.strip().splitlines() or ["no sdist downloaded"])[-1]
-        pytest.skip(f"the package index could not be reached for {ORIGINAL}: {reason}")
+    given = os.environ.get(ORIGINAL_SDIST)
+    if given:
+        archives = [Path(given)]
+        if not archives[0].is_file():
+            pytest.fail(f"{ORIGINAL_SDIST}={given!r} is not a file: fetch it with pip download {ORIGINAL}")
+    else:
+        command = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:"]
+        done = subprocess.run([*command, "-d", str(folder), ORIGINAL], capture_output=True, text=True, timeout=300)
+        archives = list(folder.glob("*.tar.gz"))
+        if done.returncode != 0 or not archives:
+            reason = (done.stderr.strip().splitlines() or ["no sdist downloaded"])[-1]
+            pytest.skip(f"the package index could not be reached for {ORIGINAL}: {reason}")
     with tarfile.open(archives[0]) as archive:
         if hasattr(tarfile, "data_filter"):
             archive.extractall(folder, filter="data")
@@ -491,3 +501,40 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if item.get_closest_marker("slow") is not None:
             item.add_marker(skip)
+
+
+# The S3 clients the front ends make ------------------------------------------------------
+# Shared by test_cli.py and test_aws_lambda.py. Appended to this file, as the section above.
+
+
+class ClientSpy:
+    """Records each S3 client made through ``boto3.session.Session.client`` while it is on: the
+    keyword arguments it was made with, and the client (the CLI and the Lambda handler make their own)."""
+
+    def __init__(self) -> None:
+        self.made: list[tuple[dict[str, Any], Any]] = []
+
+    @property
+    def pools(self) -> list[int]:
+        """Each client's connection pool size (``config.max_pool_connections``), in order."""
+        return [kwargs["config"].max_pool_connections for kwargs, _ in self.made]
+
+    @property
+    def regions(self) -> list[str | None]:
+        """Each client's region, in order."""
+        return [client.meta.region_name for _, client in self.made]
+
+
+@pytest.fixture
+def client_spy(monkeypatch: pytest.MonkeyPatch) -> ClientSpy:
+    """A `ClientSpy` on every client made during the test."""
+    spy = ClientSpy()
+    original = boto3.session.Session.client
+
+    def client(self: Any, *args: Any, **kwargs: Any) -> Any:
+        made = original(self, *args, **kwargs)
+        spy.made.append((kwargs, made))
+        return made
+
+    monkeypatch.setattr(boto3.session.Session, "client", client)
+    return spy

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
@@ -13,9 +15,10 @@ import pytest
 from moto import mock_aws
 
 from s3_scheduler import ConfigurationError, Scheduler, aws_lambda
+from s3_scheduler import settings as settings_module
 from s3_scheduler.aws_lambda import LambdaHandler, margin, read_settings
 
-from ..conftest import T0, Clock
+from ..conftest import T0, ClientSpy, Clock
 
 SETTINGS = (
     "S3_SCHEDULER_PREFIX",
@@ -299,36 +302,6 @@ def test_each_bad_setting_is_refused_naming_the_variable_and_the_forms(
         handler({}, FakeContext(60_000))
 
 
-@pytest.mark.parametrize(
-    ("value", "seconds"), [("90", 90.0), ("90s", 90.0), ("10m", 600.0), ("2h", 7200.0), ("1d", 86400.0), ("", None)]
-)
-def test_dead_letter_after_takes_durations(value: str, seconds: float | None) -> None:
-    """S3_SCHEDULER_DEAD_LETTER_AFTER accepts seconds or s/m/h/d; empty means off."""
-    settings = read_settings({"S3_SCHEDULER_BUCKET": "sched", "S3_SCHEDULER_DEAD_LETTER_AFTER": value})
-
-    assert settings.dead_letter_after == seconds
-
-
-@pytest.mark.parametrize(
-    ("value", "seconds"), [("90", 90.0), ("90s", 90.0), ("10m", 600.0), ("2h", 7200.0), ("1d", 86400.0), ("", None)]
-)
-def test_max_lateness_takes_durations(value: str, seconds: float | None) -> None:
-    """S3_SCHEDULER_MAX_LATENESS accepts seconds or s/m/h/d; unset or empty means off."""
-    settings = read_settings({"S3_SCHEDULER_BUCKET": "sched", "S3_SCHEDULER_MAX_LATENESS": value})
-
-    assert settings.max_lateness == seconds
-    assert read_settings({"S3_SCHEDULER_BUCKET": "sched"}).max_lateness is None
-
-
-@pytest.mark.parametrize(
-    ("value", "precise"),
-    [("1", True), ("TRUE", True), ("yes", True), ("on", True), ("0", False), ("false", False), ("No", False)],
-)
-def test_precise_takes_the_usual_yes_and_no_words(value: str, precise: bool) -> None:
-    """S3_SCHEDULER_PRECISE accepts 1/0, true/false, yes/no and on/off in any case."""
-    assert read_settings({"S3_SCHEDULER_BUCKET": "sched", "S3_SCHEDULER_PRECISE": value}).precise is precise
-
-
 def test_the_scheduler_is_built_once_per_container(lambda_env: Any, handler: LambdaHandler) -> None:
     """Warm invocations reuse the scheduler (and its client) while the settings stay the same."""
     settings = read_settings({"S3_SCHEDULER_BUCKET": "sched"})
@@ -342,24 +315,15 @@ def test_the_scheduler_is_built_once_per_container(lambda_env: Any, handler: Lam
 
 
 def test_the_client_pool_fits_max_workers(
-    lambda_env: Any, handler: LambdaHandler, monkeypatch: pytest.MonkeyPatch
+    lambda_env: Any, handler: LambdaHandler, monkeypatch: pytest.MonkeyPatch, client_spy: ClientSpy
 ) -> None:
     """The handler's S3 client holds max_workers connections and 3 more (the listing, the batch delete, the
     lease): 32 copies by default, S3_SCHEDULER_MAX_WORKERS when set."""
-    pools: list[int] = []
-    original = boto3.session.Session.client
-
-    def client(self: Any, *args: Any, **kwargs: Any) -> Any:
-        pools.append(kwargs["config"].max_pool_connections)
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(boto3.session.Session, "client", client)
-
     handler({}, FakeContext(60_000))
     monkeypatch.setenv("S3_SCHEDULER_MAX_WORKERS", "8")
     handler({}, FakeContext(60_000))
 
-    assert pools == [35, 11]
+    assert client_spy.pools == [35, 11]
     assert (
         handler.scheduler(read_settings({"S3_SCHEDULER_BUCKET": "sched", "S3_SCHEDULER_MAX_WORKERS": "8"})).max_workers
         == 8
@@ -397,32 +361,20 @@ def test_dead_letter_attempts_come_from_the_environment(
     assert len(result["dead_lettered"]) == dead_lettered
 
 
-def test_every_setting_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each variable lands in its setting."""
-    env = {
-        "S3_SCHEDULER_BUCKET": "sched",
-        "S3_SCHEDULER_PREFIX": "p",
-        "S3_SCHEDULER_ALLOWED_TARGETS": "a-bucket, b-bucket/in/",
-        "S3_SCHEDULER_PRECISE": "yes",
-        "S3_SCHEDULER_DEAD_LETTER_AFTER": "1d",
-        "S3_SCHEDULER_LOG_LEVEL": "debug",
-        "S3_SCHEDULER_LEGACY_OFFSETS": "off",
-        "S3_SCHEDULER_MAX_WORKERS": "64",
-        "S3_SCHEDULER_DEAD_LETTER_ATTEMPTS": "5",
-        "S3_SCHEDULER_METRICS": "no",
-        "S3_SCHEDULER_MAX_LATENESS": "2h",
-    }
+def test_a_cold_start_loads_neither_the_cli_nor_argparse() -> None:
+    """Importing the handler, as a cold start does, imports no module of the CLI, nor argparse nor dateutil's
+    parser (issue 18): the settings come from s3_scheduler.settings."""
+    script = "import sys, s3_scheduler.aws_lambda; print(' '.join(sorted(sys.modules)))"
 
-    assert read_settings(env) == aws_lambda.Settings(
-        bucket="sched",
-        prefix="p",
-        allowed_targets=("a-bucket", "b-bucket/in/"),
-        precise=True,
-        dead_letter_after=86400.0,
-        log_level="DEBUG",
-        legacy_offsets=False,
-        max_workers=64,
-        dead_letter_attempts=5,
-        metrics=False,
-        max_lateness=7200.0,
-    )
+    loaded = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout.split()
+
+    assert "s3_scheduler.settings" in loaded
+    assert [name for name in loaded if name == "s3_scheduler.cli" or name.startswith("s3_scheduler.cli.")] == []
+    assert "argparse" not in loaded
+    assert "dateutil.parser" not in loaded
+
+
+def test_the_handler_reads_its_settings_through_the_settings_module() -> None:
+    """read_settings and Settings, the handler's names for its configuration, are s3_scheduler.settings' own."""
+    assert aws_lambda.read_settings is settings_module.read_settings
+    assert aws_lambda.Settings is settings_module.Settings

@@ -35,7 +35,9 @@ from moto import mock_aws
 
 from s3_scheduler import ConfigurationError, Scheduler, cli, runner
 from s3_scheduler.aws_lambda import read_settings
+from s3_scheduler.cli.commands import run as run_command
 from s3_scheduler.exceptions import S3SchedulerError
+from s3_scheduler.settings import MAX_WORKERS_LIMIT
 
 from ..conftest import T0, Clock
 
@@ -215,7 +217,9 @@ def junk_cli(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
     monkeypatch.setenv("AWS_RETRY_MODE", "standard")
     monkeypatch.setattr(boto3.session.Session, "client", _cached_client)
     monkeypatch.setattr(socket, "getaddrinfo", _local_only)
-    monkeypatch.setattr(cli, "run_until_stopped", functools.partial(runner.run_until_stopped, wait=lambda _: True))
+    monkeypatch.setattr(
+        run_command, "run_until_stopped", functools.partial(runner.run_until_stopped, wait=lambda _: True)
+    )
     monkeypatch.chdir(tmp_path)
 
 
@@ -357,7 +361,7 @@ def test_lambda_settings_answer_junk_with_a_configuration_error(env: dict[str, s
     endpoint = env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL")
     if endpoint:
         client_for(endpoint)
-    assert found.max_workers <= cli.MAX_WORKERS_LIMIT  # urllib3 fills the whole pool up front
+    assert found.max_workers <= MAX_WORKERS_LIMIT  # urllib3 fills the whole pool up front
     with mock_aws():
         client = shared_client()
         client.create_bucket(Bucket=found.bucket)
@@ -379,23 +383,6 @@ def test_lambda_settings_answer_junk_with_a_configuration_error(env: dict[str, s
 def client_for(endpoint: str) -> Any:
     """An S3 client for ``endpoint``, made as boto3 makes one from AWS_ENDPOINT_URL (no request is sent)."""
     return _ORIGINAL_CLIENT(boto3.session.Session(region_name="us-east-1"), "s3", endpoint_url=endpoint)
-
-
-@pytest.mark.parametrize(("name", "url"), [("AWS_ENDPOINT_URL", "http://[::1"), ("AWS_ENDPOINT_URL_S3", "localhost:9")])
-def test_lambda_settings_refuse_a_malformed_endpoint(name: str, url: str) -> None:
-    """A malformed AWS_ENDPOINT_URL (or AWS_ENDPOINT_URL_S3) is a ConfigurationError naming it, not botocore's bare
-    ValueError at the first invocation (issue 17)."""
-    with pytest.raises(ConfigurationError) as raised:
-        read_settings({"S3_SCHEDULER_BUCKET": "sched", name: url})
-
-    assert str(raised.value) == f"{name}: {url!r} is not a URL: use the form http://host:port or https://host"
-
-
-def test_lambda_settings_refuse_a_max_lateness_under_a_minute() -> None:
-    """S3_SCHEDULER_MAX_LATENESS under the Scheduler's least (a minute) is a ConfigurationError naming it, not the
-    Scheduler's ValueError at the first invocation."""
-    with pytest.raises(ConfigurationError, match=r"^S3_SCHEDULER_MAX_LATENESS='10s' is under 1m: "):
-        read_settings({"S3_SCHEDULER_BUCKET": "sched", "S3_SCHEDULER_MAX_LATENESS": "10s"})
 
 
 # the public API --------------------------------------------------------------------------------------------------

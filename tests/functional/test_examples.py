@@ -233,8 +233,6 @@ def readme_section(title: str) -> str:
     return text[start : text.index("\n## ", start + 1)]
 
 
-
-
 def test_the_notification_examples_filter_on_every_object_created_event() -> None:
     """The README's and the SAM example's notifications select s3:ObjectCreated:*, which includes a delivery's Copy."""
     readme = readme_section("Deploying on AWS")

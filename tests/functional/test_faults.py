@@ -464,7 +464,7 @@ _PREFIX = keys.listing_prefix("jobs")
 
 def _is_event(name: str) -> bool:
     try:
-        keys.decode_event(_PREFIX + name, _PREFIX)
+        keys.decode_key(_PREFIX + name, _PREFIX)
     except InvalidKeyError:
         return False
     return True
@@ -732,6 +732,24 @@ def _campaign_round(s3: S3, client: Any, injector: Injector, round_: int, seed: 
     _check_round(s3, injector, scheduler, planned, odd, clean, first_call, totals)
 
 
+@dataclass
+class _Round:
+    """What one round left behind, for judging each of its events."""
+
+    s3: S3
+    calls: list[Call]
+    pending: set[str]
+    letters: dict[str, str]
+    now: datetime
+    totals: Campaign
+
+    def problem(self, text: str) -> None:
+        self.totals.problems.append(text)
+
+    def count(self, what: str) -> None:
+        self.totals.counts[what] += 1
+
+
 def _check_round(
     s3: S3,
     injector: Injector,
@@ -747,92 +765,107 @@ def _check_round(
         if call.fault is not None:
             totals.faults[f"{call.op}: {call.fault.value}"] += 1
             totals.counts["faults injected"] += 1
-    now = scheduler.now()
     pages = s3.client.get_paginator("list_objects_v2").paginate(Bucket=s3.schedule_bucket, Prefix=scheduler.prefix)
     pending = {obj["Key"] for page in pages for obj in page.get("Contents", ())}
     letters = {e.path: e.key for e in scheduler.dead_letters()}
-    problems = totals.problems
+    state = _Round(s3, calls, pending, letters, scheduler.now(), totals)
     if clean.deferred:
-        problems.append(f"the clean run deferred {[e.key for e in clean.deferred]}")
+        state.problem(f"the clean run deferred {[e.key for e in clean.deferred]}")
     copies: dict[str, list[tuple[Call, int]]] = {}
     for call in calls:
         if call.op == "CopyObject" and call.params.get("Bucket") == s3.target_bucket:
             for attempt in call.landed:
                 copies.setdefault(call.key, []).append((call, call.attempts.index(attempt)))
     for event in planned:
-        landed = copies.get(event.target, [])
-        totals.counts["deliveries (copies landed)"] += len(landed)
-        for call, index in landed:
-            at = call.attempts[index].at
-            assert at is not None
-            if at < event.when:
-                totals.counts["early"] += 1
-                problems.append(f"{event.key} copied at {at}, before its time {event.when}")
-        delivered = bool(landed)
-        if delivered and s3.body(s3.target_bucket, event.target) != event.content:
-            problems.append(f"{event.target} holds other content than {event.key}'s")
-        is_pending = event.key in pending
-        if event.cancelled is True:
-            if is_pending or any(c.id > event.cancel_after for c, _ in landed):
-                problems.append(f"{event.key}: cancel said True, yet it is pending or was copied after")
-            totals.counts["cancelled"] += 1
-            continue
-        if event.cancelled is False or event.cancel_raised:
-            removed = any(
-                c.landed for c in calls if c.op == "DeleteObject" and c.key == event.key and c.run == event.cancel_run
-            )
-            if removed and not delivered and not is_pending and event.target not in letters:
-                if event.cancelled is False:
-                    problems.append(f"{event.key}: cancel removed it and said False: it is lost silently")
-                totals.counts["removed by a cancel that raised"] += 1
-                continue
-        if event.bucket == MISSING_BUCKET:
-            if event.target in letters:
-                if s3.body(s3.schedule_bucket, letters[event.target]) != event.content:
-                    problems.append(f"{event.key}: dead letter with other content")
-                totals.counts["dead-lettered"] += 1
-            elif is_pending:
-                totals.counts["pending (target bucket missing)"] += 1
-            elif event.written == "unknown":
-                totals.counts["never written (schedule failed)"] += 1
-            else:
-                totals.counts["lost"] += 1
-                problems.append(f"{event.key} (to a missing bucket) is gone and not dead-lettered")
-            continue
-        if event.when > now:
-            if delivered:
-                problems.append(f"{event.key} delivered before its time")
-            elif is_pending:
-                totals.counts["pending (not yet due)"] += 1
-            elif event.written == "unknown":
-                totals.counts["never written (schedule failed)"] += 1
-            else:
-                totals.counts["lost"] += 1
-                problems.append(f"{event.key} (not yet due) is gone")
-            continue
-        if delivered and not is_pending:
-            totals.counts["events delivered"] += 1
-            _count_duplicates(event, landed, calls, totals)
-        elif event.target in letters:
-            totals.counts["dead-lettered"] += 1
-        elif event.written == "unknown" and not is_pending:
-            totals.counts["never written (schedule failed)"] += 1
-        else:
-            totals.counts["lost"] += 1
-            problems.append(
-                f"{event.key} due at {event.when} is {'pending' if is_pending else 'gone'} after the clean run"
-            )
+        _judge(state, event, copies.get(event.target, []))
     for key in odd:
         if key not in pending:
-            problems.append(f"the odd name {key!r} was deleted")
+            state.problem(f"the odd name {key!r} was deleted")
         if any(c.source == key for c in calls if c.op == "CopyObject"):
-            problems.append(f"the odd name {key!r} was copied")
-        totals.counts["odd names left alone"] += 1
+            state.problem(f"the odd name {key!r} was copied")
+        state.count("odd names left alone")
     versions = version_counts(s3.client, s3.target_bucket, scheduler.prefix.split("/")[0] + "/")
     for event in planned:
         stored, seen = versions.get(event.target, 0), len(copies.get(event.target, []))
         if event.bucket == s3.target_bucket and stored != seen:
-            problems.append(f"{event.target}: {stored} versions in S3, {seen} copies seen landing")
+            state.problem(f"{event.target}: {stored} versions in S3, {seen} copies seen landing")
+
+
+def _judge(state: _Round, event: Planned, landed: list[tuple[Call, int]]) -> None:
+    """Count what became of one planned event, and note each broken promise."""
+    state.totals.counts["deliveries (copies landed)"] += len(landed)
+    for call, index in landed:
+        at = call.attempts[index].at
+        assert at is not None
+        if at < event.when:
+            state.count("early")
+            state.problem(f"{event.key} copied at {at}, before its time {event.when}")
+    delivered = bool(landed)
+    if delivered and state.s3.body(state.s3.target_bucket, event.target) != event.content:
+        state.problem(f"{event.target} holds other content than {event.key}'s")
+    is_pending = event.key in state.pending
+    if event.cancelled is True:
+        if is_pending or any(c.id > event.cancel_after for c, _ in landed):
+            state.problem(f"{event.key}: cancel said True, yet it is pending or was copied after")
+        state.count("cancelled")
+    elif _removed_by_a_failed_cancel(state, event, delivered, is_pending):
+        state.count("removed by a cancel that raised")
+    elif event.bucket == MISSING_BUCKET:
+        _judge_undeliverable(state, event, is_pending)
+    elif event.when > state.now:
+        _judge_not_due(state, event, delivered, is_pending)
+    elif delivered and not is_pending:
+        state.count("events delivered")
+        _count_duplicates(event, landed, state.calls, state.totals)
+    elif event.target in state.letters:
+        state.count("dead-lettered")
+    elif event.written == "unknown" and not is_pending:
+        state.count("never written (schedule failed)")
+    else:
+        state.count("lost")
+        state.problem(f"{event.key} due at {event.when} is {'pending' if is_pending else 'gone'} after the clean run")
+
+
+def _removed_by_a_failed_cancel(state: _Round, event: Planned, delivered: bool, is_pending: bool) -> bool:
+    """Whether a cancel that said False or raised removed the event (noting it when it said False)."""
+    if event.cancelled is not False and not event.cancel_raised:
+        return False
+    removed = any(
+        c.landed for c in state.calls if c.op == "DeleteObject" and c.key == event.key and c.run == event.cancel_run
+    )
+    if not removed or delivered or is_pending or event.target in state.letters:
+        return False
+    if event.cancelled is False:
+        state.problem(f"{event.key}: cancel removed it and said False: it is lost silently")
+    return True
+
+
+def _judge_undeliverable(state: _Round, event: Planned, is_pending: bool) -> None:
+    """An event to a missing bucket: dead-lettered with its content, or still pending, never gone."""
+    if event.target in state.letters:
+        if state.s3.body(state.s3.schedule_bucket, state.letters[event.target]) != event.content:
+            state.problem(f"{event.key}: dead letter with other content")
+        state.count("dead-lettered")
+    elif is_pending:
+        state.count("pending (target bucket missing)")
+    elif event.written == "unknown":
+        state.count("never written (schedule failed)")
+    else:
+        state.count("lost")
+        state.problem(f"{event.key} (to a missing bucket) is gone and not dead-lettered")
+
+
+def _judge_not_due(state: _Round, event: Planned, delivered: bool, is_pending: bool) -> None:
+    """An event not yet due: never delivered, still pending unless its write failed."""
+    if delivered:
+        state.problem(f"{event.key} delivered before its time")
+    elif is_pending:
+        state.count("pending (not yet due)")
+    elif event.written == "unknown":
+        state.count("never written (schedule failed)")
+    else:
+        state.count("lost")
+        state.problem(f"{event.key} (not yet due) is gone")
 
 
 def _count_duplicates(event: Planned, landed: list[tuple[Call, int]], calls: list[Call], totals: Campaign) -> None:

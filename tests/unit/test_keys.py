@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from s3_scheduler import keys
 from s3_scheduler.exceptions import InvalidKeyError
+from s3_scheduler.report import ScheduledEvent
 
 UTC = timezone.utc
 PREFIX = keys.listing_prefix("jobs")
@@ -219,3 +220,79 @@ def test_bound_excludes_events_past_the_lookahead() -> None:
     assert later > bound
     assert sooner <= bound
     assert same_minute <= bound
+
+
+# what check() makes of a name ------------------------------------------------------------
+
+
+@given(utc_times, bucket_names, key_text.filter(lambda t: t != "/"))
+def test_every_name_this_package_writes_is_read_in_time(when: datetime, bucket: str, target: str) -> None:
+    """A name encode_key writes is an event, read in time, with no offset, whatever legacy_offsets says."""
+    key = keys.encode_key(PREFIX, when, bucket, target)
+
+    assert keys.check_name(key, PREFIX) == keys.NameCheck(None)
+    assert keys.check_name(key, PREFIX, legacy_offsets=False) == keys.NameCheck(None)
+
+
+def test_a_name_that_is_not_an_event_says_why() -> None:
+    """A name that does not decode is not an event, with decode_key's own reason."""
+    key = PREFIX + "tomorrow|bkt|k"
+
+    found = keys.check_name(key, PREFIX)
+
+    with pytest.raises(InvalidKeyError) as raised:
+        keys.decode_key(key, PREFIX)
+    assert found == keys.NameCheck(str(raised.value))
+
+
+def test_an_offset_name_needs_legacy_offsets_and_is_late_without_them() -> None:
+    """0.0.3's name with +02:00 is read in time only with legacy_offsets; without, it is late, named its rename."""
+    key = PREFIX + quote("2030-01-07 16:05:00+02:00") + "|bkt|in~~k"
+    canonical = keys.encode_key(PREFIX, datetime(2030, 1, 7, 14, 5, tzinfo=UTC), "bkt", "in/k")
+
+    legacy = keys.check_name(key, PREFIX)
+    strict = keys.check_name(key, PREFIX, legacy_offsets=False)
+
+    assert legacy == keys.NameCheck(None, offset=True)
+    assert strict.not_event is None
+    assert strict.offset
+    assert strict.late == f"its time sorts after the names due then; handle() reads it late: rename it {canonical!r}"
+
+
+def test_a_t_separated_or_date_only_name_is_read_in_time_without_an_offset() -> None:
+    """ISO 8601 with T, or a date alone, sorts after its date's names but inside the window: not late, no offset."""
+    for part in ("2030-01-07T14:05:00Z", "2030-01-07"):
+        assert keys.check_name(PREFIX + part + "|bkt|k", PREFIX, legacy_offsets=False) == keys.NameCheck(None)
+
+
+def test_a_negative_offset_sorts_early_and_needs_no_legacy_offsets() -> None:
+    """A name west of UTC spells an earlier wall time than it is due: it has an offset but is read in time."""
+    key = PREFIX + quote("2030-01-07 09:05:00-05:00") + "|bkt|k"
+
+    assert keys.check_name(key, PREFIX, legacy_offsets=False) == keys.NameCheck(None, offset=True)
+
+
+def test_a_dead_letter_decodes_to_its_events_time_and_target() -> None:
+    """A dead letter's name, token or not, gives back when and where its event went; keys builds no event."""
+    event = keys.encode_key(PREFIX, datetime(2030, 1, 7, 14, 5), "bkt", "in/k")
+    letter = keys.dead_letter_key(PREFIX, event, "0badcafe")
+    old_letter = keys.dead_letter_prefix(PREFIX) + event[len(PREFIX) :]
+
+    decoded = keys.decode_dead_letter(letter, PREFIX)
+
+    assert decoded == keys.DecodedKey(datetime(2030, 1, 7, 14, 5, tzinfo=UTC), "bkt", "in/k")
+    assert keys.decode_dead_letter(old_letter, PREFIX) == decoded
+    with pytest.raises(InvalidKeyError):
+        keys.decode_dead_letter(event, PREFIX)
+
+
+def test_an_event_and_a_dead_letter_are_built_from_their_names() -> None:
+    """ScheduledEvent.from_key and from_dead_letter keep the name as the key and take time and target from keys."""
+    key = keys.encode_key(PREFIX, datetime(2030, 1, 7, 14, 5), "bkt", "in/k")
+    letter = keys.dead_letter_key(PREFIX, key, "0badcafe")
+    when = datetime(2030, 1, 7, 14, 5, tzinfo=UTC)
+
+    assert ScheduledEvent.from_key(key, PREFIX) == ScheduledEvent(key, when, "bkt", "in/k")
+    assert ScheduledEvent.from_dead_letter(letter, PREFIX) == ScheduledEvent(letter, when, "bkt", "in/k")
+    with pytest.raises(InvalidKeyError):
+        ScheduledEvent.from_key(letter, PREFIX)
