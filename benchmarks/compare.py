@@ -22,10 +22,13 @@ client process's CPU seconds, the busy cores of the whole machine and its load a
 Scenarios:
 
 - ``handle``: ``handle()`` with 1,000 due over 10,000 pending two days ahead; 0.0.3, this
-  package, and the measured floor: bare boto3 sending only ``ceil(window/1000)`` LIST
+  package given boto3's resource and client (0.0.3's signature), this package with the
+  client it builds for itself (``fast_client``, as the Lambda handler runs it: "ours, own
+  client"), and the measured floor: bare boto3 sending only ``ceil(window/1000)`` LIST
   pages, a COPY per due event on as many threads as this package's copiers, and a
   DeleteObjects per 1,000 (``driver._floor``). The computed floor is those requests
   spread evenly over the workers, one round trip each: ``ceil((L + C + D) / W) * RTT``.
+  Each configuration's client CPU per delivered event is reported beside its wall time.
 - ``dense``: 5,000 events due in the next 12 h and 100 due now; this package with
   ``legacy_offsets=False`` (lists to the window's end) and by default (14 h past it).
 - ``first``: 10,000 due; when the first COPY is sent against when LIST pages come back.
@@ -66,6 +69,10 @@ sys.path.insert(0, str(ROOT))
 from s3_scheduler import keys  # noqa: E402
 
 PAGE = 1000
+OWN = "ours, own client"
+"""The label of this package's runs with the client it builds for itself (``fast_client``)."""
+BASELINE = "baseline"
+"""The label of the runs of ``--baseline``: this package as an earlier checkout has it, given boto3's clients."""
 WORKERS = 32  # this package's default max_workers; every client gets a pool this size
 PATH = "jobs"
 BODY = 64
@@ -311,11 +318,21 @@ class Config:
     """One configuration of a scenario: which code, which mode, which options."""
 
     def __init__(
-        self, label: str, impl: str, mode: str, options: dict[str, Any] | None = None, *, due: int | None = None
+        self,
+        label: str,
+        impl: str,
+        mode: str,
+        options: dict[str, Any] | None = None,
+        *,
+        due: int | None = None,
+        client: str = "passed",
     ) -> None:
         self.label, self.impl, self.mode, self.options = label, impl, mode, options or {}
         self.due = due
         """Due events of this configuration's runs, when not the scenario's."""
+        self.client = client
+        """``"passed"``: the scheduler gets boto3's resource and client; ``"own"``: the client
+        ``fast_client`` builds, and no resource (``driver._own_client``)."""
 
 
 class Scenario:
@@ -356,14 +373,22 @@ def later_names(n: int, start: timedelta, spread: timedelta) -> Callable[[dateti
     ]
 
 
-def scenarios(sizes: dict[str, Any], latencies: list[float]) -> list[Scenario]:
+def scenarios(sizes: dict[str, Any], latencies: list[float], *, baseline: bool = False) -> list[Scenario]:
+    """The scenarios; with ``baseline``, the handle scenario also runs the baseline's ``handle()`` (`BASELINE`)."""
     h, d, f, m, s = (sizes[k] for k in ("handle", "dense", "first", "memory", "schedule"))
+    earlier = [Config(BASELINE, BASELINE, "handle")] if baseline else []
     everywhere = ["moto", "radosgw"]
     return [
         Scenario(
             "handle",
             f"handle(): {h['due']:,} due over {h['backlog']:,} pending two days ahead",
-            [Config("0.0.3", "0.0.3", "handle"), Config("ours", "ours", "handle"), Config("floor", "ours", "floor")],
+            [
+                Config("0.0.3", "0.0.3", "handle"),
+                *earlier,
+                Config("ours", "ours", "handle"),
+                Config(OWN, "ours", "handle", client="own"),
+                Config("floor", "ours", "floor"),
+            ],
             latencies,
             everywhere,
             kept=later_names(h["backlog"], timedelta(days=2), timedelta(seconds=h["backlog"])),
@@ -458,6 +483,7 @@ def run_scenario(
                     "target": target,
                     "mode": config.mode,
                     "options": config.options,
+                    "client": config.client,
                     "latency_ms": latency,
                     "workers": WORKERS,
                     "server_pids": store.pids,
@@ -490,7 +516,8 @@ def run_line(r: dict[str, Any]) -> str:
     text = (
         f"{r['seconds']:.3f} s, sources {r.get('source', '?')}, {requests_text(r['requests'])},"
         f" server CPU {r['server_cpu']:.2f} s,"
-        f" client CPU {r['client_cpu']:.2f} s, machine busy {r['machine_busy_cores']:.2f} cores, load {r['load']:.2f}"
+        f" client CPU {r['client_cpu']:.2f} s ({cpu_per_event(r):.2f} ms per event),"
+        f" machine busy {r['machine_busy_cores']:.2f} cores, load {r['load']:.2f}"
     )
     if r.get("first_copy") is not None and r.get("list_done"):
         text += f", first COPY at {r['first_copy']:.3f} s, last LIST page back at {r['list_done'][-1]:.3f} s"
@@ -525,6 +552,12 @@ def lists(r: dict[str, Any]) -> int:
     return int(r["requests"].get("ListObjects", 0) + r["requests"].get("ListObjectsV2", 0))
 
 
+def cpu_per_event(r: dict[str, Any]) -> float:
+    """The client process's CPU milliseconds (user + system) per event delivered (or scheduled)."""
+    events = r.get("events") or 0
+    return r["client_cpu"] * 1000 / events if events else float("nan")
+
+
 def per_event(r: dict[str, Any]) -> float:
     """Every request the run sent, per event delivered (or scheduled)."""
     events = r.get("events") or 0
@@ -557,13 +590,14 @@ def table(title: str, runs: dict[str, list[dict[str, Any]]]) -> None:
     out(f"  {title}")
     out(
         f"    {'configuration':<28} {'wall s, median [min-max]':<26} {'req/event':>9} {'LIST':>4}"
-        f" {'server CPU s':<22} {'client CPU s':<22} {'busy cores':>10} {'load':<18}"
+        f" {'server CPU s':<22} {'client CPU s':<22} {'client CPU ms/event':<22} {'busy cores':>10} {'load':<18}"
     )
     for label, rs in runs.items():
         line = (
             f"    {label:<28} {spread(values(rs, 'seconds')):<26} {med(rs, per_event):9.3f} {med(rs, lists):4.0f}"
             f" {spread(values(rs, 'server_cpu'), '{:.2f}'):<22} {spread(values(rs, 'client_cpu'), '{:.2f}'):<22}"
-            f" {med(rs, 'machine_busy_cores'):10.2f} {spread(values(rs, 'load'), '{:.2f}'):<18}"
+            f" {spread(values(rs, cpu_per_event), '{:.2f}'):<22} {med(rs, 'machine_busy_cores'):10.2f}"
+            f" {spread(values(rs, 'load'), '{:.2f}'):<18}"
         )
         out(line.rstrip())
 
@@ -579,8 +613,12 @@ def report(
 ) -> list[str]:
     """Print every scenario's table, then the goals; return the goal lines."""
     out("\nfigures: median [min-max] of each configuration's runs; req/event = every request sent / events delivered;")
-    out("server CPU = the server processes' CPU seconds during the run; busy cores = the whole machine's, of")
-    out(f"{os.cpu_count()}; load = the 1-minute load average before the run. {reps} runs of each, interleaved.")
+    out("server CPU = the server processes' CPU seconds during the run; client CPU = the handling process's")
+    out("user + system CPU seconds during the call, and per event delivered (or scheduled); busy cores = the")
+    out(
+        f"whole machine's, of {os.cpu_count()}; load = the 1-minute load average before the run. {reps} runs of"
+        " each, interleaved."
+    )
     for name, by_server in all_results.items():
         for server, by_latency in by_server.items():
             for latency, runs in by_latency.items():
@@ -676,9 +714,35 @@ def goals(
                 f"{comp_text}; server CPU {server_cpu:.2f} s in ours' {statistics.median(ours):.2f} s"
                 f" ({server_cpu / statistics.median(ours):.0%} of one core)"
             )
+            say(f"  {_cpu_goal(runs)}")
     _pipeline_goals(results, sizes, say)
     _listing_goals(results, sizes, say)
     return lines
+
+
+CPU_GOAL_MS = 1.2
+"""The goal for this package's client CPU per delivered event, in milliseconds (issue 19)."""
+
+
+def _cpu_goal(runs: dict[str, list[dict[str, Any]]]) -> str:
+    """The client CPU per delivered event of each configuration of a handle() scenario,
+    against the floor's and the goal; with a baseline, this package's runs against its,
+    paired run by run (the runs of a round are interleaved, so they share the machine's load)."""
+    per = {label: values(rs, cpu_per_event) for label, rs in runs.items()}
+    floor = statistics.median(per["floor"])
+    text = "client CPU per delivered event: " + "; ".join(
+        f"{label} {spread(ms, '{:.2f}')} ms ({statistics.median(ms) / floor:.2f}x the floor's)"
+        for label, ms in per.items()
+        if label != "floor"
+    )
+    text += f"; floor {spread(per['floor'], '{:.2f}')} ms"
+    if BASELINE in per:
+        paired = [ours / base for ours, base in zip(per["ours"], per[BASELINE])]
+        text += f"; ours / baseline, run by run: {spread(paired, '{:.3f}')}"
+    verdicts = ", ".join(
+        f"{label} {met(statistics.median(per[label]) <= CPU_GOAL_MS)}" for label in ("ours", OWN) if label in per
+    )
+    return f"{text} (goal <= {CPU_GOAL_MS} ms: {verdicts})"
 
 
 def _pipeline_goals(results: dict[str, Any], sizes: dict[str, Any], say: Callable[[str], None]) -> None:
@@ -811,6 +875,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latencies", help="comma-separated injected ms per request (default 20,0; --quick: 20)")
     parser.add_argument("--reps", type=int, help="runs of each configuration (default 3)")
     parser.add_argument("--only", help="comma-separated scenarios: handle, dense, first, schedule, memory")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="a folder holding an earlier s3_scheduler package (a checkout of an older commit): its handle()"
+        " runs in the handle scenario too, interleaved, as 'baseline'",
+    )
     parser.add_argument("--memory-due", help="comma-separated due counts of the memory scenario (default 10000,30000)")
     parser.add_argument("--rgw-port", type=int, default=7480, help="radosgw's port (default 7480)")
     parser.add_argument("--out", type=Path, help="write this report here as text")
@@ -834,7 +904,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     out(f"every client: a pool of {WORKERS} connections; this package's copiers and the floor's threads: {WORKERS}")
     out(f"this package: {ROOT.name} at {git_head()}")
-    chosen = scenarios(sizes, latencies)
+    chosen = scenarios(sizes, latencies, baseline=args.baseline is not None)
     if args.only:
         wanted = set(args.only.split(","))
         chosen = [s for s in chosen if s.name in wanted]
@@ -845,6 +915,8 @@ def main(argv: list[str] | None = None) -> int:
     serial = [0]
     with tempfile.TemporaryDirectory() as tmp:
         sources = {"0.0.3": fetch_original(Path(tmp)), "ours": ROOT}
+        if args.baseline is not None:
+            sources[BASELINE] = args.baseline.resolve()
         for server in servers:
             store: Store | str = MotoStore() if server == "moto" else start_radosgw(args.rgw_port)
             if isinstance(store, str):

@@ -5,7 +5,10 @@ unpacked from the package index), so both are driven by the same code through th
 they share: ``Scheduler(bucket, path, s3_resource, s3_client)``, ``schedule(when,
 bucket, path, what)`` and ``handle()``; this package's runs may add keyword options
 (``legacy_offsets``) and use ``schedule_many``. Mode ``floor`` uses no scheduler at all:
-bare boto3 sends the least requests the job needs (see `_floor`).
+bare boto3 sends the least requests the job needs (see `_floor`). With ``"client":
+"own"`` in the order, this package's scheduler gets no resource and the client that
+``s3_scheduler._s3.fast_client`` builds (as the Lambda handler passes it) instead of
+the boto3 resource and client made here; the hooks below go on that client.
 
 Reads a JSON order on stdin and prints a JSON result on stdout. Every HTTP request sent
 (a botocore ``before-send`` hook, so retries count too) is counted by operation and
@@ -45,7 +48,7 @@ def main() -> None:
     from s3_scheduler.scheduler import Scheduler
 
     workers = int(order.get("workers", 32))
-    s3 = boto3.resource(
+    s3: Any = boto3.resource(
         "s3",
         endpoint_url=order["endpoint"],
         aws_access_key_id=order.get("access_key", "bench"),
@@ -54,6 +57,8 @@ def main() -> None:
         config=Config(s3={"addressing_style": "path"}, max_pool_connections=workers),
     )
     client = s3.meta.client
+    if order.get("client") == "own":
+        s3, client = None, _own_client(order, workers)
     requests: Counter[str] = Counter()
     lock = threading.Lock()
     latency = order["latency_ms"] / 1000.0
@@ -135,6 +140,22 @@ def main() -> None:
         "load": load,
     }
     json.dump(result, sys.stdout)
+
+
+def _own_client(order: dict[str, Any], workers: int) -> Any:
+    """The client this package builds for itself (``fast_client``), aimed at the order's server.
+
+    ``fast_client`` takes the endpoint, the credentials and the region from the
+    environment, as boto3 does; a numeric endpoint is addressed path-style."""
+    from s3_scheduler._s3 import fast_client
+
+    os.environ.update(
+        AWS_ENDPOINT_URL=order["endpoint"],
+        AWS_ACCESS_KEY_ID=order.get("access_key", "bench"),
+        AWS_SECRET_ACCESS_KEY=order.get("secret_key", "bench"),
+        AWS_DEFAULT_REGION="us-east-1",
+    )
+    return fast_client(workers)
 
 
 def _floor(client: Any, order: dict[str, Any], workers: int) -> None:

@@ -38,7 +38,6 @@ import logging
 import queue
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import TracebackType
@@ -213,6 +212,56 @@ class _Limit:
             return self.in_flight == 0
 
 
+class _Copiers:
+    """The run's copier threads: up to ``size``, each started when a copy is handed on and
+    no copier is idle, each taking the next copy from one queue.
+
+    Lighter than a ``ThreadPoolExecutor`` (no future per copy: a copy's outcome goes to
+    the `Recorder`), and like one, its threads are not daemons: a process that exits
+    while a copy is on its way waits for that copy to come back.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._tasks: queue.SimpleQueue[tuple[Callable[[Due], None], Due] | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._idle = 0
+        self._started = 0
+
+    def start(self, task: Callable[[Due], None], due: Due) -> None:
+        """Have a copier call ``task(due)``: an idle one, else a new one while fewer than ``size`` run."""
+        with self._lock:
+            number = 0 if self._idle or self._started >= self._size else self._started + 1
+            if number:
+                self._started = number
+            elif self._idle:
+                self._idle -= 1
+        self._tasks.put((task, due))
+        if number:
+            threading.Thread(target=self._work, name=f"s3-scheduler-copy-{number}").start()
+
+    def shutdown(self) -> None:
+        """End each copier once the copies handed on are done; return at once."""
+        with self._lock:
+            started = self._started
+            self._size = 0  # no copier starts from now on
+        for _ in range(started):
+            self._tasks.put(None)
+
+    def _work(self) -> None:
+        while True:
+            item = self._tasks.get()
+            if item is None:
+                return
+            task, due = item
+            try:
+                task(due)
+            except BaseException:  # a task hands on its own outcome: this is a bug, said and survived
+                logger.exception("Unexpected error in a copier, delivering %r", due.event.key)
+            with self._lock:
+                self._idle += 1
+
+
 class _Lister:
     """Reads the listing in a thread of its own and hands on what it reads; used as a
     context manager, its thread ends on the way out."""
@@ -373,12 +422,12 @@ class _Run:
     def go(self) -> HandleReport:
         """Run the loop, wind down whatever happened, and return the report."""
         with _Lister(self.s, self.window) as lister:
-            pool = ThreadPoolExecutor(max_workers=self.s.max_workers, thread_name_prefix="s3-scheduler")
+            copiers = _Copiers(self.s.max_workers)
             self._start_deleter()
             try:
-                self._deliver(lister, pool)
+                self._deliver(lister, copiers)
             finally:
-                self._wind_up(pool)
+                self._wind_up(copiers)
                 self._count_the_rest(lister)
         if self.recorder.callback_error is not None:
             raise self.recorder.callback_error
@@ -396,7 +445,7 @@ class _Run:
             self.deleter.hold_back = self.budget.near_the_end
             self.deleter.out_of_time = self.budget.out_of_time
 
-    def _deliver(self, lister: _Lister, pool: ThreadPoolExecutor) -> None:
+    def _deliver(self, lister: _Lister, copiers: _Copiers) -> None:
         """Start each event of the window at its time, until the window is done or the run must stop."""
         while True:
             self.recorder.drain()
@@ -406,7 +455,7 @@ class _Run:
             due = self._next_due(lister, now)
             if due is _Turn.DONE:
                 return
-            if due is not _Turn.AGAIN and not self._start(due, now, pool):
+            if due is not _Turn.AGAIN and not self._start(due, now, copiers):
                 return
 
     def _next_due(self, lister: _Lister, now: datetime) -> Due | _Turn:
@@ -442,7 +491,7 @@ class _Run:
             return item
         return _Turn.AGAIN
 
-    def _start(self, due: Due, now: datetime, pool: ThreadPoolExecutor) -> bool:
+    def _start(self, due: Due, now: datetime, copiers: _Copiers) -> bool:
         """Start copying (or putting aside) ``due`` once a copier is free; False when the run must stop instead."""
         if self.lease_state is _LeaseState.NOT_YET and self._no_time_for_the_lease(now):
             self.recorder.defer(due.event)
@@ -457,7 +506,7 @@ class _Run:
             self.recorder.defer(due.event)
             return False
         self.recorder.started(due)
-        pool.submit(task, due)
+        copiers.start(task, due)
         return True
 
     def _wait_for_a_copier(self) -> None:
@@ -522,14 +571,14 @@ class _Run:
 
     # winding up ----------------------------------------------------------------------
 
-    def _wind_up(self, pool: ThreadPoolExecutor) -> None:
+    def _wind_up(self, copiers: _Copiers) -> None:
         """Whatever stopped the loop: let the copies in flight finish, send the last
         deletes, move aside what is through, and let go of the lease."""
         finished = True
         try:
+            copiers.shutdown()  # first: its threads are not daemons
             for _, _, due in self.waiting:
                 self.recorder.defer(due.event)
-            pool.shutdown(wait=False)
             finished = self._await_copies()
             self.recorder.close()  # a copy that comes back from now on is reported as on its way
             if self.deleter is not None:  # the last deletes give up in time for the release
@@ -720,22 +769,18 @@ def _log_without_lease(lease: Lease, acquired: Acquisition, notices: set[str]) -
         )
 
 
-class _Signal(enum.Enum):
-    """What the run asks of the deleter besides deleting an event."""
-
-    FLUSH = "flush"
-    """Send the batch gathered so far now."""
-    CLOSE = "close"
-    """Send what is gathered and end."""
-
-
 class _Deleter:
-    """Removes copied events in batches of up to `DELETE_BATCH` keys, in a thread of its own."""
+    """Removes copied events in batches of up to `DELETE_BATCH` keys, in a thread of its own.
+
+    A copier adds its event to the pending list under a lock; the deleter's thread is woken
+    only when there is something to do: a first event to wait `DELETE_FLUSH_SECONDS` for,
+    a full batch, a flush or the close (not once for every event). Events that come while
+    a batch delete is on its way wait their time from when it comes back.
+    """
 
     def __init__(self, settings: Settings, recorder: Recorder) -> None:
         self._s = settings
         self._recorder = recorder
-        self._queue: queue.Queue[Due | _Signal] = queue.Queue()
         self._flush_after = DELETE_FLUSH_SECONDS
         self._undeleted = 0
         self._last_client: Callable[[], Any] | None = None
@@ -746,16 +791,33 @@ class _Deleter:
         by a run with a deadline, so that its last batch delete never queues behind another."""
         self.sending = False
         """Whether a batch delete is on its way."""
-        self._room = threading.Condition()
+        lock = threading.Lock()
+        self._wake = threading.Condition(lock)
+        """Wakes the deleter's thread: an event to wait for, a full batch, a flush, the close."""
+        self._room = threading.Condition(lock)
+        """Wakes a run waiting for fewer copied events to wait for their delete."""
+        self._pending: list[Due] = []
+        """The copied events not yet in a batch, in the order they came."""
+        self._oldest = 0.0
+        """When (monotonic seconds) the first of them came, or the last batch delete came
+        back if that is later: a batch is sent `DELETE_FLUSH_SECONDS` after it."""
+        self._flush_due = 0
+        """How many of them a flush asked to send without waiting for more."""
+        self._closing = False
         self._client = settings.client
         self._thread = threading.Thread(target=self._work, name="s3-scheduler-delete", daemon=True)
         self._thread.start()
 
     def add(self, due: Due) -> None:
         """Delete ``due`` with a coming batch."""
-        with self._room:
+        with self._wake:
             self._undeleted += 1
-        self._queue.put(due)
+            self._pending.append(due)
+            if len(self._pending) == 1:
+                self._oldest = time.monotonic()
+                self._wake.notify()
+            elif len(self._pending) == DELETE_BATCH:
+                self._wake.notify()
 
     def has_room(self, timeout: float) -> bool:
         """Whether fewer than `UNDELETED_LIMIT` copied events wait for their delete (waiting up to ``timeout``)."""
@@ -766,42 +828,56 @@ class _Deleter:
 
     def flush(self) -> None:
         """Send the batch gathered so far without waiting for more."""
-        self._queue.put(_Signal.FLUSH)
+        with self._wake:
+            self._flush_due = len(self._pending)
+            self._wake.notify()
 
     def close(self, client: Callable[[], Any] | None = None) -> None:
-        """Send what is gathered (through the client ``client()`` returns, if given) and end the thread."""
-        self._last_client = client
-        self._queue.put(_Signal.CLOSE)
+        """Send what is gathered (its last batch through the client ``client()`` returns, if
+        given) and end the thread."""
+        with self._wake:
+            self._last_client = client
+            self._closing = True
+            self._wake.notify()
         self._thread.join()
 
     def _work(self) -> None:
-        batch: list[Due] = []
-        oldest = 0.0
         while True:
-            try:
-                wait = max(0.0, oldest + self._flush_after - time.monotonic()) if batch else None
-                item = self._queue.get(timeout=wait if wait is None or not self.hold_back() else _POLL)
-            except queue.Empty:
-                if not self.hold_back():
-                    self._flush(batch)
-                    batch = []
-                continue
-            if item is _Signal.CLOSE:
-                if batch and self._last_client is not None:
-                    self._client = self._last_client()
-                self._flush(batch)
+            batch, last = self._next_batch()
+            if last and batch and self._last_client is not None:
+                self._client = self._last_client()
+            self._flush(batch)
+            if last:
                 return
-            if item is _Signal.FLUSH:
-                self._flush(batch)
-                batch = []
-                continue
-            assert isinstance(item, Due)
-            if not batch:
-                oldest = time.monotonic()
-            batch.append(item)
-            if len(batch) >= DELETE_BATCH or (time.monotonic() - oldest >= self._flush_after and not self.hold_back()):
-                self._flush(batch)
-                batch = []
+            with self._wake:  # what came during that delete waits its time from now on
+                if self._pending:
+                    self._oldest = time.monotonic()
+
+    def _next_batch(self) -> tuple[list[Due], bool]:
+        """Wait for the next batch to send: `DELETE_BATCH` events, what a flush or the close
+        asks for, or the events gathered once the first has waited its time (unless the run
+        holds it back). Return it, and whether it is the run's last."""
+        overdue = False
+        while True:
+            with self._wake:
+                pending = self._pending
+                if self._closing or self._flush_due or len(pending) >= DELETE_BATCH or (overdue and pending):
+                    return self._take()
+                wait = self._oldest + self._flush_after - time.monotonic() if pending else None
+                if wait is None or wait > 0:
+                    self._wake.wait(wait)
+                    continue
+            overdue = not self.hold_back()  # outside the lock: copiers add meanwhile
+            if not overdue:
+                with self._wake:
+                    self._wake.wait(_POLL)
+
+    def _take(self) -> tuple[list[Due], bool]:
+        """Take the next batch off the pending events (the lock held); return it, and whether it is the last."""
+        batch = self._pending[:DELETE_BATCH]
+        del self._pending[:DELETE_BATCH]
+        self._flush_due = max(0, self._flush_due - len(batch))
+        return batch, self._closing and not self._pending
 
     def _flush(self, batch: list[Due]) -> None:
         if not batch:

@@ -18,9 +18,9 @@ log line each one gets. Nothing here sends a request.
 
 from __future__ import annotations
 
+import collections
 import enum
 import logging
-import queue
 import threading
 from datetime import datetime
 from typing import Callable, NamedTuple, Union
@@ -155,7 +155,9 @@ class Recorder:
         self._warn = warn
         self._on_delivery = on_delivery
         self._dead_letters = dead_letters
-        self._outcomes: queue.Queue[Outcome] = queue.Queue()
+        self._outcomes: collections.deque[Outcome] = collections.deque()
+        """Outcomes handed on and not yet recorded: appended by any thread, taken by the
+        calling thread alone (a deque's append and popleft are atomic, so no lock)."""
         self._lock = threading.Lock()
         self._closed = False
 
@@ -178,13 +180,13 @@ class Recorder:
         with self._lock:
             if self._closed:
                 return
-            self._outcomes.put(Outcome(step, due, result, self._clock(), error))
+            self._outcomes.append(Outcome(step, due, result, self._clock(), error))
             if then is not None:
                 then()
 
     def put(self, outcome: Outcome) -> None:
         """Hand on ``outcome`` (the deleter's: it is waited for, so it is never late)."""
-        self._outcomes.put(outcome)
+        self._outcomes.append(outcome)
 
     def close(self) -> None:
         """Take no further `hand_on`: the copies still on their way are reported as such."""
@@ -199,12 +201,9 @@ class Recorder:
 
     def drain(self) -> None:
         """Record every outcome handed on so far."""
-        while True:
-            try:
-                outcome = self._outcomes.get_nowait()
-            except queue.Empty:
-                return
-            self.record(outcome)
+        outcomes = self._outcomes
+        while outcomes:
+            self.record(outcomes.popleft())
 
     def record(self, outcome: Outcome) -> None:
         """Record one outcome in the report, with its log line."""

@@ -61,7 +61,7 @@ class FailedDelivery:
         return {**self.event.to_dict(), "error": f"{type(self.error).__name__}: {self.error}"}
 
 
-_Item = Union[str, ScheduledEvent, "tuple[str, str]"]
+_Item = Union[str, ScheduledEvent, tuple[str, str]]
 """An event of an `EventList`: a bare key under the list's prefix, an event, or a bare key
 with the prefix it lies under (a key of another shard's list)."""
 

@@ -22,6 +22,7 @@ import heapq
 import logging
 import queue
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import datetime
@@ -190,7 +191,7 @@ class ShardSet:
         at_once = max(1, min(len(places), SHARDS_AT_ONCE))
         workers = max(1, self._max_workers // at_once)
         shards = {label: self.shard(path, workers) for label, path in places}
-        halt = threading.Event()
+        halt = _Halt(stop)
         relay = None if on_delivery is None else _Relay(on_delivery, halt)
 
         def run(shard: Shard) -> HandleReport:
@@ -198,7 +199,7 @@ class ShardSet:
 
         with ThreadPoolExecutor(max_workers=at_once, thread_name_prefix="s3-scheduler-shard") as pool:
             futures = {label: pool.submit(run, shard) for label, shard in shards.items()}
-            _serve(futures.values(), relay, stop, halt)
+            _serve(futures.values(), relay, halt)
         report = _gather(futures, relay)
         where = f"s3://{self._bucket}/{shard_root(self._path)}"
         logger.info("Handled %r: %s", where, report.summary())
@@ -298,16 +299,38 @@ class _Relay:
                 done.set_result(None)
 
 
-def _serve(
-    futures: Iterable[Future[HandleReport]], relay: _Relay | None, stop: threading.Event | None, halt: threading.Event
-) -> None:
-    """In the calling thread, until every run has ended: make their callbacks, and pass
-    ``stop`` on to them (``halt``). If the calling thread is interrupted, every run stops."""
+class _Halt(threading.Event):
+    """The stop event of every shard's run: set when the caller's ``stop`` is (seen at once:
+    no copy starts after it), or when the whole call must stop (a callback raised, the
+    calling thread was interrupted)."""
+
+    def __init__(self, stop: threading.Event | None) -> None:
+        super().__init__()
+        self._stop = stop
+
+    def is_set(self) -> bool:
+        """Whether the runs must stop."""
+        return super().is_set() or (self._stop is not None and self._stop.is_set())
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until the runs must stop, up to ``timeout`` seconds; return whether they must."""
+        if self._stop is None:
+            return super().wait(timeout)
+        end = None if timeout is None else time.monotonic() + timeout
+        while not self.is_set():
+            left = _POLL if end is None else min(_POLL, end - time.monotonic())
+            if left <= 0:
+                return False
+            super().wait(left)
+        return True
+
+
+def _serve(futures: Iterable[Future[HandleReport]], relay: _Relay | None, halt: threading.Event) -> None:
+    """In the calling thread, until every run has ended: make their callbacks. If the
+    calling thread is interrupted, every run stops (``halt``)."""
     waiting = set(futures)
     try:
         while waiting:
-            if stop is not None and stop.is_set():
-                halt.set()
             if relay is None or not relay.serve(_POLL):
                 waiting = wait(waiting, timeout=0 if relay else _POLL, return_when=FIRST_COMPLETED).not_done
     except BaseException:

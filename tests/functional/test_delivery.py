@@ -3,6 +3,7 @@ the listing ends, flat memory, the look-ahead switch, bulk scheduling, adaptive 
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import tracemalloc
@@ -12,11 +13,13 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, ParamValidationError
 
 from s3_scheduler import ScheduleManyError, Scheduler, delivery
 from s3_scheduler._s3 import fast_client
 from s3_scheduler.delivery import _Limit
+from s3_scheduler.outcomes import Due
+from s3_scheduler.report import ScheduledEvent
 
 from ..conftest import S3, T0, Clock
 
@@ -269,6 +272,70 @@ def test_a_client_the_scheduler_builds_does_not_parse_timestamps(s3: S3) -> None
 
     assert isinstance(listed["LastModified"], str)
     assert client.meta.config.max_pool_connections == 16 + 3  # the listing, the batch delete, the lease
+
+
+def test_a_client_the_scheduler_builds_still_checks_parameters(s3: S3) -> None:
+    """stop() given a number deletes no object of that name: the scheduler's own client checks parameters."""
+    s3.client.put_object(Bucket=s3.schedule_bucket, Key="123", Body=b"x")
+    scheduler = Scheduler(s3.schedule_bucket, "jobs", None, fast_client(4))
+
+    stopped = scheduler.stop(123)
+
+    assert stopped is False
+    assert "123" in s3.keys(s3.schedule_bucket)
+
+
+def test_a_run_leaves_the_client_passed_in_as_it_was(s3: S3, clock: Clock) -> None:
+    """After handle() a client passed in still checks parameters and parses timestamps."""
+    scheduler = s3.scheduler(clock=clock)
+    seed(s3, scheduler, 3, T0 - seconds(3), seconds(1), "due")
+
+    report = scheduler.handle()
+    s3.client.put_object(Bucket=s3.schedule_bucket, Key="x", Body=b"x")
+    listed = s3.client.list_objects_v2(Bucket=s3.schedule_bucket)["Contents"][0]
+
+    assert len(report.delivered) == 3
+    assert isinstance(listed["LastModified"], datetime)
+    with pytest.raises(ParamValidationError):
+        s3.client.delete_object(Bucket=s3.schedule_bucket, Key=123)
+
+
+def test_no_copier_outlives_its_run(s3: S3, clock: Clock) -> None:
+    """Once handle() returns, its copier threads end: none is left to hold the process open at its exit."""
+    scheduler = s3.scheduler(clock=clock, max_workers=4)
+    seed(s3, scheduler, 20, T0 - seconds(20), seconds(1), "due")
+    copiers: set[threading.Thread] = set()
+
+    def note_copiers(*_: Any) -> None:
+        copiers.update(thread for thread in threading.enumerate() if thread.name.startswith("s3-scheduler-copy"))
+
+    report = scheduler.handle(on_delivery=note_copiers)
+    for thread in copiers:
+        thread.join(timeout=10)
+
+    assert len(report.delivered) == 20
+    assert copiers
+    assert [thread.name for thread in copiers if thread.is_alive()] == []
+
+
+def test_a_copier_says_an_unexpected_error_and_goes_on(caplog: pytest.LogCaptureFixture) -> None:
+    """A copy task that raises (a bug: tasks hand on their own errors) is logged with its key; the copier goes on."""
+    copiers = delivery._Copiers(1)
+    due = Due(ScheduledEvent.from_key("jobs/|2030-01-07%2014%3A05%3A00%2B00%3A00|b|k", "jobs/|"), None)
+    done = threading.Event()
+
+    def broken(_: Due) -> None:
+        raise RuntimeError("a bug")
+
+    with caplog.at_level(logging.ERROR, logger="s3_scheduler"):
+        copiers.start(broken, due)
+        copiers.start(lambda _: done.set(), due)
+        finished = done.wait(10)
+        copiers.shutdown()
+
+    assert finished
+    assert "Unexpected error in a copier, delivering 'jobs/|2030-01-07%2014%3A05%3A00%2B00%3A00|b|k'" in caplog.text
+    assert "RuntimeError: a bug" in caplog.text
 
 
 def test_few_delivered_events_ever_wait_for_their_delete(s3: S3, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
