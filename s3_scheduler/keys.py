@@ -40,10 +40,9 @@ a guess went wrong.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import re
 from datetime import datetime, timedelta, timezone
-from typing import Any, NamedTuple
+from typing import NamedTuple
 from urllib.parse import quote, unquote
 
 from .exceptions import InvalidKeyError
@@ -553,15 +552,3 @@ def check_name(key: str, prefix: str, *, legacy_offsets: bool = True) -> NameChe
         canonical = f"{prefix}{encode_time(when)}{SEPARATOR}{rest}"
         late = f"its time sorts after the names due then; handle() reads it late: rename it {canonical!r}"
     return NameCheck(None, offset, late)
-
-
-def __getattr__(name: str) -> Any:
-    """Serve ``decode_event``, which moved to `s3_scheduler.report.ScheduledEvent.from_key`.
-
-    Transitional: the command line still imports it from here. keys imports nothing of
-    report, so it is looked up at first use; remove this once no module imports it.
-    """
-    if name == "decode_event":
-        return importlib.import_module(".report", __package__).ScheduledEvent.from_key
-    msg = f"module {__name__!r} has no attribute {name!r}"
-    raise AttributeError(msg)

@@ -54,6 +54,7 @@ from .keys import (
 )
 from .lease import CLOCK_SKEW, DEFAULT_LEASE_TTL, MAX_LEASE_TTL, MAX_UNTIL, MIN_LEASE_TTL, Lease, Outcome, RunLease
 from .report import CheckReport, HandleReport, ScheduledEvent
+from .settings import DEFAULT_DEAD_LETTER_ATTEMPTS, DEFAULT_MAX_WORKERS, MAX_WORKERS, MIN_MAX_LATENESS
 from .shards import SHARDS_AT_ONCE, ShardSet
 from .targets import check_allowed, parse_allowed_targets
 from .utils import info, move_file, nowut, warn
@@ -77,16 +78,6 @@ Content = Union[str, bytes, bytearray, memoryview, BinaryIO]
 When = Union[datetime, timedelta]
 """When an event is due: a datetime (naive means UTC), or a timedelta from now."""
 
-MAX_WORKERS = 1000
-"""The most copies in flight at once (a client's connection pool is made that large)."""
-
-DEFAULT_MAX_WORKERS = 32
-"""Copies in flight at once by default (S3's round trips of 20-50 ms want many)."""
-
-MIN_MAX_LATENESS = timedelta(seconds=60)
-"""The least ``max_lateness``: runs a minute apart deliver on time events up to a minute
-late (EventBridge Scheduler's ``MaximumEventAgeInSeconds`` starts at 60 too)."""
-
 MOVE_REACH = MAX_UNTIL + CLOCK_SKEW
 """How far ahead an event may be in a running handler's hands: a run delivers the events
 due up to its ``until``, at most 15 minutes after it started, and clocks may differ by
@@ -94,9 +85,6 @@ due up to its ``until``, at most 15 minutes after it started, and clocks may dif
 
 _KEPT_ON_MOVE = ("ContentType", "ContentEncoding", "ContentDisposition", "ContentLanguage", "CacheControl", "Metadata")
 """What `Scheduler.reschedule` keeps of an event besides its body."""
-
-DEFAULT_DEAD_LETTER_ATTEMPTS = 3
-"""Runs that must have failed to deliver an event before it may be dead-lettered."""
 
 _MAX_TIMEOUT = timedelta(days=365 * 100)
 

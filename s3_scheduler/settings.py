@@ -20,6 +20,8 @@ S3_SCHEDULER_DEAD_LETTER_AFTER      a duration: 90, 90s, 10m, 2h, 1d (off)
 S3_SCHEDULER_DEAD_LETTER_ATTEMPTS   a whole number of 1 or more (3)
 S3_SCHEDULER_MAX_LATENESS           a duration of 1m or more (off)
 S3_SCHEDULER_MAX_WORKERS            a whole number from 1 to 1000 (32)
+S3_SCHEDULER_SHARDS                 a whole number from 1 to 1000 (1: no shards)
+S3_SCHEDULER_FANOUT                 yes/no: the Lambda tick invokes one function per shard (yes)
 S3_SCHEDULER_LEGACY_OFFSETS         yes/no (yes)
 S3_SCHEDULER_METRICS                yes/no (yes)
 S3_SCHEDULER_LOG_LEVEL              DEBUG, INFO, WARNING, ERROR or CRITICAL, any case (INFO)
@@ -52,16 +54,27 @@ from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from .exceptions import ConfigurationError
-from .keys import check_bucket_name
-from .scheduler import DEFAULT_DEAD_LETTER_ATTEMPTS, DEFAULT_MAX_WORKERS, MAX_WORKERS, MIN_MAX_LATENESS
+from .keys import MAX_SHARDS, check_bucket_name
 
 DEFAULT_PREFIX = "jobs"
 """The scheduler path when neither ``--prefix`` nor ``S3_SCHEDULER_PREFIX`` is given."""
 
+MAX_WORKERS = 1000
+"""The most copies in flight at once (a client's connection pool is made that large)."""
+
+DEFAULT_MAX_WORKERS = 32
+"""Copies in flight at once by default (S3's round trips of 20-50 ms want many)."""
+
+MIN_MAX_LATENESS = timedelta(seconds=60)
+"""The least ``max_lateness``: runs a minute apart deliver on time events up to a minute
+late (EventBridge Scheduler's ``MaximumEventAgeInSeconds`` starts at 60 too)."""
+
+DEFAULT_DEAD_LETTER_ATTEMPTS = 3
+"""Runs that must have failed to deliver an event before it may be dead-lettered."""
+
 MAX_WORKERS_LIMIT = MAX_WORKERS
 """The most concurrent deliveries ``--max-workers`` and ``S3_SCHEDULER_MAX_WORKERS``
-accept (`s3_scheduler.scheduler.MAX_WORKERS`): each is a thread, and the pool is made
-whole at once."""
+accept (`MAX_WORKERS`): each is a thread, and the pool is made whole at once."""
 
 FLAG_WORDS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
 """The words accepted for a yes/no setting, in any case."""
@@ -350,12 +363,21 @@ class Environment:
 
     def max_workers(self) -> int:
         """``S3_SCHEDULER_MAX_WORKERS``: a whole number from 1 to `MAX_WORKERS_LIMIT`, default
-        `s3_scheduler.scheduler.DEFAULT_MAX_WORKERS`."""
+        `DEFAULT_MAX_WORKERS`."""
         return self._count("S3_SCHEDULER_MAX_WORKERS", DEFAULT_MAX_WORKERS, most=MAX_WORKERS_LIMIT)
+
+    def shards(self) -> int:
+        """``S3_SCHEDULER_SHARDS``: a whole number from 1 to `keys.MAX_SHARDS`, default 1 (no shards)."""
+        return self._count("S3_SCHEDULER_SHARDS", 1, most=MAX_SHARDS)
+
+    def fanout(self) -> bool:
+        """``S3_SCHEDULER_FANOUT``: yes/no, default yes. With shards, whether the Lambda
+        handler's tick invokes the function once per shard (no: it handles every shard itself)."""
+        return self._flag("S3_SCHEDULER_FANOUT", default=True)
 
     def dead_letter_attempts(self) -> int:
         """``S3_SCHEDULER_DEAD_LETTER_ATTEMPTS``: a whole number of 1 or more, default
-        `s3_scheduler.scheduler.DEFAULT_DEAD_LETTER_ATTEMPTS`."""
+        `DEFAULT_DEAD_LETTER_ATTEMPTS`."""
         return self._count("S3_SCHEDULER_DEAD_LETTER_ATTEMPTS", DEFAULT_DEAD_LETTER_ATTEMPTS)
 
     def log_level(self) -> str:
@@ -465,6 +487,8 @@ class Settings(NamedTuple):
     dead_letter_attempts: int = DEFAULT_DEAD_LETTER_ATTEMPTS
     metrics: bool = True
     max_lateness: float | None = None
+    shards: int = 1
+    fanout: bool = True
 
 
 def read_settings(env: Mapping[str, str]) -> Settings:
@@ -493,6 +517,8 @@ def read_settings(env: Mapping[str, str]) -> Settings:
         dead_letter_attempts=environment.dead_letter_attempts(),
         metrics=environment.metrics(),
         max_lateness=_seconds(environment.max_lateness()),
+        shards=environment.shards(),
+        fanout=environment.fanout(),
     )
 
 

@@ -23,8 +23,8 @@ from datetime import datetime, timedelta, timezone, tzinfo
 
 from dateutil.parser import isoparse
 
-from ..scheduler import DEFAULT_MAX_WORKERS
 from ..settings import (
+    DEFAULT_MAX_WORKERS,
     MAX_WORKERS_LIMIT,
     UNIT_SECONDS,
     bucket_problem,

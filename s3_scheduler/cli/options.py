@@ -20,8 +20,8 @@ from typing import Callable
 
 from .._s3 import POOL_EXTRA
 from ..exceptions import ConfigurationError
-from ..scheduler import DEFAULT_MAX_WORKERS, Scheduler
-from ..settings import DEFAULT_PREFIX, MAX_WORKERS_LIMIT, Environment
+from ..scheduler import Scheduler
+from ..settings import DEFAULT_MAX_WORKERS, DEFAULT_PREFIX, MAX_WORKERS_LIMIT, Environment
 from .argtypes import (
     WHEN_FORMS,
     check_bucket,

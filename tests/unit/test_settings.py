@@ -10,9 +10,13 @@ from typing import Any
 import pytest
 
 from s3_scheduler.exceptions import ConfigurationError
-from s3_scheduler.scheduler import DEFAULT_DEAD_LETTER_ATTEMPTS, DEFAULT_MAX_WORKERS, MAX_WORKERS
+from s3_scheduler.keys import MAX_SHARDS
+from s3_scheduler.scheduler import Scheduler
 from s3_scheduler.settings import (
     BUCKET_RULE,
+    DEFAULT_DEAD_LETTER_ATTEMPTS,
+    DEFAULT_MAX_WORKERS,
+    MAX_WORKERS,
     MAX_WORKERS_LIMIT,
     Environment,
     Settings,
@@ -86,6 +90,12 @@ def refusal(method: str, env: dict[str, str]) -> str:
         ("max_workers", {"S3_SCHEDULER_MAX_WORKERS": ""}, DEFAULT_MAX_WORKERS),
         ("max_workers", {"S3_SCHEDULER_MAX_WORKERS": " 1 "}, 1),
         ("max_workers", {"S3_SCHEDULER_MAX_WORKERS": "1000"}, 1000),
+        ("shards", {}, 1),
+        ("shards", {"S3_SCHEDULER_SHARDS": " 8 "}, 8),
+        ("shards", {"S3_SCHEDULER_SHARDS": "1000"}, 1000),
+        ("fanout", {}, True),
+        ("fanout", {"S3_SCHEDULER_FANOUT": "off"}, False),
+        ("fanout", {"S3_SCHEDULER_FANOUT": "YES"}, True),
         ("dead_letter_attempts", {}, DEFAULT_DEAD_LETTER_ATTEMPTS),
         ("dead_letter_attempts", {"S3_SCHEDULER_DEAD_LETTER_ATTEMPTS": "1"}, 1),
         ("dead_letter_attempts", {"S3_SCHEDULER_DEAD_LETTER_ATTEMPTS": "100000"}, 100000),
@@ -145,6 +155,7 @@ REFUSED = [
     ("precise", {"S3_SCHEDULER_PRECISE": "2"}, f"S3_SCHEDULER_PRECISE='2' {YES_OR_NO}"),
     ("legacy_offsets", {"S3_SCHEDULER_LEGACY_OFFSETS": "maybe"}, f"S3_SCHEDULER_LEGACY_OFFSETS='maybe' {YES_OR_NO}"),
     ("metrics", {"S3_SCHEDULER_METRICS": "enabled"}, f"S3_SCHEDULER_METRICS='enabled' {YES_OR_NO}"),
+    ("fanout", {"S3_SCHEDULER_FANOUT": "sometimes"}, f"S3_SCHEDULER_FANOUT='sometimes' {YES_OR_NO}"),
     (
         "dead_letter_after",
         {"S3_SCHEDULER_DEAD_LETTER_AFTER": "-60"},
@@ -171,6 +182,12 @@ REFUSED = [
     ("max_workers", {"S3_SCHEDULER_MAX_WORKERS": "1e3"}, f"S3_SCHEDULER_MAX_WORKERS='1e3' {NOT_ONE_OR_MORE} 32"),
     ("max_workers", {"S3_SCHEDULER_MAX_WORKERS": "1001"}, f"S3_SCHEDULER_MAX_WORKERS='1001' {OVER_1000}"),
     ("max_workers", {"S3_SCHEDULER_MAX_WORKERS": "9" * 40}, f"S3_SCHEDULER_MAX_WORKERS='{'9' * 40}' {OVER_1000}"),
+    ("shards", {"S3_SCHEDULER_SHARDS": "0"}, f"S3_SCHEDULER_SHARDS='0' {NOT_ONE_OR_MORE} 1"),
+    (
+        "shards",
+        {"S3_SCHEDULER_SHARDS": "1001"},
+        "S3_SCHEDULER_SHARDS='1001' is over 1000: use a whole number from 1 to 1000, such as 1",
+    ),
     (
         "dead_letter_attempts",
         {"S3_SCHEDULER_DEAD_LETTER_ATTEMPTS": "-1"},
@@ -239,6 +256,8 @@ def test_unset_variables_take_their_defaults() -> None:
         dead_letter_attempts=3,
         metrics=True,
         max_lateness=None,
+        shards=1,
+        fanout=True,
     )
 
 
@@ -304,6 +323,8 @@ def test_every_setting_is_read() -> None:
         "S3_SCHEDULER_DEAD_LETTER_ATTEMPTS": "5",
         "S3_SCHEDULER_METRICS": "no",
         "S3_SCHEDULER_MAX_LATENESS": "2h",
+        "S3_SCHEDULER_SHARDS": "8",
+        "S3_SCHEDULER_FANOUT": "off",
     }
 
     assert read_settings(env) == Settings(
@@ -318,6 +339,8 @@ def test_every_setting_is_read() -> None:
         dead_letter_attempts=5,
         metrics=False,
         max_lateness=7200.0,
+        shards=8,
+        fanout=False,
     )
 
 
@@ -369,8 +392,17 @@ def test_durations_are_printed_as_a_user_writes_them(seconds: float, text: str) 
 
 
 def test_the_limits_are_the_schedulers() -> None:
-    """The most workers a variable or option takes is the Scheduler's own limit, not a copy of it."""
+    """The most workers and shards a variable or option takes are the most a Scheduler takes: one more is refused
+    by both (checked before any client is made)."""
     assert MAX_WORKERS_LIMIT == MAX_WORKERS == 1000
+    with pytest.raises(ValueError, match="max_workers"):
+        Scheduler("sched", "jobs", max_workers=MAX_WORKERS_LIMIT + 1)
+    with pytest.raises(ValueError, match="shards"):
+        Scheduler("sched", "jobs", shards=MAX_SHARDS + 1)
+    too_many = Environment({"S3_SCHEDULER_MAX_WORKERS": "1001", "S3_SCHEDULER_SHARDS": str(MAX_SHARDS + 1)})
+    for read in (too_many.max_workers, too_many.shards):
+        with pytest.raises(ConfigurationError, match="is over"):
+            read()
 
 
 @pytest.mark.parametrize(
