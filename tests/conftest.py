@@ -22,6 +22,7 @@ import boto3
 import pytest
 from botocore.config import Config
 from moto import mock_aws
+from moto.core import config as moto_config
 from moto.server import ThreadedMotoServer
 
 from s3_scheduler import Scheduler, keys
@@ -104,6 +105,13 @@ class S3:
     def body(self, bucket: str, key: str) -> bytes:
         data: bytes = self.client.get_object(Bucket=bucket, Key=key)["Body"].read()
         return data
+
+
+# moto replaces boto3's default session at each mock's start, so that a test's fake
+# credentials cannot leak into a test that reaches AWS. No test here reaches AWS (each runs
+# with the fake credentials below), and building a session's first client costs 0.1-0.3 s:
+# keep boto3's default session across mocks. Every mock_aws() made after this reads it.
+moto_config.default_user_config.setdefault("core", {})["reset_boto3_session"] = False
 
 
 @pytest.fixture(autouse=True)
