@@ -55,7 +55,7 @@ from .keys import (
 from .lease import CLOCK_SKEW, DEFAULT_LEASE_TTL, MAX_LEASE_TTL, MAX_UNTIL, MIN_LEASE_TTL, Lease, Outcome, RunLease
 from .report import CheckReport, HandleReport, ScheduledEvent
 from .settings import DEFAULT_DEAD_LETTER_ATTEMPTS, DEFAULT_MAX_WORKERS, MAX_WORKERS, MIN_MAX_LATENESS
-from .shards import SHARDS_AT_ONCE, ShardSet
+from .shards import SHARDS_AT_ONCE, Found, ShardSet
 from .targets import check_allowed, parse_allowed_targets
 from .utils import info, move_file, nowut, warn
 
@@ -235,6 +235,17 @@ class Scheduler:
     def shards(self) -> int:
         """How many shards the scheduler writes to (1: none, the layout of 0.0.3)."""
         return 1 if self._shards is None else self._shards.count
+
+    def shards_found(self) -> Found:
+        """Return the shards found by one listing of ``{path}/`` (``Delimiter="/"``), whatever
+        their number, and whether the unsharded prefix ``{path}/|`` holds anything
+        (`shards.Found`): the places `handle` without ``shard`` delivers. Only for a
+        scheduler with shards: one without (``shards=1``) never looks for them, and raises
+        `ValueError`."""
+        if self._shards is None:
+            msg = "shards_found needs a scheduler with shards (shards=2 or more): with shards=1 there are none"
+            raise ValueError(msg)
+        return self._shards.find()
 
     @property
     def max_workers(self) -> int:

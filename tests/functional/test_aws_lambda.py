@@ -6,17 +6,20 @@ import json
 import logging
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from s3_scheduler import ConfigurationError, Scheduler, aws_lambda
 from s3_scheduler import settings as settings_module
-from s3_scheduler.aws_lambda import LambdaHandler, margin, read_settings
+from s3_scheduler.aws_lambda import LambdaHandler, event_shard, margin, read_settings
+from s3_scheduler.keys import shard_of
 
 from ..conftest import T0, ClientSpy, Clock
 
@@ -31,6 +34,8 @@ SETTINGS = (
     "S3_SCHEDULER_DEAD_LETTER_ATTEMPTS",
     "S3_SCHEDULER_METRICS",
     "S3_SCHEDULER_MAX_LATENESS",
+    "S3_SCHEDULER_SHARDS",
+    "S3_SCHEDULER_FANOUT",
 )
 
 
@@ -366,7 +371,8 @@ def test_a_cold_start_loads_neither_the_cli_nor_argparse() -> None:
     parser (issue 18): the settings come from s3_scheduler.settings."""
     script = "import sys, s3_scheduler.aws_lambda; print(' '.join(sorted(sys.modules)))"
 
-    loaded = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout.split()
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60)
+    loaded = run.stdout.split()
 
     assert "s3_scheduler.settings" in loaded
     assert [name for name in loaded if name == "s3_scheduler.cli" or name.startswith("s3_scheduler.cli.")] == []
@@ -378,3 +384,300 @@ def test_the_handler_reads_its_settings_through_the_settings_module() -> None:
     """read_settings and Settings, the handler's names for its configuration, are s3_scheduler.settings' own."""
     assert aws_lambda.read_settings is settings_module.read_settings
     assert aws_lambda.Settings is settings_module.Settings
+
+
+# Shards: the shard invocation, the tick's fan-out (issue 19) ---------------------------------
+
+ARN = "arn:aws:lambda:us-east-1:123456789012:function:s3-scheduler"
+
+
+class ShardContext(FakeContext):
+    """The context of an invocation of the function at `ARN`."""
+
+    invoked_function_arn = ARN
+
+
+class FakeLambda:
+    """A stand-in for boto3's Lambda client that records each invoke; those for a shard in
+    ``failing`` raise what Lambda answers when throttled."""
+
+    def __init__(self, failing: tuple[int, ...] = ()) -> None:
+        self.calls: list[dict[str, Any]] = []
+        self.failing = failing
+        self._lock = threading.Lock()
+
+    def invoke(self, **kwargs: Any) -> dict[str, Any]:
+        with self._lock:
+            self.calls.append(kwargs)
+        if json.loads(kwargs["Payload"])["shard"] in self.failing:
+            error = {"Error": {"Code": "TooManyRequestsException", "Message": "Rate Exceeded."}}
+            raise ClientError(error, "Invoke")
+        return {"StatusCode": 202}
+
+    @property
+    def shards(self) -> list[int]:
+        """The shard each invoke asked for, ascending."""
+        return sorted(json.loads(call["Payload"])["shard"] for call in self.calls)
+
+
+def sharded(client: Any, shards: int, names: list[str], when: datetime = T0 - timedelta(minutes=1)) -> dict[str, int]:
+    """Schedule one event per name for target/name with ``shards`` shards; return each name's shard."""
+    scheduler = Scheduler("sched", "jobs", s3_client=client, shards=shards)
+    for name in names:
+        scheduler.schedule(when, "target", name, name)
+    return {name: shard_of("target", name, shards) for name in names}
+
+
+def targets(client: Any) -> list[str]:
+    return sorted(o["Key"] for o in client.list_objects_v2(Bucket="target").get("Contents", ()))
+
+
+def schedule_keys(client: Any) -> list[str]:
+    return sorted(o["Key"] for o in client.list_objects_v2(Bucket="sched").get("Contents", ()))
+
+
+NAMES = [f"k{i}" for i in range(8)]  # with 4 shards: in shards 0, 1, 2 and 3
+
+
+def test_a_shard_event_delivers_that_shard_only(
+    lambda_env: Any, clock: Clock, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """{"shard": 3} with SHARDS=4 delivers shard 3's due events alone, invokes nothing, and prints its
+    metrics line with the scheduler's dimensions."""
+    monkeypatch.setenv("S3_SCHEDULER_SHARDS", "4")
+    where = sharded(lambda_env, 4, NAMES)
+    lambdas = FakeLambda()
+    handler = LambdaHandler(clock=clock, sleep=clock.advance, lambda_client=lambdas)
+
+    result = handler({"shard": 3}, ShardContext(60_000))
+
+    in_three = sorted(name for name, shard in where.items() if shard == 3)
+    assert in_three == ["k1", "k3", "k5"]
+    assert sorted(e["path"] for e in result["delivered"]) == targets(lambda_env) == in_three
+    assert all(key.startswith(("jobs/0/|", "jobs/1/|", "jobs/2/|")) for key in schedule_keys(lambda_env))
+    assert len(schedule_keys(lambda_env)) == len(NAMES) - 3
+    assert lambdas.calls == []
+    metrics = json.loads(capsys.readouterr().out)
+    assert (metrics["Bucket"], metrics["Prefix"], metrics["Delivered"]) == ("sched", "jobs", 3)
+
+
+def test_a_shard_event_in_precise_mode_delivers_on_the_second(
+    lambda_env: Any, clock: Clock, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A shard invocation keeps the handler's time rules: precise mode delivers its shard's events of the
+    coming 55 s, each on its second, and leaves the later ones."""
+    monkeypatch.setenv("S3_SCHEDULER_SHARDS", "4")
+    monkeypatch.setenv("S3_SCHEDULER_PRECISE", "on")
+    scheduler = Scheduler("sched", "jobs", s3_client=lambda_env, shards=4)
+    for offset, name in ((10, "k1"), (50, "k3"), (58, "k5"), (20, "k0")):  # k0 is in shard 1
+        scheduler.schedule(T0 + timedelta(seconds=offset), "target", name, name)
+    handler = LambdaHandler(clock=clock, sleep=clock.advance, lambda_client=FakeLambda())
+
+    result = handler({"shard": 3}, ShardContext(90_000))
+
+    assert [e["path"] for e in result["delivered"]] == ["k1", "k3"]
+    lateness = [r.args[-1] for r in caplog.records if r.getMessage().startswith("Delivered")]  # type: ignore[index]
+    assert lateness == [0.0, 0.0]
+    assert targets(lambda_env) == ["k1", "k3"]
+
+
+def test_the_tick_fans_out_one_invocation_per_shard_and_delivers_the_unsharded_prefix(
+    lambda_env: Any, clock: Clock, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A tick (EventBridge's event) with SHARDS=4 invokes this function asynchronously once per shard
+    found, {"shard": k}, by the context's ARN; delivers the events written before sharding itself; and
+    returns what it started, leaving the shards' events to their invocations."""
+    monkeypatch.setenv("S3_SCHEDULER_SHARDS", "4")
+    sharded(lambda_env, 4, ["k0", "k6"])  # shards 1 and 2 only
+    before = schedule(lambda_env, T0 - timedelta(minutes=1), "target", "before-sharding")
+    lambdas = FakeLambda()
+    handler = LambdaHandler(clock=clock, sleep=clock.advance, lambda_client=lambdas)
+    tick = {"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}
+
+    result = handler(tick, ShardContext(60_000))
+
+    assert [(c["FunctionName"], c["InvocationType"]) for c in lambdas.calls] == [(ARN, "Event")] * 2
+    assert lambdas.shards == [1, 2]
+    assert all(set(json.loads(c["Payload"])) == {"shard"} for c in lambdas.calls)
+    assert (result["invoked"], result["not_invoked"]) == ([1, 2], [])
+    assert [e["key"] for e in result["unsharded"]["delivered"]] == [before]
+    assert targets(lambda_env) == ["before-sharding"]
+    assert len(schedule_keys(lambda_env)) == 2
+    assert json.loads(json.dumps(result)) == result
+    metrics = json.loads(capsys.readouterr().out)
+    assert (metrics["Prefix"], metrics["Delivered"]) == ("jobs", 1)
+
+
+def test_the_tick_with_no_shard_found_invokes_nothing_and_still_reports(
+    lambda_env: Any, clock: Clock, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An idle sharded schedule: the tick builds no Lambda client, invokes nothing, and still prints its
+    metrics line (the alarm on runs that report counts it)."""
+    monkeypatch.setenv("S3_SCHEDULER_SHARDS", "4")
+    monkeypatch.setattr(aws_lambda, "_lambda_client", lambda: pytest.fail("no Lambda client is needed"))
+    handler = LambdaHandler(clock=clock, sleep=clock.advance)
+
+    result = handler({}, ShardContext(60_000))
+
+    assert (result["invoked"], result["not_invoked"], result["unsharded"]["delivered"]) == ([], [], [])
+    assert json.loads(capsys.readouterr().out)["Delivered"] == 0
+
+
+def test_a_failed_invoke_leaves_the_other_shards_invoked(
+    lambda_env: Any, clock: Clock, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """When Lambda refuses the invocation of one shard, the others are invoked all the same, the failure
+    is logged as an ERROR naming the shard, and the result counts it; the next tick tries it again."""
+    monkeypatch.setenv("S3_SCHEDULER_SHARDS", "4")
+    sharded(lambda_env, 4, NAMES)
+    lambdas = FakeLambda(failing=(1,))
+    handler = LambdaHandler(clock=clock, sleep=clock.advance, lambda_client=lambdas)
+
+    first = handler({}, ShardContext(60_000))
+    lambdas.failing = ()
+    second = handler({}, ShardContext(60_000))
+
+    assert (first["invoked"], first["not_invoked"]) == ([0, 2, 3], [1])
+    assert (second["invoked"], second["not_invoked"]) == ([0, 1, 2, 3], [])
+    assert lambdas.shards == [0, 0, 1, 1, 2, 2, 3, 3]
+    (error,) = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert f"Could not invoke {ARN} for shard 1" in error
+    assert "TooManyRequestsException" in error
+
+
+def test_shards_found_beyond_n_are_invoked_and_delivered_by_their_invocation(
+    lambda_env: Any, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Events written with 8 shards, a function at SHARDS=2: the tick invokes every shard found (up to 7),
+    and the invocation of a shard numbered 2 or more delivers it; nothing is stranded."""
+    monkeypatch.setenv("S3_SCHEDULER_SHARDS", "2")
+    where = sharded(lambda_env, 8, NAMES)
+    lambdas = FakeLambda()
+    handler = LambdaHandler(clock=clock, sleep=clock.advance, lambda_client=lambdas)
+
+    tick = handler({}, ShardContext(60_000))
+    for shard in tick["invoked"]:
+        handler({"shard": shard}, ShardContext(60_000))
+
+    assert tick["invoked"] == lambdas.shards == sorted(set(where.values())) == [0, 1, 3, 5, 6]
+    assert targets(lambda_env) == sorted(NAMES)
+    assert schedule_keys(lambda_env) == []
+
+
+def test_fanout_off_delivers_every_shard_in_the_one_invocation(
+    lambda_env: Any, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """S3_SCHEDULER_FANOUT=off: the tick invokes nothing and delivers every shard and the unsharded prefix
+    itself; its report holds the totals and each shard's report."""
+    monkeypatch.setenv("S3_SCHEDULER_SHARDS", "4")
+    monkeypatch.setenv("S3_SCHEDULER_FANOUT", "off")
+    sharded(lambda_env, 4, NAMES)
+    schedule(lambda_env, T0 - timedelta(minutes=1), "target", "before-sharding")
+    lambdas = FakeLambda()
+    handler = LambdaHandler(clock=clock, sleep=clock.advance, lambda_client=lambdas)
+
+    result = handler({}, ShardContext(60_000))
+
+    assert lambdas.calls == []
+    assert sorted(e["path"] for e in result["delivered"]) == targets(lambda_env) == sorted([*NAMES, "before-sharding"])
+    assert sorted(result["shards"]) == ["0", "1", "2", "3", "unsharded"]
+    assert schedule_keys(lambda_env) == []
+
+
+def test_fanout_off_sizes_the_client_pool_for_the_shards_side_by_side(
+    lambda_env: Any, clock: Clock, monkeypatch: pytest.MonkeyPatch, client_spy: ClientSpy
+) -> None:
+    """Delivering the shards side by side, each run has its listing, deletes and lease: the handler's S3
+    client holds 3 connections more per shard run at once (32) than max_workers and 3."""
+    monkeypatch.setenv("S3_SCHEDULER_SHARDS", "4")
+    monkeypatch.setenv("S3_SCHEDULER_FANOUT", "off")
+    handler = LambdaHandler(clock=clock, sleep=clock.advance)
+
+    handler({}, ShardContext(60_000))
+
+    assert client_spy.pools == [32 + 3 * 32]
+
+
+def test_one_shard_changes_nothing(
+    lambda_env: Any, clock: Clock, monkeypatch: pytest.MonkeyPatch, client_spy: ClientSpy
+) -> None:
+    """SHARDS=1 (the default) is the handler as before: each tick lists {path}/| alone (one request),
+    never looks for shards (jobs/0/ may be another scheduler's), builds no Lambda client and returns the
+    report as before."""
+    monkeypatch.setenv("S3_SCHEDULER_SHARDS", "1")
+    monkeypatch.setattr(aws_lambda, "_lambda_client", lambda: pytest.fail("no Lambda client with one shard"))
+    handler = LambdaHandler(clock=clock, sleep=clock.advance)
+    handler({}, ShardContext(60_000))  # builds the handler's client
+    ((_, client),) = client_spy.made
+    listings: list[dict[str, Any]] = []
+    client.meta.events.register("before-parameter-build.s3.ListObjectsV2", lambda params, **_: listings.append(params))
+    key = schedule(lambda_env, T0 - timedelta(minutes=1), "target", "k")
+    other = Scheduler("sched", "jobs/0", s3_client=lambda_env).schedule(T0 - timedelta(minutes=1), "target", "x", "x")
+
+    result = handler({}, ShardContext(60_000))
+
+    fields = ["dead_lettered", "deferred", "delivered", "expired", "failed", "rejected", "skipped", "vanished"]
+    assert sorted(result) == fields
+    assert [e["key"] for e in result["delivered"]] == [key]
+    assert schedule_keys(lambda_env) == [other]
+    assert [(p["Prefix"], "Delimiter" in p) for p in listings] == [("jobs/|", False)]
+    assert {made.meta.service_model.service_name for _, made in client_spy.made} == {"s3"}
+
+
+def test_a_shard_event_with_one_shard_delivers_that_shard(
+    lambda_env: Any, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An invocation sent before SHARDS went back to 1 still delivers its shard ({path}/{k}), as a
+    scheduler at that path does; the tick with SHARDS=1 would never look there."""
+    monkeypatch.setenv("S3_SCHEDULER_SHARDS", "1")
+    where = sharded(lambda_env, 4, NAMES)
+    handler = LambdaHandler(clock=clock, sleep=clock.advance)
+
+    result = handler({"shard": 0}, ShardContext(60_000))
+
+    in_zero = sorted(name for name, shard in where.items() if shard == 0)
+    assert sorted(e["path"] for e in result["delivered"]) == targets(lambda_env) == in_zero == ["k7"]
+
+
+@pytest.mark.parametrize("value", ["1", 1.0, -1, True, None, [1], {"k": 1}])
+def test_a_bad_shard_in_the_event_is_refused_before_any_request(
+    lambda_env: Any, clock: Clock, monkeypatch: pytest.MonkeyPatch, client_spy: ClientSpy, value: Any
+) -> None:
+    """{"shard": ...} takes an int of 0 or more; anything else fails the invocation with a ValueError
+    naming the field and the form, before any client is made."""
+    monkeypatch.setenv("S3_SCHEDULER_SHARDS", "4")
+    handler = LambdaHandler(clock=clock, sleep=clock.advance, lambda_client=FakeLambda())
+
+    with pytest.raises(ValueError, match=r'the event\'s "shard" must be a shard\'s number, an int of 0 or more'):
+        handler({"shard": value}, ShardContext(60_000))
+
+    assert client_spy.made == []
+
+
+def test_event_shard_reads_the_shard_or_none() -> None:
+    """Only a mapping with "shard" asks for a shard: EventBridge's event, an empty one or None is the tick."""
+    assert event_shard({"shard": 0}) == 0
+    assert event_shard({"shard": 999, "other": 1}) == 999
+    assert event_shard({"source": "aws.events", "detail-type": "Scheduled Event"}) is None
+    assert event_shard({}) is None
+    assert event_shard(None) is None
+    assert event_shard([("shard", 1)]) is None
+
+
+def test_the_lambda_client_is_built_once_per_container_when_fanning_out(
+    lambda_env: Any, clock: Clock, monkeypatch: pytest.MonkeyPatch, client_spy: ClientSpy
+) -> None:
+    """The first tick that has a shard to invoke builds one Lambda client (boto3's, a pool of 10), kept for
+    the next; a function that is not there (moto has none) is a failed invoke, counted, not a crash."""
+    monkeypatch.setenv("S3_SCHEDULER_SHARDS", "4")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    sharded(lambda_env, 4, ["k0"])
+    handler = LambdaHandler(clock=clock, sleep=clock.advance)
+
+    first = handler({}, ShardContext(60_000))
+    second = handler({}, ShardContext(60_000))
+
+    lambdas = [client for _, client in client_spy.made if client.meta.service_model.service_name == "lambda"]
+    assert len(lambdas) == 1
+    assert lambdas[0].meta.config.max_pool_connections == aws_lambda.FANOUT_AT_ONCE
+    assert (first["not_invoked"], second["not_invoked"]) == ([1], [1])

@@ -63,6 +63,118 @@ def test_the_sam_template_runs_the_ready_handler_every_minute() -> None:
     assert "Schedule: rate(1 minute)" in text
 
 
+def test_the_sam_template_takes_the_shard_count() -> None:
+    """Shards (1 to 1,000, default 1) is the function's S3_SCHEDULER_SHARDS; the role's grants for shards
+    (ShardsPolicy, on the function's own role) exist only with more than one."""
+    parsed = template()
+    shards = parsed["Parameters"]["Shards"]
+    function = parsed["Resources"]["SchedulerFunction"]["Properties"]
+    policy = parsed["Resources"]["ShardsPolicy"]
+
+    assert (shards["Type"], shards["Default"], shards["MinValue"], shards["MaxValue"]) == ("Number", 1, 1, 1000)
+    assert function["Environment"]["Variables"]["S3_SCHEDULER_SHARDS"] == {"Ref": "Shards"}
+    assert parsed["Conditions"]["Sharded"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "Shards"}, "1"]}]}
+    assert (policy["Type"], policy["Condition"]) == ("AWS::IAM::RolePolicy", "Sharded")
+    assert policy["Properties"]["RoleName"] == {"Ref": "SchedulerFunctionRole"}
+
+
+def translated(parameters: dict[str, str]) -> dict[str, Any]:
+    """The template as `sam validate` translates it (aws-sam-translator, the code a local path)."""
+    from samtranslator.translator.transform import transform  # type: ignore[import-untyped,unused-ignore]
+
+    class NoManagedPolicies:
+        def load(self) -> dict[str, str]:
+            return {}
+
+    parsed = json.loads(json.dumps(template()))
+    parsed["Resources"]["SchedulerFunction"]["Properties"]["CodeUri"] = "s3://bucket/code.zip"
+    result: dict[str, Any] = transform(parsed, parameters, NoManagedPolicies())
+    return result
+
+
+def dependencies(resources: dict[str, Any]) -> dict[str, set[str]]:
+    """Each resource's references (Ref, GetAtt, Sub, DependsOn) to the other resources."""
+
+    def walk(node: Any, found: set[str]) -> set[str]:
+        if isinstance(node, list):
+            for item in node:
+                walk(item, found)
+        elif isinstance(node, dict):
+            for key, value in node.items():
+                if key == "Ref" and isinstance(value, str):
+                    found.add(value)
+                elif key == "Fn::GetAtt":
+                    found.add(value[0] if isinstance(value, list) else value.split(".")[0])
+                elif key == "Fn::Sub":
+                    text = value if isinstance(value, str) else value[0]
+                    found.update(name.split(".")[0] for name in re.findall(r"\$\{([^}!]+)\}", text))
+                    walk(value, found)
+                else:
+                    walk(value, found)
+        return found
+
+    graph = {}
+    for name, resource in resources.items():
+        depends = resource.get("DependsOn", [])
+        found = walk(resource.get("Properties", {}), set()) | set([depends] if isinstance(depends, str) else depends)
+        graph[name] = found & set(resources)
+    return graph
+
+
+def cycle(graph: dict[str, set[str]]) -> list[str]:
+    """A cycle of ``graph`` (CloudFormation's "Circular dependency between resources"), or []."""
+    state: dict[str, int] = {}
+
+    def visit(node: str, path: list[str]) -> list[str]:
+        if state.get(node) == 1:
+            return [*path, node]
+        if state.get(node) == 2:
+            return []
+        state[node] = 1
+        for other in sorted(graph[node]):
+            found = visit(other, [*path, node])
+            if found:
+                return found
+        state[node] = 2
+        return []
+
+    for node in sorted(graph):
+        found = visit(node, [])
+        if found:
+            return found
+    return []
+
+
+def test_the_sam_template_translates_with_shards_and_no_circular_dependency(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With Shards=4 the template translates as `sam validate` does, the function's role gets the grant to
+    invoke the function's own ARN, and no resource depends on itself through the others."""
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+
+    resources = translated({"Shards": "4", "TargetBucketName": "work"})["Resources"]
+
+    graph = dependencies(resources)
+    assert cycle(graph) == []
+    assert graph["SchedulerFunction"] == {"ScheduleBucket", "SchedulerFunctionRole"}
+    (invoke,) = [
+        s
+        for s in resources["ShardsPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+        if s["Action"] == "lambda:InvokeFunction"
+    ]
+    assert invoke["Resource"] == {"Fn::GetAtt": ["SchedulerFunction", "Arn"]}
+
+
+def test_the_cycle_check_finds_a_circular_dependency() -> None:
+    """The check is real: a function whose own policy names its ARN, as SAM would give it, is a cycle."""
+    graph = dependencies(
+        {
+            "Function": {"Properties": {"Role": {"Fn::GetAtt": ["FunctionRole", "Arn"]}}},
+            "FunctionRole": {"Properties": {"Policies": [{"Resource": {"Fn::Sub": "${Function.Arn}"}}]}},
+        }
+    )
+
+    assert cycle(graph) == ["Function", "FunctionRole", "Function"]
+
+
 @pytest.mark.parametrize("setting", ["S3_SCHEDULER_BUCKET", "S3_SCHEDULER_PREFIX", "S3_SCHEDULER_ALLOWED_TARGETS"])
 def test_the_zappa_settings_use_the_ready_handler(setting: str) -> None:
     """zappa_settings.json: one event on the ready handler every minute, configured by environment."""

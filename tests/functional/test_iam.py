@@ -11,6 +11,14 @@ Exact, both ways (issue 17): every documented call of a role works under its pol
 request of those calls (needed). The SAM and Zappa roles are checked to hold the
 handler policy's statements.
 
+The handler's calls include a sharded schedule (issue 19): a shard's run, as the Lambda
+handler's shard invocation makes it, and the Lambda tick's fan-out, which invokes the
+function itself once per shard. moto's IAM cannot judge that invocation: it checks
+``lambda:Invoke`` (the API operation's name, not the IAM action
+``lambda:InvokeFunction``) on ``*``, never on the function's ARN. So the tick's Lambda
+client here is `PolicyLambda`, which evaluates the role's policy with this file's own
+evaluator (`allows`, IAM's wildcards as `iam_glob` reads them) for each invoke.
+
 moto's IAM differs from AWS's in five ways that matter here; the fixture below makes it
 behave as AWS documents, each change named where it is made:
 
@@ -53,19 +61,49 @@ try:
 except ImportError:  # where earlier moto 5 releases kept it
     from moto.core.responses import ActionAuthenticatorMixin  # type: ignore[attr-defined]
 
-from s3_scheduler import Scheduler
+from s3_scheduler import Scheduler, aws_lambda
+from s3_scheduler.aws_lambda import LambdaHandler
+from s3_scheduler.keys import shard_of
 
 ROOT = Path(__file__).resolve().parents[2]
 POLICIES = ROOT / "docs" / "iam"
 BUCKET = "my-schedule-bucket"
 TARGETS = ("work", "reports")
 T0 = datetime(2030, 1, 7, 14, 5, tzinfo=timezone.utc)
+FUNCTION_ARN = "arn:aws:lambda:us-east-1:123456789012:function:s3-scheduler"
+"""The handler function of the documented policy (and of the SAM template, rendered)."""
+SHARD = 2
+"""The shard of the handler's sharded calls (with 4 shards): a scheduler at ``jobs/2``."""
+SHARDING_SIDS = (
+    "InvokeItselfForEachShard",
+    "ReadDeleteAndCountAttemptsOfShardEvents",
+    "TheShardsRunLeases",
+    "KeepTheShardsDeadLetters",
+)
+"""The handler policy's statements for shards; the Zappa example (one handler, no shards) has none."""
 
 
 def iam_glob(pattern: str, value: str) -> re.Match[str] | None:
     """IAM's wildcard match: ``*`` any run of characters, ``?`` any one; everything else literal."""
     regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
     return re.fullmatch(regex, value, flags=re.DOTALL)
+
+
+def allows(document: dict[str, Any], action: str, resource: str) -> bool:
+    """Whether the policy ``document`` allows ``action`` on ``resource``, as IAM decides for one
+    identity policy: an explicit Deny wins; else an Allow whose actions (case-insensitive) and
+    resources match, as wildcards."""
+
+    def matches(statement: dict[str, Any]) -> bool:
+        actions, resources = _as_list(statement["Action"]), _as_list(statement["Resource"])
+        return any(iam_glob(a.lower(), action.lower()) for a in actions) and any(
+            iam_glob(r, resource) for r in resources
+        )
+
+    statements = document["Statement"]
+    if any(s["Effect"] == "Deny" and matches(s) for s in statements):
+        return False
+    return any(s["Effect"] == "Allow" and matches(s) for s in statements)
 
 
 def policy(name: str) -> dict[str, Any]:
@@ -79,17 +117,22 @@ def _as_list(value: str | list[str]) -> list[str]:
 
 
 def sam_handler_policy() -> dict[str, Any]:
-    """The SAM template's role, its parameters set to the documented ones (targets: ``work/in/*``)."""
+    """The SAM template's role, its parameters set to the documented ones (targets: ``work/in/*``):
+    the function's Policies, then the statements of its ShardsPolicy (what it has with Shards > 1)."""
     from cfnlint.decode import cfn_yaml
 
     template = cfn_yaml.loads((ROOT / "examples" / "sam" / "template.yaml").read_text())
     (document,) = template["Resources"]["SchedulerFunction"]["Properties"]["Policies"]
+    shards = template["Resources"]["ShardsPolicy"]
+    assert shards["Condition"] == "Sharded"
+    assert shards["Properties"]["RoleName"] == {"Ref": "SchedulerFunctionRole"}
     values = {
         "ScheduleBucket.Arn": f"arn:aws:s3:::{BUCKET}",
         "SchedulePrefix": "jobs",
         "TargetBucketName": "work",
         "TargetPrefix": "in/",
         "AWS::Partition": "aws",
+        "SchedulerFunction.Arn": FUNCTION_ARN,
     }
 
     def render(node: Any) -> Any:
@@ -105,7 +148,8 @@ def sam_handler_policy() -> dict[str, Any]:
             return values[node["Ref"]]
         return {key: render(value) for key, value in node.items()}
 
-    return {"Version": "2012-10-17", "Statement": render(document["Statement"])}
+    statements = [*document["Statement"], *shards["Properties"]["PolicyDocument"]["Statement"]]
+    return {"Version": "2012-10-17", "Statement": render(statements)}
 
 
 def zappa_handler_policy() -> dict[str, Any]:
@@ -161,6 +205,8 @@ class Accounts:
     application: Any
     handler: Any
     nobody: Any
+    handler_policy: dict[str, Any]
+    """The policy the handler's user has (the Lambda tick's invocations are judged against it)."""
 
     def scheduler(self, client: Any, now: datetime = T0, **options: Any) -> Scheduler:
         return Scheduler(BUCKET, "jobs", s3_client=client, clock=lambda: now, **options)
@@ -256,7 +302,7 @@ def accounts(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) ->
         _as_aws_checks_it(monkeypatch)
         monkeypatch.setattr(settings, "INITIAL_NO_AUTH_ACTION_COUNT", 0)
         monkeypatch.setattr(ActionAuthenticatorMixin, "request_count", 0)
-        yield Accounts(admin, application, handler, nobody)
+        yield Accounts(admin, application, handler, nobody, documents["handler"])
 
 
 def denied(call: Any) -> bool:
@@ -314,10 +360,10 @@ def _attempt(calls: Calls, name: str, call: Any) -> None:
         calls.raised.append(f"{name}: {type(exc).__name__}: {exc}")
 
 
-def leftover_lease(accounts: Accounts) -> None:
+def leftover_lease(accounts: Accounts, path: str = "jobs") -> None:
     """A lease that expired before T0 (a run that died): taking the lease must read it, then take it over."""
     body = {"owner": "gone", "expires": (T0 - timedelta(minutes=5)).isoformat()}
-    accounts.admin.put_object(Bucket=BUCKET, Key="jobs/.lease", Body=json.dumps(body).encode())
+    accounts.admin.put_object(Bucket=BUCKET, Key=f"{path}/.lease", Body=json.dumps(body).encode())
 
 
 def application_calls(accounts: Accounts) -> Calls:
@@ -336,33 +382,109 @@ def application_calls(accounts: Accounts) -> Calls:
     _attempt(calls, "reschedule far", lambda: scheduler.reschedule(far, T0 + timedelta(days=1)))
     _attempt(calls, "cancel", lambda: scheduler.cancel(calls.results["schedule"]))
     _attempt(calls, "cancel again", lambda: scheduler.cancel(calls.results["schedule"]))
+    _sharded_application_calls(accounts, calls)
     return calls
+
+
+SHARDS = 4
+"""The shards of the sharded scheduler the application and the handler also use."""
+
+
+def _sharded_application_calls(accounts: Accounts, calls: Calls) -> None:
+    """The same calls through a scheduler with `SHARDS` shards (its near event's shard with a lease left over)."""
+    admin = accounts.scheduler(accounts.admin, shards=SHARDS)
+    near = admin.schedule(T0 + timedelta(minutes=2), "work", "in/near-sharded.json", "{}")
+    far = admin.schedule(T0 + timedelta(hours=1), "work", "in/far-sharded.json", "{}")
+    leftover_lease(accounts, f"jobs/{shard_of('work', 'in/near-sharded.json', SHARDS)}")
+    scheduler = accounts.scheduler(accounts.application, shards=SHARDS)
+    new = "sharded schedule"
+
+    _attempt(calls, new, lambda: scheduler.schedule(T0 + timedelta(days=2), "reports", "in/new-sharded.json", "{}"))
+    _attempt(calls, "sharded pending", lambda: [event.key for event in scheduler.pending()])
+    _attempt(calls, "sharded reschedule near", lambda: scheduler.reschedule(near, T0 + timedelta(minutes=3)))
+    _attempt(calls, "sharded reschedule far", lambda: scheduler.reschedule(far, T0 + timedelta(days=1)))
+    _attempt(calls, "sharded cancel", lambda: scheduler.cancel(calls.results[new]))
 
 
 ELSEWHERE_FAILS = ("CopyObject", "elsewhere/fail/y")
 """The one request the handler's calls make that its policy refuses: a delivery outside its targets."""
+SHARD_ELSEWHERE_FAILS = ("CopyObject", "elsewhere/fail/z")
+"""The same, from the shard's run."""
+
+
+class FunctionContext:
+    """The context of an invocation of the function at ``arn``, with a minute left."""
+
+    def __init__(self, arn: str = FUNCTION_ARN) -> None:
+        self.invoked_function_arn = arn
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 60_000
+
+
+class PolicyLambda:
+    """A Lambda client that lets an invoke through only if ``document`` allows
+    ``lambda:InvokeFunction`` on its ``FunctionName`` (moto's IAM cannot judge it: see the
+    module's docstring), and records it in ``requests`` as ``("Invoke", arn)``."""
+
+    def __init__(self, document: dict[str, Any], requests: Requests) -> None:
+        self.document = document
+        self.requests = requests
+
+    def invoke(self, *, FunctionName: str, InvocationType: str, Payload: str) -> dict[str, Any]:
+        assert (InvocationType, sorted(json.loads(Payload))) == ("Event", ["shard"])
+        if not allows(self.document, "lambda:InvokeFunction", FunctionName):
+            self.requests.denied.append(("Invoke", FunctionName))
+            error = {"Error": {"Code": "AccessDeniedException", "Message": "not authorized"}}
+            raise ClientError(error, "Invoke")
+        self.requests.succeeded.append(("Invoke", FunctionName))
+        return {"StatusCode": 202}
+
+
+def lambda_handler(accounts: Accounts, requests: Requests, **environ: str) -> LambdaHandler:
+    """The ready Lambda handler at T0 + 1 s, with 4 shards, whose S3 client is the handler user's and
+    whose Lambda client is judged by the handler's policy."""
+    settings = {"S3_SCHEDULER_BUCKET": BUCKET, "S3_SCHEDULER_SHARDS": "4", "S3_SCHEDULER_METRICS": "0", **environ}
+    return LambdaHandler(
+        clock=lambda: T0 + timedelta(seconds=1),
+        environ=settings,
+        lambda_client=PolicyLambda(accounts.handler_policy, requests),
+    )
 
 
 def handler_calls(accounts: Accounts) -> Calls:
     """The handler's documented calls on the admin's events: a run that takes over a lease left over,
     delivers to both targets, counts a failing event's runs in its tags and dead-letters a rejected
-    one; then the dead letters' listing."""
-    admin = accounts.scheduler(accounts.admin)
-    admin.schedule(T0, "work", "in/a.json", "{}")
-    admin.schedule(T0, "reports", "in/b.json", "{}")
-    admin.schedule(T0 - timedelta(days=2), "elsewhere", "x", "{}")  # rejected, then dead-lettered
-    admin.schedule(T0, "elsewhere", "fail/y", "{}")  # allowed, but outside the policy: fails, counted
-    leftover_lease(accounts)
+    one; then the dead letters' listing. Then the same in shard 2 of 4, as the Lambda handler's
+    invocation for that shard runs it, and the Lambda tick, which invokes the function for that shard."""
+    for path, fails in (("jobs", "fail/y"), (f"jobs/{SHARD}", "fail/z")):
+        admin = Scheduler(BUCKET, path, s3_client=accounts.admin, clock=lambda: T0)
+        admin.schedule(T0, "work", f"in/a{path[4:]}.json", "{}")
+        admin.schedule(T0, "reports", f"in/b{path[4:]}.json", "{}")
+        admin.schedule(T0 - timedelta(days=2), "elsewhere", "x", "{}")  # rejected, then dead-lettered
+        admin.schedule(T0, "elsewhere", fails, "{}")  # allowed, but outside the policy: fails, counted
+        leftover_lease(accounts, path)
+    allowed = ["work", "reports/in/", "elsewhere/fail/"]
     scheduler = accounts.scheduler(
         accounts.handler,
         now=T0 + timedelta(seconds=1),
-        allowed_targets=["work", "reports/in/", "elsewhere/fail/"],
+        allowed_targets=allowed,
         dead_letter_after=timedelta(days=1),
     )
+    shard = Scheduler(BUCKET, f"jobs/{SHARD}", s3_client=accounts.handler)
     calls = Calls({}, [], Requests.watch(accounts.handler))
+    shard_run = lambda_handler(
+        accounts, calls.requests, S3_SCHEDULER_ALLOWED_TARGETS=",".join(allowed), S3_SCHEDULER_DEAD_LETTER_AFTER="1d"
+    )
+    tick = lambda_handler(accounts, calls.requests, S3_SCHEDULER_ALLOWED_TARGETS="work,reports/in/")
 
     _attempt(calls, "handle", scheduler.handle)
     _attempt(calls, "dead_letters", lambda: [f"{event.bucket}/{event.path}" for event in scheduler.dead_letters()])
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(aws_lambda, "fast_client", lambda *_, **__: accounts.handler)
+        _attempt(calls, "shard", lambda: shard_run({"shard": SHARD}, FunctionContext()))
+        _attempt(calls, "shard dead_letters", lambda: [f"{e.bucket}/{e.path}" for e in shard.dead_letters()])
+        _attempt(calls, "tick", lambda: tick({}, FunctionContext()))
     return calls
 
 
@@ -500,9 +622,19 @@ def test_the_application_policy_is_enough_for_every_documented_call(
     assert calls.raised == []
     assert calls.requests.denied == []
     assert [r.getMessage() for r in caplog.records if r.name.startswith("s3_scheduler")] == []
-    assert (calls.results["cancel"], calls.results["cancel again"]) == (True, False)
+    assert (calls.results["cancel"], calls.results["cancel again"], calls.results["sharded cancel"]) == (
+        True,
+        False,
+        True,
+    )
+    near_shard = shard_of("work", "in/near-sharded.json", SHARDS)
     assert ("PutObject", f"{BUCKET}/jobs/.lease") in calls.requests.succeeded
-    assert accounts.keys(BUCKET) == sorted([calls.results["reschedule near"], calls.results["reschedule far"]])
+    assert ("PutObject", f"{BUCKET}/jobs/{near_shard}/.lease") in calls.requests.succeeded
+    moved = [calls.results[f"{kind}reschedule {which}"] for kind in ("", "sharded ") for which in ("near", "far")]
+    assert accounts.keys(BUCKET) == sorted(moved)
+    assert all(key.startswith("jobs/|") for key in moved[:2])
+    assert moved[2].startswith(f"jobs/{near_shard}/|")
+    assert moved[3].startswith(f"jobs/{shard_of('work', 'in/far-sharded.json', SHARDS)}/|")
 
 
 def test_the_handler_policy_is_enough_for_every_documented_call(
@@ -513,19 +645,26 @@ def test_the_handler_policy_is_enough_for_every_documented_call(
 
     calls = handler_calls(accounts)
 
-    report = calls.results["handle"]
+    report, shard, tick = calls.results["handle"], calls.results["shard"], calls.results["tick"]
     assert calls.raised == []
-    assert calls.requests.denied == [ELSEWHERE_FAILS]
+    assert calls.requests.denied == [ELSEWHERE_FAILS, SHARD_ELSEWHERE_FAILS]
     assert asked_to_grant(caplog) == []
     assert sorted(event.path for event in report.delivered) == ["in/a.json", "in/b.json"]
     assert [failure.event.path for failure in report.failed] == ["fail/y"]
     assert calls.results["dead_letters"] == ["elsewhere/x"]
+    assert sorted(event["path"] for event in shard["delivered"]) == [f"in/a/{SHARD}.json", f"in/b/{SHARD}.json"]
+    assert [failure["path"] for failure in shard["failed"]] == ["fail/z"]
+    assert calls.results["shard dead_letters"] == ["elsewhere/x"]
+    assert (tick["invoked"], tick["not_invoked"]) == ([SHARD], [])
+    assert ("Invoke", FUNCTION_ARN) in calls.requests.succeeded
     assert ("GetObject", f"{BUCKET}/jobs/.lease") in calls.requests.succeeded
+    assert ("GetObject", f"{BUCKET}/jobs/{SHARD}/.lease") in calls.requests.succeeded
     assert "jobs/.lease" not in accounts.keys(BUCKET)
+    assert f"jobs/{SHARD}/.lease" not in accounts.keys(BUCKET)
 
 
 ROLE_CALLS = {"application": application_calls, "handler": handler_calls}
-REFUSED_WITH_EVERY_GRANT = {"application": set(), "handler": {ELSEWHERE_FAILS}}
+REFUSED_WITH_EVERY_GRANT = {"application": set(), "handler": {ELSEWHERE_FAILS, SHARD_ELSEWHERE_FAILS}}
 EVERY_GRANT = [*grants("application"), *grants("handler")]
 
 
@@ -574,8 +713,8 @@ def test_only_the_lease_and_dead_letters_are_writable_in_the_schedule_by_the_han
         for resource in _as_list(statement["Resource"])
     ]
 
-    assert not any(iam_glob(resource, f"arn:aws:s3:::{BUCKET}/jobs/|2030-01-07|work|x") for resource in writable)
-    assert not any(iam_glob(resource, f"arn:aws:s3:::{BUCKET}/jobs/anything") for resource in writable)
+    for name in ("jobs/|2030-01-07|work|x", f"jobs/{SHARD}/|2030-01-07|work|x", "jobs/anything", "jobs/7/anything"):
+        assert not any(iam_glob(resource, f"arn:aws:s3:::{BUCKET}/{name}") for resource in writable)
 
 
 def _without_sids(statements: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -583,18 +722,89 @@ def _without_sids(statements: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def test_the_sam_role_is_the_handler_policy() -> None:
-    """The SAM role's statements are the documented handler policy's, its target being the template's parameters."""
+    """The SAM role's statements (its ShardsPolicy's included) are the documented handler policy's,
+    its target being the template's parameters and its function the one it invokes."""
     documented = _without_sids(policy("handler")["Statement"])
     sam = _without_sids(sam_handler_policy()["Statement"])
+    target = {"Effect": "Allow", "Action": "s3:PutObject", "Resource": "arn:aws:s3:::work/in/*"}
+    (index,) = [
+        i for i, s in enumerate(documented) if s["Resource"] == ["arn:aws:s3:::work/*", "arn:aws:s3:::reports/in/*"]
+    ]
 
-    assert sam[:-1] == documented[:-1]
-    assert sam[-1] == {"Effect": "Allow", "Action": "s3:PutObject", "Resource": "arn:aws:s3:::work/in/*"}
+    assert sam[index] == target
+    assert sam[:index] + sam[index + 1 :] == documented[:index] + documented[index + 1 :]
 
 
 def test_the_zappa_role_is_the_handler_policy_and_its_logs() -> None:
-    """The Zappa role policy holds the handler policy's statements, and beyond them only CloudWatch Logs actions."""
-    documented = policy("handler")["Statement"]
+    """The Zappa role policy holds the handler policy's statements (but those for shards: Zappa runs one
+    handler), and beyond them only CloudWatch Logs actions."""
+    documented = [s for s in policy("handler")["Statement"] if s["Sid"] not in SHARDING_SIDS]
     zappa = zappa_handler_policy()["Statement"]
 
     assert zappa[: len(documented)] == documented
     assert all(action.startswith("logs:") for s in zappa[len(documented) :] for action in _as_list(s["Action"]))
+
+
+def test_allows_evaluates_iam_wildcards_and_deny() -> None:
+    """The evaluator the Lambda grant is judged by: an Allow whose action and resource match (wildcards,
+    actions case-insensitive) allows; anything else, or a matching Deny, does not."""
+    document = {
+        "Statement": [
+            {"Effect": "Allow", "Action": "lambda:Invoke*", "Resource": "arn:aws:lambda:*:function:a"},
+            {"Effect": "Deny", "Action": "lambda:InvokeAsync", "Resource": "*"},
+        ]
+    }
+
+    assert allows(document, "lambda:invokefunction", "arn:aws:lambda:eu-west-1:1:function:a")
+    assert not allows(document, "lambda:InvokeFunction", "arn:aws:lambda:eu-west-1:1:function:ab")
+    assert not allows(document, "lambda:InvokeFunction", "arn:aws:lambda:eu-west-1:1:function:a:live")
+    assert not allows(document, "lambda:GetFunction", "arn:aws:lambda:eu-west-1:1:function:a")
+    assert not allows(document, "lambda:InvokeAsync", "arn:aws:lambda:eu-west-1:1:function:a")
+
+
+OTHER_FUNCTION = "arn:aws:lambda:us-east-1:123456789012:function:s3-scheduler-other"
+
+
+@pytest.mark.parametrize("accounts", ["docs", "sam"], indirect=True)
+def test_the_tick_may_invoke_the_function_itself_and_nothing_else(accounts: Accounts) -> None:
+    """With the documented and the SAM role, the Lambda tick's invocation of its own function for each
+    shard is allowed; run as another function (the same role on it), every invocation is refused."""
+    Scheduler(BUCKET, "jobs", s3_client=accounts.admin, shards=4).schedule(T0, "work", "in/x", "{}")
+    requests = Requests()
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(aws_lambda, "fast_client", lambda *_, **__: accounts.handler)
+        own = lambda_handler(accounts, requests)({}, FunctionContext())
+        other = lambda_handler(accounts, requests)({}, FunctionContext(OTHER_FUNCTION))
+
+    assert own["not_invoked"] == other["invoked"] == []
+    assert own["invoked"] == other["not_invoked"] != []
+    assert requests.succeeded == [("Invoke", FUNCTION_ARN)] * len(own["invoked"])
+    assert requests.denied == [("Invoke", OTHER_FUNCTION)] * len(own["invoked"])
+    for document in (accounts.handler_policy, policy("handler")):
+        assert not allows(document, "lambda:InvokeFunction", OTHER_FUNCTION)
+        assert not allows(document, "lambda:InvokeFunction", f"{FUNCTION_ARN}-2")
+        assert not allows(document, "lambda:InvokeFunction", "*")
+
+
+INVOKE_GRANT = Without("handler", "InvokeItselfForEachShard", "lambda:InvokeFunction", FUNCTION_ARN)
+
+
+@pytest.mark.parametrize("accounts", [INVOKE_GRANT], indirect=True)
+def test_without_the_invoke_grant_the_tick_invokes_no_shard(
+    accounts: Accounts, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Without lambda:InvokeFunction on itself, each shard's invocation is refused: logged as an error and
+    counted, and the tick still delivers the unsharded prefix."""
+    Scheduler(BUCKET, "jobs", s3_client=accounts.admin, shards=4).schedule(T0, "work", "in/x", "{}")
+    before = accounts.scheduler(accounts.admin).schedule(T0, "work", "in/before-sharding", "{}")
+    requests = Requests()
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(aws_lambda, "fast_client", lambda *_, **__: accounts.handler)
+        result = lambda_handler(accounts, requests)({}, FunctionContext())
+
+    assert (result["invoked"], len(result["not_invoked"])) == ([], 1)
+    assert requests.denied == [("Invoke", FUNCTION_ARN)]
+    assert [e["key"] for e in result["unsharded"]["delivered"]] == [before]
+    assert [r.levelno for r in caplog.records if "Could not invoke" in r.getMessage()] == [logging.ERROR]
