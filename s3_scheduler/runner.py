@@ -17,6 +17,12 @@ fell due meanwhile are delivered late, never lost, unless the scheduler has a
 One clock: every time is read from `Scheduler.now`, and every wait between windows goes
 through ``wait`` (default ``stop.wait``), so a test drives the loop with the scheduler's
 ``clock=`` and a fake ``wait``.
+
+With shards, one loop may deliver one shard: `ShardRun` is what the loop drives then
+(``handle(shard=k)`` each window), and the first shard's also delivers what no other
+shard's loop would: the unsharded prefix and every shard found numbered at or beyond the
+scheduler's shards (``s3-scheduler run --shards N`` runs one such loop per shard, each in
+a process of its own).
 """
 
 from __future__ import annotations
@@ -24,13 +30,16 @@ from __future__ import annotations
 import signal
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from datetime import timedelta
-from typing import Any, Callable
+from datetime import datetime, timedelta
+from functools import partial
+from typing import Any, Callable, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ._s3 import DENIED, NO_BUCKET, error_code
+from .keys import UNSHARDED
 from .report import HandleReport, ScheduledEvent
 from .scheduler import MAX_UNTIL, Scheduler
 from .utils import warn
@@ -50,13 +59,32 @@ bucket, or credentials refused. Met by a later window, they are retried like any
 (a policy being changed, a bucket being re-created)."""
 
 
+OnDelivery = Callable[[ScheduledEvent, float], None]
+
+
+class Handler(Protocol):
+    """What `run_until_stopped` drives: a `Scheduler`, or a `ShardRun`."""
+
+    def now(self) -> datetime:
+        """The clock's reading, aware UTC."""
+
+    def handle(
+        self,
+        *,
+        until: datetime | None = None,
+        on_delivery: OnDelivery | None = None,
+        stop: threading.Event | None = None,
+    ) -> HandleReport:
+        """Deliver the events due by ``until``, each at its time, until ``stop`` is set."""
+
+
 def run_until_stopped(
-    scheduler: Scheduler,
+    scheduler: Handler,
     interval: float,
     stop: threading.Event,
     *,
     wait: Callable[[float], bool] | None = None,
-    on_delivery: Callable[[ScheduledEvent, float], None] | None = None,
+    on_delivery: OnDelivery | None = None,
     on_report: Callable[[HandleReport], None] | None = None,
     describe: Callable[[Exception], str] | None = None,
     max_retry: float = MAX_RETRY,
@@ -105,6 +133,90 @@ def run_until_stopped(
         remaining = (window_end - scheduler.now()).total_seconds()
         if stop.is_set() or wait(max(0.0, remaining)):
             return
+
+
+class ShardRun:
+    """Shard ``shard`` of the sharded ``scheduler`` (at ``path``), as `run_until_stopped` delivers it.
+
+    Each window is ``scheduler.handle(shard=shard, ...)``. With ``strays`` (a factory making
+    the unsharded `Scheduler` at a path), it also delivers, side by side with the shard in
+    threads of its own, the unsharded prefix ``{path}/|`` and every shard found numbered
+    ``scheduler.shards`` or more (written by a writer with more shards): each window then
+    starts with one LIST (`Scheduler.shards_found`), and each such place is delivered by
+    ``strays(its path)``, made once and kept. So the loops of shards 0 to N-1, the first
+    one with ``strays``, leave nothing undelivered. ``on_delivery`` is then called from
+    those threads, one call at a time; the window's report is the totals, with each place's
+    report in ``shards``; an error of one place is raised once every place's run ended.
+    """
+
+    def __init__(
+        self,
+        scheduler: Scheduler,
+        path: str,
+        shard: int,
+        *,
+        strays: Callable[[str], Scheduler] | None = None,
+    ) -> None:
+        if not 0 <= shard < scheduler.shards:
+            msg = f"shard must be from 0 to {scheduler.shards - 1}, not {shard}"
+            raise ValueError(msg)
+        self._scheduler = scheduler
+        self._path = path
+        self._shard = shard
+        self._strays = strays
+        self._made: dict[str, Scheduler] = {}
+        self._calls = threading.Lock()
+
+    def now(self) -> datetime:
+        """The scheduler's clock reading."""
+        return self._scheduler.now()
+
+    def handle(
+        self,
+        *,
+        until: datetime | None = None,
+        on_delivery: OnDelivery | None = None,
+        stop: threading.Event | None = None,
+    ) -> HandleReport:
+        """Deliver the shard's events due by ``until`` (and, with ``strays``, the stray places')."""
+        places = self._stray_places()
+        if not places:
+            return self._scheduler.handle(shard=self._shard, until=until, on_delivery=on_delivery, stop=stop)
+        relay = None if on_delivery is None else self._one_at_a_time(on_delivery)
+        runs: dict[str, Callable[[], HandleReport]] = {
+            str(self._shard): partial(
+                self._scheduler.handle, shard=self._shard, until=until, on_delivery=relay, stop=stop
+            )
+        }
+        for label, made in places:
+            runs[label] = partial(made.handle, until=until, on_delivery=relay, stop=stop)
+        with ThreadPoolExecutor(max_workers=len(runs), thread_name_prefix="s3-scheduler-stray") as pool:
+            futures = {label: pool.submit(run) for label, run in runs.items()}
+        errors = [error for error in (future.exception() for future in futures.values()) if error is not None]
+        if errors:
+            raise errors[0]
+        return HandleReport.merged({label: future.result() for label, future in futures.items()})
+
+    def _stray_places(self) -> list[tuple[str, Scheduler]]:
+        """The unsharded prefix and the shards numbered ``shards`` or more that hold anything,
+        each with its scheduler."""
+        if self._strays is None:
+            return []
+        count = self._scheduler.shards
+        stray = []
+        for label, path in self._scheduler.shards_found().places(self._path):
+            if label == UNSHARDED or int(label) >= count:
+                if path not in self._made:
+                    self._made[path] = self._strays(path)
+                stray.append((label, self._made[path]))
+        return stray
+
+    def _one_at_a_time(self, on_delivery: OnDelivery) -> OnDelivery:
+        def relay(event: ScheduledEvent, lateness: float) -> None:
+            with self._calls:
+                on_delivery(event, lateness)
+
+        return relay
 
 
 @contextmanager

@@ -4,10 +4,11 @@ A thin layer on `Scheduler`. `main` parses the command line (`parser.build_parse
 subcommand per row of `commands.COMMANDS`, each a module of `commands`), fills in the
 global options from the environment (`options.resolve`, through `s3_scheduler.settings`)
 and runs the command. The global options (``--bucket``, ``--prefix``, ``--endpoint-url``,
-``--region``, ``--max-workers``, ``--max-lateness``, ``--no-legacy-offsets``, ``--json``,
-``-v``) may come before or after the subcommand, and fall back on the environment:
+``--region``, ``--max-workers``, ``--max-lateness``, ``--no-legacy-offsets``, ``--shards``,
+``--json``, ``-v``) may come before or after the subcommand, and fall back on the environment:
 ``--bucket`` on ``S3_SCHEDULER_BUCKET``, ``--prefix`` on ``S3_SCHEDULER_PREFIX`` (then
-``jobs``), ``--max-workers`` on ``S3_SCHEDULER_MAX_WORKERS``, ``--max-lateness`` on
+``jobs``), ``--max-workers`` on ``S3_SCHEDULER_MAX_WORKERS``, ``--shards`` on
+``S3_SCHEDULER_SHARDS`` (then 1: no shards), ``--max-lateness`` on
 ``S3_SCHEDULER_MAX_LATENESS`` (then off), ``--no-legacy-offsets`` on
 ``S3_SCHEDULER_LEGACY_OFFSETS=0``, ``--region`` on ``AWS_REGION``; boto3 itself reads
 ``AWS_ENDPOINT_URL_S3`` (else ``AWS_ENDPOINT_URL``) and ``AWS_DEFAULT_REGION``, checked
@@ -23,7 +24,8 @@ command runs: warnings always, INFO with ``-v``, DEBUG with ``-vv``.
 
 The modules: `errors` (`UsageError`, `Failure`), `argtypes` (the options' types),
 `options` (the shared options, resolved into a `Scheduler`), `output` (what is printed),
-`selection` (events picked by target), `parser`, and `commands`, one module per command.
+`selection` (events picked by target), `workers` (``run --shards N``'s worker processes),
+`parser`, and `commands`, one module per command.
 The value parsers the former ``cli`` module held are re-exported here.
 """
 
@@ -99,13 +101,15 @@ def main(argv: Sequence[str] | None = None, *, clock: Callable[[], datetime] | N
     ``clock`` is handed to the `Scheduler` (tests set the time with it).
     """
     parser = build_parser()
+    tokens = join_negative_times(sys.argv[1:] if argv is None else argv)
     try:
-        args = parser.parse_args(join_negative_times(sys.argv[1:] if argv is None else argv))
+        args = parser.parse_args(tokens)
     except SystemExit as exc:  # argparse printed its own message
         return exc.code if isinstance(exc.code, int) else 2
     with _logging(getattr(args, "verbose", 0)):
         try:
             resolve(args, clock)
+            args.argv = tokens  # run --shards N starts its workers with them
             with _aws_errors(args):
                 status: int = args.func(args, sys.stdout)
                 return status

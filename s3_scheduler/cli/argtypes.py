@@ -3,7 +3,7 @@
 
 Times (`parse_when`), durations (`parse_duration`, `parse_max_lateness`), targets
 (`parse_target`), ``--content-type``, ``--metadata``, ``--limit``, ``--max-workers``,
-``--region`` and ``--endpoint-url``. The forms an option shares with an environment
+``--shards``, ``--shard``, ``--region`` and ``--endpoint-url``. The forms an option shares with an environment
 variable are `s3_scheduler.settings`'s, so that both accept the same.
 
 >>> from datetime import datetime, timezone
@@ -23,6 +23,7 @@ from datetime import datetime, timedelta, timezone, tzinfo
 
 from dateutil.parser import isoparse
 
+from ..keys import MAX_SHARDS
 from ..settings import (
     DEFAULT_MAX_WORKERS,
     MAX_WORKERS_LIMIT,
@@ -219,6 +220,33 @@ def parse_max_workers(text: str) -> int:
         msg = f"--max-workers {text!r} must be a whole number from 1 to {MAX_WORKERS_LIMIT}, e.g. {DEFAULT_MAX_WORKERS}"
         raise UsageError(msg)
     return workers
+
+
+def parse_shards(text: str) -> int:
+    """Return ``--shards``: a whole number from 1 to `s3_scheduler.keys.MAX_SHARDS` (as ``S3_SCHEDULER_SHARDS``)."""
+    try:
+        shards = whole_number(text)
+    except ValueError:
+        shards = 0
+    if not 1 <= shards <= MAX_SHARDS:
+        msg = f"--shards {text!r} must be a whole number from 1 to {MAX_SHARDS} (1: no shards), e.g. 4"
+        raise UsageError(msg)
+    return shards
+
+
+def parse_shard(text: str, shards: int, option: str = "--shard") -> int:
+    """Return ``--shard``: a shard's number, a whole number from 0 to ``shards`` - 1."""
+    try:
+        shard = whole_number(text)
+    except ValueError:
+        shard = shards
+    if not 0 <= shard < shards:
+        msg = (
+            f"{option} {text!r} must be a whole number from 0 to {shards - 1} with {shards} shard(s)"
+            " (--shards or S3_SCHEDULER_SHARDS), e.g. 0"
+        )
+        raise UsageError(msg)
+    return shard
 
 
 def parse_limit(text: str) -> int:

@@ -1,6 +1,6 @@
 """The options several commands share, each defined once: the global options (``--bucket``,
 ``--prefix``, ``--endpoint-url``, ``--region``, ``--max-workers``, ``--max-lateness``,
-``--no-legacy-offsets``, ``--json``, ``-v``), and ``--to``, ``--at`` and ``--metrics``.
+``--no-legacy-offsets``, ``--shards``, ``--json``, ``-v``), and ``--to``, ``--at`` and ``--metrics``.
 
 The global options may come before or after the command: every subparser has them, each
 left out of the namespace when not given (``argparse.SUPPRESS``), so one given before the
@@ -20,8 +20,10 @@ from typing import Callable
 
 from .._s3 import POOL_EXTRA
 from ..exceptions import ConfigurationError
+from ..keys import MAX_SHARDS
 from ..scheduler import Scheduler
 from ..settings import DEFAULT_MAX_WORKERS, DEFAULT_PREFIX, MAX_WORKERS_LIMIT, Environment
+from ..shards import SHARDS_AT_ONCE
 from .argtypes import (
     WHEN_FORMS,
     check_bucket,
@@ -30,6 +32,7 @@ from .argtypes import (
     check_text,
     parse_max_lateness,
     parse_max_workers,
+    parse_shards,
 )
 from .errors import UsageError
 
@@ -87,6 +90,14 @@ def add_global_options(common: argparse.ArgumentParser) -> None:
         default=argparse.SUPPRESS,
         help="list only up to each window's end, not 14 h past it; safe once check finds no offset keys,"
         " e.g. --no-legacy-offsets (env S3_SCHEDULER_LEGACY_OFFSETS=0)",
+    )
+    options.add_argument(
+        "--shards",
+        default=argparse.SUPPRESS,
+        metavar="N",
+        help=f"spread the events over N prefixes, {{prefix}}/0/ to {{prefix}}/N-1/, 1 to {MAX_SHARDS}, e.g. 4;"
+        " with N > 1, list, check, cancel, reschedule and handle cover every shard found, whatever its number,"
+        " and run starts one worker process per shard (env S3_SCHEDULER_SHARDS; default 1: no shards)",
     )
     options.add_argument(
         "--json",
@@ -156,6 +167,8 @@ def _fill_in(args: argparse.Namespace, environment: Environment) -> None:
     args.max_workers = environment.max_workers() if workers is None else parse_max_workers(workers)
     lateness = getattr(args, "max_lateness", None)
     args.max_lateness = environment.max_lateness() if lateness is None else parse_max_lateness(lateness)
+    shards = getattr(args, "shards", None)
+    args.shards = environment.shards() if shards is None else parse_shards(shards)
 
 
 @contextmanager
@@ -167,12 +180,16 @@ def _variables_as_usage_errors() -> Iterator[None]:
         raise UsageError(str(exc)) from None
 
 
-def scheduler_for(args: argparse.Namespace) -> Scheduler:
+def scheduler_for(args: argparse.Namespace, *, path: str | None = None, shards: int | None = None) -> Scheduler:
     """Return the scheduler the (resolved) global options name; nothing is sent to S3 yet.
 
     Its bucket is ``--bucket``, else ``S3_SCHEDULER_BUCKET`` (``args.bucket`` is set to it), either
-    checked; its client holds ``--max-workers`` connections and `s3_scheduler._s3.POOL_EXTRA` more.
+    checked; its path is ``path``, else ``--prefix``; its shards ``shards``, else ``--shards``. Its
+    client holds ``--max-workers`` connections and `s3_scheduler._s3.POOL_EXTRA` more, or with
+    shards `POOL_EXTRA` more for each shard it may deliver at once (`s3_scheduler.shards.SHARDS_AT_ONCE`),
+    as a `Scheduler` making its own client does.
     """
+    count = args.shards if shards is None else shards
     if args.bucket:
         check_bucket(args.bucket)
     else:
@@ -185,17 +202,19 @@ def scheduler_for(args: argparse.Namespace) -> Scheduler:
     from botocore.config import Config
 
     session = boto3.session.Session(region_name=args.region)
-    pool = args.max_workers + POOL_EXTRA  # the copies, and the listing, the batch delete and the lease beside them
+    # the copies, and beside them the listing, the batch delete and the lease of each shard delivered at once
+    pool = args.max_workers + POOL_EXTRA * (SHARDS_AT_ONCE if count > 1 else 1)
     client = session.client("s3", endpoint_url=args.endpoint_url, config=Config(max_pool_connections=pool))
     try:
         return Scheduler(
             args.bucket,
-            args.prefix,
+            args.prefix if path is None else path,
             s3_client=client,
             max_workers=args.max_workers,
             legacy_offsets=args.legacy_offsets,
             max_lateness=args.max_lateness,
             clock=args.clock,
+            shards=count,
         )
     except ValueError as exc:  # each option is checked above: this is the last line of defence
         raise UsageError(str(exc)) from None

@@ -1,5 +1,6 @@
 """Picking pending events by target (``--to``) and second (``--at``), for ``list``, ``cancel``
-and ``reschedule``, and checking a ``KEY`` typed in their place."""
+and ``reschedule``, and checking a ``KEY`` typed in their place (with shards, a key of any
+shard, or of the unsharded prefix)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from datetime import datetime
 from typing import TextIO
 
 from ..exceptions import InvalidKeyError
-from ..keys import decode_key
+from ..keys import decode_key, event_prefix, listing_prefix, shard_of, shard_path, shard_root
 from ..report import ScheduledEvent
 from ..scheduler import Scheduler
 from .argtypes import parse_target, parse_when
@@ -73,10 +74,28 @@ def one(scheduler: Scheduler, args: argparse.Namespace, select: Selection, verb:
     raise Failure(msg)
 
 
-def check_key(scheduler: Scheduler, key: str) -> None:
-    """Refuse, as a `UsageError`, a ``KEY`` that is not the name of an event of ``scheduler``."""
+def check_key(scheduler: Scheduler, key: str, path: str) -> None:
+    """Refuse, as a `UsageError`, a ``KEY`` that is not the name of an event of ``scheduler``
+    (at ``path``: with shards, of one of its shards or of its unsharded prefix)."""
     try:
-        decode_key(key, scheduler.prefix)
+        decode_key(key, prefix_of(scheduler, path, key))
     except InvalidKeyError as exc:
-        msg = f"{key!r} is not an event of {scheduler.prefix!r}: {exc}"
+        where = repr(scheduler.prefix)
+        if scheduler.shards > 1:
+            where += f" or {shard_root(path)}{{shard}}/|"
+        msg = f"{key!r} is not an event of {where}: {exc}"
         raise UsageError(msg) from None
+
+
+def prefix_of(scheduler: Scheduler, path: str, key: str) -> str:
+    """Return the prefix the event ``key`` of ``scheduler`` (at ``path``) lies under: the
+    scheduler's, or with shards its shard's or the unsharded one (`InvalidKeyError` when none)."""
+    return scheduler.prefix if scheduler.shards == 1 else event_prefix(key, path)
+
+
+def prefix_for(scheduler: Scheduler, path: str, bucket: str, target: str) -> str:
+    """Return the prefix ``scheduler`` (at ``path``) writes the events of the target (``bucket``,
+    ``target``) under: its own, or with shards that of the shard the target hashes to."""
+    if scheduler.shards == 1:
+        return scheduler.prefix
+    return listing_prefix(shard_path(path, shard_of(bucket, target, scheduler.shards)))

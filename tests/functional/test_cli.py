@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import json
 import logging
 import os
 import shlex
 import signal
+import subprocess
 import sys
+import threading
 import types
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import boto3
 import pytest
@@ -24,10 +27,12 @@ from moto import mock_aws
 
 from s3_scheduler import ConfigurationError, Scheduler, cli
 from s3_scheduler.aws_lambda import read_settings
-from s3_scheduler.cli import commands, options
+from s3_scheduler.cli import commands, options, workers
 from s3_scheduler.cli.commands import run as run_command
 from s3_scheduler.demo import EVENTS, run_demo
+from s3_scheduler.keys import shard_of
 from s3_scheduler.runner import run_until_stopped
+from s3_scheduler.shards import SHARDS_AT_ONCE
 
 from ..conftest import T0, ClientSpy, Clock
 
@@ -43,6 +48,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         "S3_SCHEDULER_MAX_WORKERS",
         "S3_SCHEDULER_LEGACY_OFFSETS",
         "S3_SCHEDULER_MAX_LATENESS",
+        "S3_SCHEDULER_SHARDS",
     ):
         monkeypatch.delenv(name, raising=False)
     with mock_aws():
@@ -538,6 +544,17 @@ def test_the_client_pool_fits_max_workers(
     assert client_spy.pools == [32 + 3, 7 + 3, 5 + 3]  # the copies, and the listing, the batch delete and the lease
 
 
+def test_the_client_pool_fits_the_shards_run_at_once(
+    aws: Any, capsys: pytest.CaptureFixture[str], client_spy: ClientSpy
+) -> None:
+    """With --shards N > 1 the client holds 3 more connections for each shard a run delivers at once (up to 32), as
+    the client a sharded Scheduler makes itself does."""
+    run(capsys, "list", "--shards", "2", "--max-workers", "7")
+    run(capsys, "list", "--shards", "1", "--max-workers", "7")
+
+    assert client_spy.pools == [7 + 3 * SHARDS_AT_ONCE, 7 + 3]
+
+
 def test_max_workers_and_legacy_offsets_reach_the_scheduler(
     aws: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -558,6 +575,7 @@ def test_max_workers_and_legacy_offsets_reach_the_scheduler(
     run(capsys, "list")
 
     assert [(m["max_workers"], m["legacy_offsets"]) for m in made] == [(32, True), (7, False), (5, False)]
+    assert [m["shards"] for m in made] == [1, 1, 1]
 
 
 OFFSET_KEY = "jobs/|2026-11-27%2012%3A30%3A00%2B14%3A00|target|off"  # as 0.0.3 wrote it: due 2026-11-26 22:30 UTC
@@ -586,15 +604,20 @@ def test_no_legacy_offsets_lists_only_up_to_the_window(
 
 
 def test_check_prints_each_problem_and_fails(aws: Any, capsys: pytest.CaptureFixture[str], clock: Clock) -> None:
-    """check prints each name that is not an event or read late, with its reason, and that offset keys need legacy."""
+    """check prints each name that is not an event or read late, with its reason, and that offset keys need legacy;
+    it exits 1 with one line on stderr counting them."""
     scheduler(aws, clock).schedule(T0, "target", "ok", "x")
     for key in ("jobs/|not-a-time|target|x", OFFSET_KEY, T_KEY):
         aws.put_object(Bucket="sched", Key=key, Body=b"x")
 
-    status, out, _ = run(capsys, "check", clock=clock)
+    status, out, err = run(capsys, "check", clock=clock)
     strict = run(capsys, "--no-legacy-offsets", "--json", "check", clock=clock)
 
     assert status == 1
+    assert err == (
+        "s3-scheduler: check found 1 name(s) to look at, listed on stdout: events=3 not_events=1 late=0 offset_keys=1\n"
+    )
+    assert strict[2].count("\n") == 1
     lines = out.splitlines()
     assert lines[0].startswith("not an event: 'jobs/|not-a-time|target|x': 'not-a-time' is not a time")
     assert lines[-2] == "events=3 not_events=1 late=0 offset_keys=1"  # the T-form name is read in time either way
@@ -762,6 +785,11 @@ SCHEDULE_K = ["schedule", "--at", "+1h", "--to", "s3://target/k", "--content", "
         ),
         (["--region", "", "list"], 2, "--region '' is not a region: use a name such as eu-west-3"),
         (["cancel", "other/|x"], 2, "'other/|x' is not an event of 'jobs/|'"),
+        (
+            ["cancel", "--shards", "3", "jobs/x/|t|b|k"],
+            2,
+            "'jobs/x/|t|b|k' is not an event of 'jobs/|' or jobs/{shard}/|",
+        ),
         (["cancel"], 2, "cancel needs the KEY of each event, or --to"),
         (["cancel", "--at", "+1h"], 2, "--at selects among the events of a target: pass --to"),
         (["cancel", "--to", "s3://target/k"], 1, "no pending event goes to s3://target/k"),
@@ -1474,3 +1502,444 @@ def test_demo_without_the_local_extra_says_how_to_install_it(monkeypatch: pytest
 
     assert run_demo(out) == 1
     assert 'pip install -e ".[local]"' in out.getvalue()
+
+
+# shards: --shards N for every command, handle --shard K, run --shard K -------------------------------------------
+
+
+def by_shard(count: int, name: str = "k") -> dict[int, str]:
+    """A target key of bucket 'target' for each shard of ``count``: the first of k0, k1, ... that hashes there."""
+    found: dict[int, str] = {}
+    number = 0
+    while len(found) < count:
+        found.setdefault(shard_of("target", f"{name}{number}", count), f"{name}{number}")
+        number += 1
+    return found
+
+
+def sharded(client: Any, clock: Clock, shards: int) -> Scheduler:
+    return Scheduler("sched", "jobs", s3_client=client, clock=clock, shards=shards)
+
+
+def test_shards_come_from_the_option_or_the_variable(
+    aws: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--shards N, else S3_SCHEDULER_SHARDS, else 1, is the Scheduler's shards; a variable the option overrides is
+    not read."""
+    made: list[dict[str, Any]] = []
+
+    class Recording(Scheduler):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            made.append(kwargs)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(options, "Scheduler", Recording)
+
+    run(capsys, "list")
+    run(capsys, "--shards", "4", "list")
+    run(capsys, "list", "--shards", "1000")
+    monkeypatch.setenv("S3_SCHEDULER_SHARDS", "3")
+    run(capsys, "list")
+    monkeypatch.setenv("S3_SCHEDULER_SHARDS", "many")
+    status, _, err = run(capsys, "list", "--shards", "2")
+
+    assert (status, err) == (0, "")
+    assert [m["shards"] for m in made] == [1, 4, 1000, 3, 2]
+
+
+SHARDS_RULE = "must be a whole number from 1 to 1000 (1: no shards), e.g. 4"
+
+
+def shard_rule(text: str, shards: int) -> str:
+    return (
+        f"--shard {text!r} must be a whole number from 0 to {shards - 1} with {shards} shard(s)"
+        " (--shards or S3_SCHEDULER_SHARDS), e.g. 0"
+    )
+
+
+@pytest.mark.parametrize(
+    ("argv", "variable", "message"),
+    [
+        (["--shards", "0", "list"], None, f"--shards '0' {SHARDS_RULE}"),
+        (["list", "--shards", "1001"], None, f"--shards '1001' {SHARDS_RULE}"),
+        (["schedule", "--shards", "four", *SCHEDULE_K[1:]], None, f"--shards 'four' {SHARDS_RULE}"),
+        (["check", "--shards", "1e3"], None, f"--shards '1e3' {SHARDS_RULE}"),
+        (["run", "--shards", "-2"], None, f"--shards '-2' {SHARDS_RULE}"),
+        (["list"], "0", "S3_SCHEDULER_SHARDS='0' is not a whole number of 1 or more, such as 1"),
+        (["handle"], "1001", "S3_SCHEDULER_SHARDS='1001' is over 1000: use a whole number from 1 to 1000, such as 1"),
+        (["handle", "--shards", "4", "--shard", "4"], None, shard_rule("4", 4)),
+        (["handle", "--shard", "-1"], "4", shard_rule("-1", 4)),
+        (["handle", "--shard", "x"], "4", shard_rule("x", 4)),
+        (["handle", "--shard", "1"], None, shard_rule("1", 1)),
+        (["run", "--shards", "3", "--shard", "3"], None, shard_rule("3", 3)),
+    ],
+)
+def test_a_bad_shards_or_shard_is_one_line_before_any_request(
+    aws: Any,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    argv: list[str],
+    variable: str | None,
+    message: str,
+) -> None:
+    """--shards out of 1 to 1,000 (or S3_SCHEDULER_SHARDS), and --shard out of 0 to N-1, are usage errors in one line
+    naming the range, before any S3 client is made."""
+    if variable is not None:
+        monkeypatch.setenv("S3_SCHEDULER_SHARDS", variable)
+    made: list[bool] = []
+    monkeypatch.setattr(boto3.session.Session, "client", lambda *a, **k: made.append(True))
+
+    status, out, err = run(capsys, *argv)
+
+    assert (status, out, made) == (2, "", [])
+    assert err.startswith(f"s3-scheduler: {message}")
+    assert err.count("\n") == 1
+
+
+def test_schedule_with_shards_writes_under_the_targets_shard(
+    aws: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """schedule --shards 4 (or S3_SCHEDULER_SHARDS=4) writes each event under jobs/{s}/|, s the shard its target
+    hashes to; --shards 1 writes under jobs/|, as 0.0.3 does."""
+    targets = by_shard(4)
+    written = {
+        shard: run(capsys, "schedule", "--shards", "4", "--at", "2030-01-07T14:05", "--to", f"s3://target/{key}",
+                   "--content", "x")[1].strip()
+        for shard, key in targets.items()
+    }  # fmt: skip
+    monkeypatch.setenv("S3_SCHEDULER_SHARDS", "4")
+    from_env = run(
+        capsys, "schedule", "--at", "2030-01-07T14:06", "--to", f"s3://target/{targets[2]}", "--content", "x"
+    )
+    unsharded = run(capsys, "schedule", "--shards", "1", "--at", "2030-01-07T14:05", "--to", "s3://target/u",
+                    "--content", "x")  # fmt: skip
+
+    assert written == {
+        shard: f"jobs/{shard}/|2030-01-07%2014%3A05%3A00%2B00%3A00|target|{key}" for shard, key in targets.items()
+    }
+    assert from_env[1].strip() == f"jobs/2/|2030-01-07%2014%3A06%3A00%2B00%3A00|target|{targets[2]}"
+    assert unsharded[1].strip() == "jobs/|2030-01-07%2014%3A05%3A00%2B00%3A00|target|u"
+    assert sorted(keys(aws, "sched")) == sorted([*written.values(), from_env[1].strip(), unsharded[1].strip()])
+
+
+def test_list_with_shards_merges_every_shard_in_time_order(
+    aws: Any, capsys: pytest.CaptureFixture[str], clock: Clock
+) -> None:
+    """list --shards 4 lists the events of every shard, of the unsharded prefix and of a shard numbered 4 or more,
+    merged in time order; without --shards it lists the unsharded prefix alone (it never looks for shards)."""
+    targets = by_shard(4)
+    hour = timedelta(hours=1)
+    written = [
+        sharded(aws, clock, 4).schedule(T0 + 5 * hour, "target", targets[0], "x"),
+        Scheduler("sched", "jobs", s3_client=aws).schedule(T0 + 2 * hour, "target", "unsharded", "x"),
+        sharded(aws, clock, 4).schedule(T0 + 3 * hour, "target", targets[3], "x"),
+        sharded(aws, clock, 8).schedule(T0 + 4 * hour, "target", by_shard(8, "beyond")[6], "x"),
+        sharded(aws, clock, 4).schedule(T0 + hour, "target", targets[1], "x"),
+    ]
+
+    status, out, err = run(capsys, "--json", "list", "--shards", "4", clock=clock)
+    _, table, _ = run(capsys, "list", "--shards", "4", "--until", "+3h", clock=clock)
+    alone = run(capsys, "--json", "list", clock=clock)
+
+    assert (status, err) == (0, "")
+    listed = [json.loads(line) for line in out.splitlines()]
+    assert [item["key"] for item in listed] == [written[4], written[1], written[2], written[3], written[0]]
+    assert [item["due_in"] for item in listed] == [3600.0, 7200.0, 10800.0, 14400.0, 18000.0]
+    assert [shlex.split(row)[-1] for row in table.splitlines()[1:]] == [written[4], written[1], written[2]]
+    assert [json.loads(line)["key"] for line in alone[1].splitlines()] == [written[1]]
+
+
+def test_check_with_shards_prints_the_unsharded_and_outside_events(
+    aws: Any, capsys: pytest.CaptureFixture[str], clock: Clock
+) -> None:
+    """check --shards 4 prints each event under the unsharded prefix and each in a shard numbered 4 or more, one line
+    each, counts them in the summary and exits 1 with one line on stderr; --json carries them as "unsharded" and
+    "outside_shards"."""
+    inside = sharded(aws, clock, 4).schedule(T0 + timedelta(hours=1), "target", by_shard(4)[2], "x")
+    clean = run(capsys, "--json", "check", "--shards", "4", clock=clock)
+    unsharded = Scheduler("sched", "jobs", s3_client=aws).schedule(T0, "target", "u", "x")
+    outside = sharded(aws, clock, 8).schedule(T0, "target", by_shard(8, "beyond")[5], "x")
+
+    status, out, err = run(capsys, "check", "--shards", "4", clock=clock)
+    as_json = run(capsys, "--json", "check", "--shards", "4", clock=clock)
+
+    assert clean[0] == 0
+    assert json.loads(clean[1])["unsharded"] == json.loads(clean[1])["outside_shards"] == []
+    assert status == 1
+    assert err == (
+        "s3-scheduler: check found 2 name(s) to look at, listed on stdout:"
+        " events=3 not_events=0 late=0 offset_keys=0 unsharded=1 outside_shards=1\n"
+    )
+    assert out.splitlines()[:3] == [
+        f"unsharded: {shlex.quote(unsharded)}: written without shards; run, handle and list still cover it",
+        f"outside the shards: {shlex.quote(outside)}: in a shard numbered 4 or more; run, handle and list still"
+        " cover it",
+        "events=3 not_events=0 late=0 offset_keys=0 unsharded=1 outside_shards=1",
+    ]
+    report = json.loads(as_json[1])
+    assert as_json[0] == 1
+    assert (report["unsharded"], report["outside_shards"], report["events"]) == ([unsharded], [outside], 3)
+    assert inside not in report["unsharded"] + report["outside_shards"]
+    assert report["ok"] is False
+
+
+def test_handle_shard_delivers_that_shard_alone(aws: Any, capsys: pytest.CaptureFixture[str], clock: Clock) -> None:
+    """handle --shards 4 --shard 2 delivers shard 2's due events and nothing else; handle --shards 4 then delivers
+    every other shard and the unsharded prefix, and its --json report says what each shard did."""
+    targets = by_shard(4)
+    past = T0 - timedelta(minutes=1)
+    for key in targets.values():
+        sharded(aws, clock, 4).schedule(past, "target", key, key)
+    Scheduler("sched", "jobs", s3_client=aws).schedule(past, "target", "unsharded", "u")
+
+    one = run(capsys, "handle", "--shards", "4", "--shard", "2", clock=clock)
+    delivered_first = keys(aws, "target")
+    rest = run(capsys, "--json", "handle", "--shards", "4", clock=clock)
+
+    assert one[0] == 0
+    assert one[1].startswith("delivered=1 failed=0")
+    assert delivered_first == [targets[2]]
+    assert rest[0] == 0
+    report = json.loads(rest[1])
+    assert len(report["delivered"]) == 4
+    assert sorted(keys(aws, "target")) == sorted([*targets.values(), "unsharded"])
+    assert keys(aws, "sched") == []
+
+
+def test_cancel_and_reschedule_with_shards(aws: Any, capsys: pytest.CaptureFixture[str], clock: Clock) -> None:
+    """reschedule --shards 4 --to moves an event within its target's shard; cancel --shards 4 --to finds it there
+    (without --shards, the selection looks under jobs/| alone and finds nothing)."""
+    key = by_shard(4)[3]
+    sharded(aws, clock, 4).schedule(T0 + timedelta(hours=1), "target", key, "x")
+
+    moved = run(capsys, "reschedule", "--shards", "4", "--to", f"s3://target/{key}", "--at", "+2h", clock=clock)
+    unseen = run(capsys, "cancel", "--to", f"s3://target/{key}", clock=clock)
+    cancelled = run(capsys, "cancel", "--shards", "4", "--to", f"s3://target/{key}", clock=clock)
+
+    assert moved[0] == 0
+    assert moved[1].strip() == f"jobs/3/|2026-11-27%2014%3A00%3A00%2B00%3A00|target|{key}"
+    assert unseen[0] == 1
+    assert "no pending event goes to" in unseen[2]
+    assert cancelled[0] == 0
+    assert keys(aws, "sched") == []
+
+
+@pytest.fixture
+def one_window(monkeypatch: pytest.MonkeyPatch) -> None:
+    """run makes one window, then stops (its wait says a stop was asked)."""
+    monkeypatch.setattr(run_command, "run_until_stopped", functools.partial(run_until_stopped, wait=lambda _: True))
+
+
+def test_run_shard_delivers_its_shard_and_shard_0_the_strays(
+    aws: Any, capsys: pytest.CaptureFixture[str], clock: Clock, one_window: None
+) -> None:
+    """run --shards 3 --shard 1 delivers shard 1 alone; --shard 0 delivers shard 0, the unsharded prefix and a shard
+    numbered 3 or more, never shard 1 or 2."""
+    targets = by_shard(3)
+    past = T0 - timedelta(seconds=1)
+    for key in targets.values():
+        sharded(aws, clock, 3).schedule(past, "target", key, key)
+    Scheduler("sched", "jobs", s3_client=aws).schedule(past, "target", "unsharded", "u")
+    beyond = by_shard(8, "beyond")[7]
+    sharded(aws, clock, 8).schedule(past, "target", beyond, "b")
+
+    first = run(capsys, "run", "--shards", "3", "--shard", "1", clock=clock)
+    after_one = keys(aws, "target")
+    zero = run(capsys, "run", "--shards", "3", "--shard", "0", clock=clock)
+
+    assert first[0] == 0
+    assert [line.split()[1] for line in first[1].splitlines()] == [f"s3://target/{targets[1]}"]
+    assert after_one == [targets[1]]
+    assert zero[0] == 0
+    assert sorted(line.split()[1] for line in zero[1].splitlines()) == sorted(
+        f"s3://target/{key}" for key in (targets[0], "unsharded", beyond)
+    )
+    assert [key for key in keys(aws, "sched") if "|" in key] == [
+        f"jobs/2/|2026-11-27%2011%3A59%3A59%2B00%3A00|target|{targets[2]}"
+    ]
+
+
+class FakeWorker:
+    """A worker process for `workers.Supervisor`: ends when told (``end``), on SIGTERM unless ``stubborn``."""
+
+    def __init__(self, pid: int, *, stubborn: bool = False) -> None:
+        self.pid = pid
+        self.status: int | None = None
+        self.stubborn = stubborn
+        self.signals: list[int] = []
+
+    def poll(self) -> int | None:
+        return self.status
+
+    def wait(self, timeout: float | None = None) -> int:
+        if self.status is None:
+            raise subprocess.TimeoutExpired("worker", timeout or 0)
+        return self.status
+
+    def send_signal(self, sig: int) -> None:
+        self.signals.append(sig)
+        if not self.stubborn:
+            self.status = 0
+
+    def kill(self) -> None:
+        self.signals.append(signal.SIGKILL)
+        self.status = -signal.SIGKILL
+
+    def end(self, status: int) -> None:
+        self.status = status
+
+
+class Fleet:
+    """Starts `FakeWorker` s for a `workers.Supervisor` on a fake clock, and runs a script at given times."""
+
+    def __init__(self, stop: threading.Event, script: dict[float, Callable[[Fleet], None]]) -> None:
+        self.now = 0.0
+        self.stop = stop
+        self.script = dict(script)
+        self.started: list[tuple[float, int, FakeWorker]] = []  # (when, shard, worker)
+
+    def start(self, shard: int) -> FakeWorker:
+        worker = FakeWorker(1000 + len(self.started))
+        self.started.append((self.now, shard, worker))
+        return worker
+
+    def latest(self, shard: int) -> FakeWorker:
+        return [worker for _, number, worker in self.started if number == shard][-1]
+
+    def wait(self, seconds: float) -> bool:
+        self.now = round(self.now + seconds, 6)
+        for when in sorted(self.script):
+            if when <= self.now:
+                self.script.pop(when)(self)
+        if self.now > 1000:
+            pytest.fail("the supervisor never stopped")
+        return self.stop.is_set()
+
+    def supervisor(self, count: int, **options: Any) -> workers.Supervisor:
+        return workers.Supervisor(count, self.start, self.stop, monotonic=lambda: self.now, wait=self.wait, **options)
+
+
+def test_a_worker_that_ends_is_started_again_after_the_pause(caplog: pytest.LogCaptureFixture) -> None:
+    """A worker killed (or exiting) is started again once the pause is over, not before, with one WARNING naming its
+    shard and how it ended; on stop every worker gets SIGTERM and the supervisor returns None."""
+    stop = threading.Event()
+    fleet = Fleet(stop, {0.5: lambda f: f.latest(1).end(-signal.SIGKILL), 5.0: lambda f: f.latest(2).end(1),
+                         20.0: lambda f: stop.set()})  # fmt: skip
+    caplog.set_level(logging.INFO, logger="s3_scheduler")
+
+    failure = fleet.supervisor(3, pause=1.0).run()
+
+    assert failure is None
+    assert [(when, shard) for when, shard, _ in fleet.started] == [(0, 0), (0, 1), (0, 2), (1.5, 1), (6.0, 2)]
+    assert all(worker.signals == [signal.SIGTERM] for worker in (fleet.latest(0), fleet.latest(1), fleet.latest(2)))
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [
+        "Run: the worker of shard 1 (pid 1001) ended (killed by SIGKILL); starting it again in 1 s",
+        "Run: the worker of shard 2 (pid 1002) ended (exit status 1); starting it again in 1 s",
+    ]
+    started = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert started[-1] == "Run: started the worker of shard 2 (pid 1004)"
+
+
+def test_a_worker_that_keeps_dying_stops_every_worker() -> None:
+    """A worker ending 3 times within 60 s makes the supervisor stop the others (SIGTERM) and return one line
+    naming the shard, the count and the last end; no fourth start."""
+    stop = threading.Event()
+    kill = lambda f: f.latest(2).end(-signal.SIGKILL)  # noqa: E731
+    fleet = Fleet(stop, {1.0: kill, 10.0: kill, 50.0: kill, 100.0: lambda f: stop.set()})
+
+    failure = fleet.supervisor(3).run()
+
+    assert failure == (
+        "the worker of shard 2 ended 3 times within 60 s (last: pid 1004, killed by SIGKILL): every worker stopped"
+    )
+    assert [shard for _, shard, _ in fleet.started] == [0, 1, 2, 2, 2]
+    assert fleet.latest(0).signals == fleet.latest(1).signals == [signal.SIGTERM]
+    assert fleet.latest(2).signals == []
+
+
+def test_ends_further_apart_than_the_window_are_restarts_only() -> None:
+    """A worker ending 4 times, never 3 within 60 s, is started again each time: the command goes on."""
+    stop = threading.Event()
+    kill = lambda f: f.latest(0).end(1)  # noqa: E731
+    fleet = Fleet(stop, {1.0: kill, 40.0: kill, 70.0: kill, 102.0: kill, 150.0: lambda f: stop.set()})
+
+    failure = fleet.supervisor(2).run()
+
+    assert failure is None
+    assert [shard for _, shard, _ in fleet.started] == [0, 1, 0, 0, 0, 0]
+
+
+def test_a_worker_that_ignores_sigterm_is_killed_after_the_grace(caplog: pytest.LogCaptureFixture) -> None:
+    """On stop, a worker still running after its grace is killed (SIGKILL) and waited for, with a WARNING."""
+    stop = threading.Event()
+    fleet = Fleet(stop, {1.0: lambda f: stop.set()})
+
+    def start(shard: int) -> FakeWorker:
+        worker = FakeWorker(2000 + shard, stubborn=shard == 1)
+        fleet.started.append((fleet.now, shard, worker))
+        return worker
+
+    fleet.start = start  # type: ignore[method-assign]
+
+    failure = fleet.supervisor(2, grace=5.0).run()
+
+    assert failure is None
+    assert fleet.latest(0).signals == [signal.SIGTERM]
+    assert fleet.latest(1).signals == [signal.SIGTERM, signal.SIGKILL]
+    assert "Run: the worker of shard 1 (pid 2001) did not stop within 5 s: killed" in caplog.text
+
+
+def test_run_with_shards_starts_a_worker_per_shard_and_stops_them_on_sigterm(
+    aws: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """run --shards 3 starts three workers, each the same command line with --shard K, and on SIGTERM stops them
+    and exits 0, the signal handlers restored."""
+    started: list[tuple[list[str], int]] = []
+    made: list[FakeWorker] = []
+
+    def start(argv: list[str], shard: int) -> FakeWorker:
+        started.append((list(argv), shard))
+        made.append(FakeWorker(3000 + shard))
+        if shard == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return made[-1]
+
+    monkeypatch.setattr(run_command, "start_worker", start)
+    previous = signal.getsignal(signal.SIGTERM)
+
+    status, out, err = run(capsys, "--shards", "3", "run", "--interval", "2s")
+
+    assert (status, out, err) == (0, "", "")
+    assert started == [(["--shards", "3", "run", "--interval", "2s"], shard) for shard in range(3)]
+    assert [worker.signals for worker in made] == [[signal.SIGTERM]] * 3
+    assert signal.getsignal(signal.SIGTERM) is previous
+    assert workers.worker_command(["run", "--shards", "3"], 2)[1:] == ["-m", "s3_scheduler", "run", "--shards", "3",
+                                                                      "--shard", "2"]  # fmt: skip
+
+
+def test_run_with_shards_and_no_bucket_fails_before_any_worker(
+    aws: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """run --shards 3 against a bucket that does not exist exits 1 in one line, as run does, and starts no worker."""
+    started: list[int] = []
+    monkeypatch.setattr(run_command, "start_worker", lambda argv, shard: started.append(shard))
+
+    status, out, err = run(capsys, "--bucket", "no-such-bucket", "run", "--shards", "3")
+
+    assert (status, out, started) == (1, "", [])
+    assert (
+        err == "s3-scheduler: no such bucket 'no-such-bucket': check --bucket (or S3_SCHEDULER_BUCKET) and --region\n"
+    )
+
+
+def test_a_worker_stops_when_its_supervisor_is_gone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker whose supervisor's pid is not its parent's stops at once; a process that is no worker never does."""
+    stop, alone = threading.Event(), threading.Event()
+    monkeypatch.setenv(workers.SUPERVISOR_VARIABLE, str(os.getppid() + 1))
+    workers.watch_parent(stop)
+    monkeypatch.delenv(workers.SUPERVISOR_VARIABLE)
+    workers.watch_parent(alone)
+
+    assert stop.is_set()
+    assert not alone.is_set()

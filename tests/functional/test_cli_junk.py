@@ -35,6 +35,7 @@ from moto import mock_aws
 
 from s3_scheduler import ConfigurationError, Scheduler, cli, runner
 from s3_scheduler.aws_lambda import read_settings
+from s3_scheduler.cli import workers
 from s3_scheduler.cli.commands import run as run_command
 from s3_scheduler.exceptions import S3SchedulerError
 from s3_scheduler.settings import MAX_WORKERS_LIMIT
@@ -72,7 +73,7 @@ ANY_CHAR = st.characters(codec=None, exclude_categories=())  # surrogates and co
 JUNK = st.lists(st.one_of(st.sampled_from(FRAGMENTS), ANY_CHAR), max_size=3).map("".join)
 """A junk string: a near-miss, a troublemaker, any character, or a few of them joined."""
 
-GLOBAL_OPTIONS = ["--bucket", "--prefix", "--endpoint-url", "--region", "--max-workers", "--max-lateness"]
+GLOBAL_OPTIONS = ["--bucket", "--prefix", "--endpoint-url", "--region", "--max-workers", "--max-lateness", "--shards"]
 GLOBAL_FLAGS = ["--no-legacy-offsets", "--json", "-v"]
 EVENT_KEY = "jobs/|2026-11-27%2013%3A00%3A00%2B00%3A00|target|k"
 FROM_PATH = "events.jsonl"
@@ -95,6 +96,8 @@ OPTION_VALUES = {
     "--region": ["eu-west-3", "", "not a region", "-x", "123"],
     "--max-workers": ["1", "32", "1000", "1001", "0", "1e20"],
     "--max-lateness": ["1h", "60", "59", "10s", "0", "-1h", "99999999999d"],
+    "--shards": ["1", "4", "1000", "1001", "0", "-1", "1e3"],
+    "--shard": ["0", "1", "3", "4", "-1", "x"],
 }
 """Values each option meets in real life, good and bad."""
 
@@ -106,8 +109,8 @@ COMMANDS: dict[str, tuple[dict[str, str], list[str], list[str]]] = {
     "list": ({}, ["--until", "--limit", "--to", "--at"], ["--array"]),
     "cancel": ({"--to": "s3://target/k"}, ["--to", "--at"], []),
     "reschedule": ({"--to": "s3://target/k", "--at": "+2h"}, ["--to", "--at"], []),
-    "handle": ({}, ["--timeout"], ["--metrics"]),
-    "run": ({"--interval": "1s"}, ["--interval"], ["--metrics"]),
+    "handle": ({}, ["--timeout", "--shard"], ["--metrics"]),
+    "run": ({"--interval": "1s"}, ["--interval", "--shard"], ["--metrics"]),
     "check": ({}, [], []),
     "demo": ({}, [], []),  # always given a stray token below: it only ever meets a usage error here
 }  # fmt: skip
@@ -208,11 +211,12 @@ def _local_only(host: Any, *args: Any, **kwargs: Any) -> Any:
 @pytest.fixture
 def junk_cli(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
     """The CLI's environment for the campaigns: the bucket 'sched', clients cached, no retries, no name server,
-    no real waits in run, in a scratch directory."""
+    no real waits in run, no worker process started by run --shards N, in a scratch directory."""
     monkeypatch.setenv("S3_SCHEDULER_BUCKET", "sched")
     for name in ("S3_SCHEDULER_PREFIX", "S3_SCHEDULER_MAX_WORKERS", "S3_SCHEDULER_LEGACY_OFFSETS"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.delenv("S3_SCHEDULER_MAX_LATENESS", raising=False)
+    monkeypatch.delenv("S3_SCHEDULER_SHARDS", raising=False)
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
     monkeypatch.setenv("AWS_RETRY_MODE", "standard")
     monkeypatch.setattr(boto3.session.Session, "client", _cached_client)
@@ -220,7 +224,27 @@ def junk_cli(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
     monkeypatch.setattr(
         run_command, "run_until_stopped", functools.partial(runner.run_until_stopped, wait=lambda _: True)
     )
+    monkeypatch.setattr(run_command, "start_worker", lambda argv, shard: _StoppedWorker())
+    monkeypatch.setattr(run_command, "Supervisor", functools.partial(workers.Supervisor, wait=lambda _: True))
     monkeypatch.chdir(tmp_path)
+
+
+class _StoppedWorker:
+    """A worker process of run --shards N in the campaigns: none is started; it ends at once when stopped."""
+
+    pid = 0
+
+    def poll(self) -> int | None:
+        return 0
+
+    def wait(self, timeout: float | None = None) -> int:
+        return 0
+
+    def send_signal(self, sig: int) -> None:
+        pass
+
+    def kill(self) -> None:
+        pass
 
 
 _LOG_LINE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO) s3_scheduler")

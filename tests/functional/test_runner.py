@@ -1,4 +1,5 @@
-"""The run loop: windows on the scheduler's clock, stops through an event, retries through outages."""
+"""The run loop: windows on the scheduler's clock, stops through an event, retries through outages; one shard's
+loop (ShardRun), the first shard's with the strays."""
 
 from __future__ import annotations
 
@@ -16,10 +17,12 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 from moto import mock_aws
 
 from s3_scheduler import Scheduler
+from s3_scheduler.keys import shard_of
 from s3_scheduler.report import HandleReport, ScheduledEvent
 from s3_scheduler.runner import (
     FIRST_RETRY,
     MAX_RETRY,
+    ShardRun,
     one_line,
     run_until_stopped,
     stop_on_signals,
@@ -309,3 +312,109 @@ def test_wait_for_stop_signal_returns_on_sigterm() -> None:
     assert stop.sent
     assert stop.is_set()
     assert signal.getsignal(signal.SIGTERM) is previous
+
+
+# one shard's loop: ShardRun ----------------------------------------------------------------------------------------
+
+
+def by_shard(count: int, name: str = "k") -> dict[int, str]:
+    """A target key of bucket 'target' for each shard of ``count``: the first of k0, k1, ... that hashes there."""
+    found: dict[int, str] = {}
+    number = 0
+    while len(found) < count:
+        found.setdefault(shard_of("target", f"{name}{number}", count), f"{name}{number}")
+        number += 1
+    return found
+
+
+@pytest.fixture
+def spread(aws: Any, clock: Clock) -> dict[str, str]:
+    """Due events in shards 0, 1 and 2 of 3, under the unsharded prefix and in shard 5 of 8: each target by label."""
+    past = T0 - timedelta(seconds=1)
+    targets = {str(shard): key for shard, key in by_shard(3).items()}
+    for key in targets.values():
+        Scheduler("sched", "jobs", s3_client=aws, clock=clock, shards=3).schedule(past, "target", key, key)
+    targets["unsharded"] = "unsharded"
+    Scheduler("sched", "jobs", s3_client=aws, clock=clock).schedule(past, "target", "unsharded", "u")
+    targets["5"] = by_shard(8, "beyond")[5]
+    Scheduler("sched", "jobs", s3_client=aws, clock=clock, shards=8).schedule(past, "target", targets["5"], "b")
+    return targets
+
+
+def test_a_shard_run_delivers_its_shard_alone(aws: Any, clock: Clock, spread: dict[str, str]) -> None:
+    """ShardRun of shard 1 (no strays) delivers shard 1's events, and neither the other shards nor the strays."""
+    scheduler = Scheduler("sched", "jobs", s3_client=aws, clock=clock, shards=3)
+
+    report = ShardRun(scheduler, "jobs", 1).handle(until=T0)
+
+    assert [event.path for event in report.delivered] == [spread["1"]]
+    assert keys(aws, "target") == [spread["1"]]
+
+
+def test_the_first_shard_run_also_delivers_the_strays(aws: Any, clock: Clock, spread: dict[str, str]) -> None:
+    """ShardRun of shard 0 with strays delivers shard 0, the unsharded prefix and shard 5 (numbered 3 or more),
+    side by side, calling on_delivery one call at a time; the report has each place's; each stray's scheduler is
+    made once, however many windows."""
+    scheduler = Scheduler("sched", "jobs", s3_client=aws, clock=clock, shards=3)
+    made: list[str] = []
+
+    def strays(path: str) -> Scheduler:
+        made.append(path)
+        return Scheduler("sched", path, s3_client=aws, clock=clock)
+
+    calls = threading.Lock()
+    overlapping: list[str] = []
+    delivered: list[str] = []
+
+    def on_delivery(event: ScheduledEvent, lateness: float) -> None:
+        if not calls.acquire(blocking=False):
+            overlapping.append(event.path)
+            return
+        try:
+            delivered.append(event.path)
+        finally:
+            calls.release()
+
+    run = ShardRun(scheduler, "jobs", 0, strays=strays)
+    report = run.handle(until=T0, on_delivery=on_delivery)
+    Scheduler("sched", "jobs", s3_client=aws, clock=clock).schedule(T0, "target", "again", "a")
+    again = run.handle(until=T0)
+
+    assert sorted(delivered) == sorted([spread["0"], "unsharded", spread["5"]])
+    assert overlapping == []
+    assert report.shards is not None
+    assert {label: len(part.delivered) for label, part in report.shards.items()} == {"0": 1, "unsharded": 1, "5": 1}
+    assert len(report.delivered) == 3
+    assert [event.path for event in again.delivered] == ["again"]
+    assert sorted(made) == ["jobs", "jobs/5"]
+    assert sorted(keys(aws, "target")) == sorted([spread["0"], "unsharded", spread["5"], "again"])
+
+
+def test_a_stray_places_error_is_raised_once_the_shard_is_done(aws: Any, clock: Clock, spread: dict[str, str]) -> None:
+    """When a stray place's run fails, the shard's own run still delivers, then the error is raised (the run loop
+    retries it next window)."""
+    scheduler = Scheduler("sched", "jobs", s3_client=aws, clock=clock, shards=3)
+    broken = Scheduler("no-such-bucket", "jobs", s3_client=aws, clock=clock)
+
+    with pytest.raises(ClientError):
+        ShardRun(scheduler, "jobs", 0, strays=lambda path: broken).handle(until=T0)
+
+    assert keys(aws, "target") == [spread["0"]]
+
+
+def test_a_shard_run_of_a_shard_out_of_range_is_refused(aws: Any) -> None:
+    """ShardRun takes a shard from 0 to shards - 1 only."""
+    scheduler = Scheduler("sched", "jobs", s3_client=aws, shards=3)
+
+    with pytest.raises(ValueError, match="shard must be from 0 to 2, not 3"):
+        ShardRun(scheduler, "jobs", 3)
+
+
+def test_shards_found_lists_the_places_and_needs_shards(aws: Any, clock: Clock, spread: dict[str, str]) -> None:
+    """Scheduler.shards_found returns every shard found, whatever its number, and whether the unsharded prefix holds
+    anything; a scheduler without shards refuses it (it never looks for shards)."""
+    found = Scheduler("sched", "jobs", s3_client=aws, shards=3).shards_found()
+
+    assert (found.shards, found.unsharded) == ((0, 1, 2, 5), True)
+    with pytest.raises(ValueError, match="shards_found needs a scheduler with shards"):
+        Scheduler("sched", "jobs", s3_client=aws).shards_found()

@@ -23,6 +23,8 @@ from s3_scheduler.cli.argtypes import (
     parse_max_lateness,
     parse_max_workers,
     parse_metadata,
+    parse_shard,
+    parse_shards,
     parse_target,
     parse_when,
 )
@@ -207,6 +209,39 @@ def test_a_bad_limit_names_the_option(text: str) -> None:
     assert str(raised.value) == f"--limit {text!r} is not a whole number of zero or more: e.g. --limit 20"
 
 
+@pytest.mark.parametrize(("text", "shards"), [("1", 1), ("4", 4), ("1000", 1000), (" 8 ", 8), ("016", 16)])
+def test_shards_takes_a_whole_number_from_1_to_1000(text: str, shards: int) -> None:
+    """--shards is a whole number from 1 to 1000 (keys.MAX_SHARDS), blanks around it allowed."""
+    assert parse_shards(text) == shards
+
+
+@pytest.mark.parametrize("text", ["0", "1001", "-4", "1e3", "4.0", "four", "", "100000000000000000000"])
+def test_a_bad_shards_names_the_option_and_the_range(text: str) -> None:
+    """Anything else is refused naming --shards, the range and an example."""
+    with pytest.raises(UsageError) as raised:
+        parse_shards(text)
+
+    assert str(raised.value) == f"--shards {text!r} must be a whole number from 1 to 1000 (1: no shards), e.g. 4"
+
+
+@pytest.mark.parametrize(("text", "shards", "shard"), [("0", 1, 0), ("0", 4, 0), ("3", 4, 3), (" 999 ", 1000, 999)])
+def test_shard_takes_a_shard_of_the_shards(text: str, shards: int, shard: int) -> None:
+    """--shard is a whole number from 0 to the number of shards less one."""
+    assert parse_shard(text, shards) == shard
+
+
+@pytest.mark.parametrize(("text", "shards"), [("4", 4), ("1", 1), ("-1", 4), ("x", 4), ("", 2), ("1e1", 20)])
+def test_a_bad_shard_names_the_option_and_the_range(text: str, shards: int) -> None:
+    """A shard outside 0 to N-1 is refused naming --shard, the range, N and where N comes from."""
+    with pytest.raises(UsageError) as raised:
+        parse_shard(text, shards)
+
+    assert str(raised.value) == (
+        f"--shard {text!r} must be a whole number from 0 to {shards - 1} with {shards} shard(s)"
+        " (--shards or S3_SCHEDULER_SHARDS), e.g. 0"
+    )
+
+
 OPTION_TEXTS = st.one_of(
     st.sampled_from(["1", "32", "1000", "1001", "0", "-1", "1e3", "1.5", " 8 ", "60", "1h", "10s", "90 s", "nan", "x"]),
     st.text(alphabet="0123456789 .smhd+-e", min_size=1, max_size=8),
@@ -215,11 +250,13 @@ OPTION_TEXTS = st.one_of(
 
 @given(text=OPTION_TEXTS.filter(str.strip))
 def test_an_option_and_its_variable_take_the_same_forms(text: str) -> None:
-    """--max-workers and S3_SCHEDULER_MAX_WORKERS, --max-lateness and S3_SCHEDULER_MAX_LATENESS accept the same
-    values (blank aside, which leaves a variable at its default): one rule each, in s3_scheduler.settings."""
+    """--max-workers and S3_SCHEDULER_MAX_WORKERS, --max-lateness and S3_SCHEDULER_MAX_LATENESS, --shards and
+    S3_SCHEDULER_SHARDS accept the same values (blank aside, which leaves a variable at its default): one rule each,
+    in s3_scheduler.settings."""
     for parse, variable, read in (
         (parse_max_workers, "S3_SCHEDULER_MAX_WORKERS", Environment.max_workers),
         (parse_max_lateness, "S3_SCHEDULER_MAX_LATENESS", Environment.max_lateness),
+        (parse_shards, "S3_SCHEDULER_SHARDS", Environment.shards),
     ):
         try:
             from_option: object = parse(text)

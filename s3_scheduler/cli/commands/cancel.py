@@ -1,4 +1,5 @@
-"""``s3-scheduler cancel``: cancel pending events, named by ``KEY`` or selected with ``--to`` (and ``--at``)."""
+"""``s3-scheduler cancel``: cancel pending events, named by ``KEY`` or selected with ``--to`` (and ``--at``);
+with ``--shards N``, a key of any shard, and ``--to`` looks in every shard."""
 
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     scheduler = scheduler_for(args)
     keys = list(args.keys)
     for key in keys:
-        check_key(scheduler, key)
+        check_key(scheduler, key, args.prefix)
     if select is not None:
         keys = [one(scheduler, args, select, "cancelled", out)]
     missed = 0

@@ -1,4 +1,5 @@
-"""``s3-scheduler reschedule``: move one pending event, named by ``KEY`` or selected with ``--to``, to ``--at``."""
+"""``s3-scheduler reschedule``: move one pending event, named by ``KEY`` or selected with ``--to``, to ``--at``;
+with ``--shards N``, a key of any shard, moved into the shard its target hashes to."""
 
 from __future__ import annotations
 
@@ -6,13 +7,13 @@ import argparse
 from typing import TextIO
 
 from ...exceptions import EventExistsError, EventNotPendingError, RunInProgressError
-from ...keys import encode_key
+from ...keys import encode_key, lease_key
 from ...report import ScheduledEvent
 from ..argtypes import parse_when
 from ..errors import Failure, UsageError
 from ..options import KEY_EXAMPLE, add_at, add_to, scheduler_for
 from ..output import emit
-from ..selection import check_key, one, selection
+from ..selection import check_key, one, prefix_for, prefix_of, selection
 from . import Command
 
 
@@ -32,7 +33,7 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     scheduler = scheduler_for(args)
     when = parse_when(args.at, scheduler.now(), "--at")
     if args.key is not None:
-        check_key(scheduler, args.key)
+        check_key(scheduler, args.key, args.prefix)
     key = args.key if select is None else one(scheduler, args, select, "moved", out)
     try:
         new_key = scheduler.reschedule(key, when)
@@ -40,19 +41,20 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         msg = f"{key!r} is no longer pending: it was delivered, cancelled or never scheduled"
         raise Failure(msg) from None
     except EventExistsError:
-        event = ScheduledEvent.from_key(key, scheduler.prefix)
-        other = encode_key(scheduler.prefix, when, event.bucket, event.path)
+        event = ScheduledEvent.from_key(key, prefix_of(scheduler, args.prefix, key))
+        other = encode_key(prefix_for(scheduler, args.prefix, event.bucket, event.path), when, event.bucket, event.path)
         msg = f"another event to the same target is already pending at {when.isoformat()}, {other!r}: cancel it first"
         raise Failure(msg) from None
     except RunInProgressError:
         msg = (
-            f"a handler run holds the lease {scheduler.prefix[:-1]}.lease and may be delivering {key!r}"
+            f"a handler run holds the lease {lease_key(prefix_of(scheduler, args.prefix, key))} and may be delivering"
+            f" {key!r}"
             " (it is due within 15.5 minutes): try again once the run is over, or cancel it and schedule it anew"
         )
         raise Failure(msg) from None
     except ValueError as exc:  # a new name over S3's 1,024 bytes
         raise UsageError(str(exc)) from None
-    event = ScheduledEvent.from_key(new_key, scheduler.prefix)
+    event = ScheduledEvent.from_key(new_key, prefix_of(scheduler, args.prefix, new_key))
     emit(out, args, new_key, {**event.to_dict(), "old_key": key})
     return 0
 

@@ -19,6 +19,7 @@ from ..argtypes import parse_content_type, parse_metadata, parse_target, parse_w
 from ..errors import Failure, UsageError
 from ..options import add_at, add_to, scheduler_for
 from ..output import describe_error, emit, warn
+from ..selection import prefix_for
 from . import Command
 
 LINE_FORM = '{"at": "2030-01-07T14:05", "to": "s3://work/in/report.json", "content": "hi"}'
@@ -82,9 +83,10 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         try:
             event_key = scheduler.schedule(when, bucket, key, what, replace=args.replace, **extra)
         except EventExistsError:
+            existing = encode_key(prefix_for(scheduler, args.prefix, bucket, key), when, bucket, key)
             msg = (
                 f"an event to s3://{bucket}/{key} at {when.isoformat()} is already pending"
-                f" as {encode_key(scheduler.prefix, when, bucket, key)!r}: pass --replace to replace its content"
+                f" as {existing!r}: pass --replace to replace its content"
             )
             raise Failure(msg) from None
         except ValueError as exc:  # TargetNotAllowedError, a name over 1,024 bytes
@@ -270,7 +272,7 @@ def _report_failures(
     for index, error in failures:
         when, bucket, path, _ = events[index]
         if isinstance(error, EventExistsError):
-            existing = encode_key(scheduler.prefix, when, bucket, path)
+            existing = encode_key(prefix_for(scheduler, args.prefix, bucket, path), when, bucket, path)
             reason = (
                 f"an event with that time and target is already pending as {existing!r}: pass --replace to replace it"
             )
