@@ -1050,6 +1050,15 @@ def test_usage_errors_from_argparse_exit_2(capsys: pytest.CaptureFixture[str]) -
     assert run(capsys, "list", "--no-such-option")[0] == 2
 
 
+@pytest.mark.parametrize("argv", [["list", "--shard", "4"], ["schedule", "--shard", "3"], ["list", "--max-work", "4"]])
+def test_options_are_not_abbreviated(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
+    """``--shard`` where a command has none is not read as ``--shards`` (nor any prefix as an option): usage error."""
+    status, _, err = run(capsys, *argv)
+
+    assert status == 2
+    assert f"unrecognized arguments: {argv[1]} {argv[2]}" in err
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
