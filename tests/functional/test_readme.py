@@ -45,6 +45,24 @@ def test_readme_usage_runs_in_order(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert "in/photo.jpg" in pending
 
 
+def test_readme_shards_snippet_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    """The Python snippet of README's Shards section runs against moto and prints what it says."""
+    [block] = re.findall(r"```python\n(.*?)```", section("Shards: more than one handler"), flags=re.DOTALL)
+    namespace: dict[str, Any] = {}
+    exec("from datetime import timedelta\nfrom s3_scheduler import Scheduler\n", namespace)
+
+    with mock_aws():
+        client = boto3.client("s3")
+        for bucket in ("my-schedule-bucket", "work"):
+            client.create_bucket(Bucket=bucket)
+        exec(compile(block, "README.md", "exec"), namespace)
+        delivered = client.get_object(Bucket="work", Key="in/report.json")["Body"].read()
+
+    assert namespace["key"].startswith("jobs/3/|")
+    assert delivered == b"{}"
+    assert capsys.readouterr().out == "1 ['3']\n"
+
+
 def test_every_test_the_readme_cites_exists() -> None:
     """Each test named in the README is defined somewhere in tests/."""
     cited = set(re.findall(r"`(test_[a-z0-9_]+?)\*?`", README))
