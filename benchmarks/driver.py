@@ -18,6 +18,13 @@ process's CPU seconds, the server's CPU seconds (``/proc/<pid>/stat`` of each se
 process named in the order), the whole machine's busy CPU, the 1-minute load average
 before, peak RSS growth, when the first COPY was sent and when each LIST page came back;
 and a fingerprint of the imported package's sources, so a run says which code it measured.
+
+For ``bench_shards.py`` an order may also carry: ``shard`` (``handle(shard=k)``),
+``until_seconds`` (``handle(until=now + that)``, taken once the run starts),
+``start_at`` (a ``time.time()`` moment to wait for after the imports and the client are
+ready, so that several handler processes start together) and ``lateness`` (true: each
+delivery's lateness in seconds, from ``on_delivery``, in the result's ``lateness``). The
+result's ``start_wall`` and ``end_wall`` are the run's start and end by ``time.time()``.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ import threading
 import time
 from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -95,15 +102,20 @@ def main() -> None:
     base = datetime.fromisoformat(order["base"]) if "base" in order else None
     pids = [int(p) for p in order.get("server_pids", [])]
 
+    lateness: list[float] = []
+    handle_args = _handle_args(order, lateness)
+
     rss_before = _reset_peak_rss()
     load = os.getloadavg()[0]
     server_before = [_cpu_of(pid) for pid in pids]
     machine_before = _machine()
     self_before = _self_cpu()
+    usage_before = resource.getrusage(resource.RUSAGE_SELF)
     delivered = None
+    start_wall = time.time()
     start = time.perf_counter()
     if mode == "handle":
-        report = scheduler.handle()  # type: ignore[union-attr]
+        report = scheduler.handle(**handle_args)  # type: ignore[union-attr]
         if report is not None:  # 0.0.3's handle() returns None
             delivered = len(report.delivered)
     elif mode == "floor":
@@ -119,7 +131,9 @@ def main() -> None:
     else:
         raise SystemExit(f"unknown mode {mode!r}")
     seconds = time.perf_counter() - start
+    end_wall = time.time()
     self_cpu = _self_cpu() - self_before
+    usage_after = resource.getrusage(resource.RUSAGE_SELF)
     machine_after = _machine()
     server_cpu = sum(_cpu_of(pid) - before for pid, before in zip(pids, server_before))
     busy = machine_after[0] - machine_before[0]
@@ -135,11 +149,34 @@ def main() -> None:
         "rss_before_kib": rss_before,
         "rss_peak_kib": _peak_rss(),
         "client_cpu": self_cpu,
+        "client_system_cpu": usage_after.ru_stime - usage_before.ru_stime,
+        "context_switches": (usage_after.ru_nvcsw - usage_before.ru_nvcsw)
+        + (usage_after.ru_nivcsw - usage_before.ru_nivcsw),
         "server_cpu": server_cpu,
         "machine_busy_cores": (busy / total * (os.cpu_count() or 1)) if total else 0.0,
         "load": load,
+        "start_wall": start_wall,
+        "end_wall": end_wall,
     }
+    if order.get("lateness"):
+        result["lateness"] = lateness
     json.dump(result, sys.stdout)
+
+
+def _handle_args(order: dict[str, Any], lateness: list[float]) -> dict[str, Any]:
+    """The keyword arguments of ``handle()`` that the order asks for (``bench_shards.py``'s),
+    once the order's ``start_at`` has come; each delivery's lateness goes to ``lateness``."""
+    handle_args: dict[str, Any] = {}
+    if "shard" in order:
+        handle_args["shard"] = int(order["shard"])
+    if order.get("lateness"):
+        handle_args["on_delivery"] = lambda event, late: lateness.append(late)
+    start_at = order.get("start_at")
+    if start_at is not None:  # several handler processes start together: wait for the agreed moment
+        time.sleep(max(0.0, float(start_at) - time.time()))
+    if "until_seconds" in order:
+        handle_args["until"] = datetime.now(timezone.utc) + timedelta(seconds=float(order["until_seconds"]))
+    return handle_args
 
 
 def _own_client(order: dict[str, Any], workers: int) -> Any:

@@ -65,8 +65,9 @@ delivered events, and few delivered events wait for their delete at any moment."
 DELETE_FLUSH_SECONDS = 0.2
 """How long (real seconds) a copied event waits at most for its batch delete to be sent.
 
-A batch is sent when it holds `DELETE_BATCH` keys, when the run waits for the next event
-of its window, when the run ends, or when its first key has waited this long."""
+A batch is sent when it holds `DELETE_BATCH` keys, when the run waits this long or longer
+for the next event of its window, when the run ends, or when its first key has waited
+this long."""
 
 UNDELETED_LIMIT = 2 * DELETE_BATCH
 """Copied events whose delete has not come back, at most, for a further copy to start: a
@@ -519,14 +520,22 @@ class _Run:
         self.recorder.drain()
 
     def _wait_for(self, when: datetime, now: datetime) -> None:
-        """Wait for the next event of the window, once the copies in flight are recorded."""
+        """Wait for the next event of the window.
+
+        Before a wait of `DELETE_FLUSH_SECONDS` or more, the copies in flight are recorded
+        and the batch delete gathered so far is sent: no copied event waits through the gap
+        for its delete. A shorter wait (events closer together, as in a busy ``until`` run)
+        lets the copies come back and the batch fill meanwhile, sent by the deleter in its
+        time: a batch delete for each such wait would cost nearly a request per event.
+        """
         if self.budget.past(when, WIND_DOWN_REQUESTS):
             self.stopped_by = StopReason.TIMEOUT
             return
-        while not self.limit.wait_idle(_POLL):
-            self.recorder.drain()
-        if self.deleter is not None:
-            self.deleter.flush()
+        if (when - now).total_seconds() >= DELETE_FLUSH_SECONDS:
+            while not self.limit.wait_idle(_POLL):
+                self.recorder.drain()
+            if self.deleter is not None:
+                self.deleter.flush()
         self.recorder.drain()
         now = self._now()
         if when > now:

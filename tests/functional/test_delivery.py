@@ -391,3 +391,60 @@ def test_few_delivered_events_ever_wait_for_their_delete(s3: S3, clock: Clock, m
     assert len(report.delivered) == 800
     assert s3.keys(s3.schedule_bucket) == []
     assert worst[0] <= workers + delivery.UNDELETED_LIMIT
+
+
+def test_events_due_close_together_share_a_batch_delete(s3: S3, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
+    """handle(until=) over 20 events 50 ms apart (closer than DELETE_FLUSH_SECONDS) sends one
+    DeleteObjects for them all, not one per wait for the next event (issue 19: client CPU)."""
+    monkeypatch.setattr(delivery._Deleter, "__init__", _flushing_after(600.0))
+    scheduler = s3.scheduler(clock=clock, sleep=clock.advance)
+    seed(s3, scheduler, 20, T0 + seconds(1), seconds(0.05), "dense")
+    sent = count_sends(s3.client)
+
+    report = scheduler.handle(until=T0 + seconds(5))
+
+    assert len(report.delivered) == 20
+    assert sent["DeleteObjects"] == 1, dict(sent)
+    assert s3.keys(s3.schedule_bucket) == []
+
+
+def test_a_wait_longer_than_the_flush_time_sends_the_batch_first(
+    s3: S3, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Events 2 s apart (longer than DELETE_FLUSH_SECONDS): each wait for the next event first
+    sends the copied events' batch delete, so none waits through the gap for its delete."""
+    monkeypatch.setattr(delivery._Deleter, "__init__", _flushing_after(600.0))
+    sent = count_sends(s3.client)  # the seeding below sends no copy and no batch delete
+    seen_at_each_wait: list[tuple[int, int]] = []
+
+    def sleep(seconds_: float) -> None:
+        """Before the fake clock moves on, give the deleter up to 5 s (real) to send what
+        the run flushed; then note the copies and batch deletes sent so far."""
+        deadline = time.monotonic() + 5.0
+        while sent["DeleteObjects"] < sent["CopyObject"] and time.monotonic() < deadline:
+            time.sleep(0.005)
+        seen_at_each_wait.append((sent["CopyObject"], sent["DeleteObjects"]))
+        clock.advance(seconds_)
+
+    scheduler = s3.scheduler(clock=clock, sleep=sleep)
+    seed(s3, scheduler, 3, T0 + seconds(1), seconds(2), "sparse")
+
+    report = scheduler.handle(until=T0 + seconds(10))
+
+    assert len(report.delivered) == 3
+    assert all(deletes == copies for copies, deletes in seen_at_each_wait), seen_at_each_wait
+    assert [copies for copies, _ in seen_at_each_wait][:3] == [0, 1, 2], seen_at_each_wait
+    assert sent["DeleteObjects"] == 3, dict(sent)
+    assert s3.keys(s3.schedule_bucket) == []
+
+
+def _flushing_after(seconds_: float) -> Any:
+    """A `_Deleter.__init__` whose batches wait ``seconds_`` (real time) before the deleter
+    sends them on its own: only a flush, a full batch or the run's end sends them."""
+    original = delivery._Deleter.__init__
+
+    def init(self: Any, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        self._flush_after = seconds_
+
+    return init
