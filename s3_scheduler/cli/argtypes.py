@@ -212,26 +212,24 @@ def parse_max_lateness(text: str) -> timedelta:
 
 def parse_max_workers(text: str) -> int:
     """Return ``--max-workers``: a whole number from 1 to `MAX_WORKERS_LIMIT` (as ``S3_SCHEDULER_MAX_WORKERS``)."""
-    try:
-        workers = whole_number(text)
-    except ValueError:
-        workers = 0
-    if not 1 <= workers <= MAX_WORKERS_LIMIT:
-        msg = f"--max-workers {text!r} must be a whole number from 1 to {MAX_WORKERS_LIMIT}, e.g. {DEFAULT_MAX_WORKERS}"
-        raise UsageError(msg)
-    return workers
+    return _count("--max-workers", text, MAX_WORKERS_LIMIT, f", e.g. {DEFAULT_MAX_WORKERS}")
 
 
 def parse_shards(text: str) -> int:
     """Return ``--shards``: a whole number from 1 to `s3_scheduler.keys.MAX_SHARDS` (as ``S3_SCHEDULER_SHARDS``)."""
+    return _count("--shards", text, MAX_SHARDS, " (1: no shards), e.g. 4")
+
+
+def _count(option: str, text: str, most: int, example: str) -> int:
+    """Return ``text`` as a whole number from 1 to ``most``, or raise `UsageError` naming ``option``."""
     try:
-        shards = whole_number(text)
+        count = whole_number(text)
     except ValueError:
-        shards = 0
-    if not 1 <= shards <= MAX_SHARDS:
-        msg = f"--shards {text!r} must be a whole number from 1 to {MAX_SHARDS} (1: no shards), e.g. 4"
+        count = 0
+    if not 1 <= count <= most:
+        msg = f"{option} {text!r} must be a whole number from 1 to {most}{example}"
         raise UsageError(msg)
-    return shards
+    return count
 
 
 def parse_shard(text: str, shards: int, option: str = "--shard") -> int:
