@@ -197,7 +197,7 @@ class Supervisor:
                     self._grace,
                 )
                 process.kill()
-                process.wait()
+                process.wait(timeout=self._grace)  # a SIGKILL is not refused: bounded all the same
         self._workers.clear()
 
 
@@ -222,5 +222,3 @@ def watch_parent(stop: threading.Event, *, period: float = POLL * 10) -> None:
 
     if not gone():  # it may have ended while this worker started
         threading.Thread(target=watch, name="s3-scheduler-parent", daemon=True).start()
-
-    threading.Thread(target=watch, name="s3-scheduler-parent", daemon=True).start()

@@ -1952,3 +1952,23 @@ def test_a_worker_stops_when_its_supervisor_is_gone(monkeypatch: pytest.MonkeyPa
 
     assert stop.is_set()
     assert not alone.is_set()
+
+
+def test_a_worker_whose_supervisor_lives_watches_it_with_one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With its supervisor as its parent, a worker runs on, watched by one daemon thread that ends with the stop."""
+    stop = threading.Event()
+    monkeypatch.setenv(workers.SUPERVISOR_VARIABLE, str(os.getppid()))
+
+    def watchers() -> list[threading.Thread]:
+        return [thread for thread in threading.enumerate() if thread.name == "s3-scheduler-parent"]
+
+    before = watchers()
+    workers.watch_parent(stop, period=0.01)
+    started = [thread for thread in watchers() if thread not in before]
+    stop.set()
+    for thread in started:
+        thread.join(timeout=5)
+
+    assert len(started) == 1
+    assert started[0].daemon
+    assert not started[0].is_alive()
