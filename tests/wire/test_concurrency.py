@@ -68,15 +68,28 @@ def _versions(client: Any, bucket: str) -> Counter[str]:
     return counts
 
 
-@pytest.fixture
-def setup_events(moto_endpoint: Endpoint, make_wire: Any) -> Any:
+UNLEASED_EVENTS = 100
+"""The events of the test without the lease: it shows that duplicates happen, which 100 show."""
+
+
+def _seeded(moto_endpoint: Endpoint, make_wire: Any, count: int) -> Any:
     wire = make_wire(moto_endpoint)
     wire.client.put_bucket_versioning(Bucket=wire.target_bucket, VersioningConfiguration={"Status": "Enabled"})
     scheduler = Scheduler(wire.schedule_bucket, "jobs", wire.resource, wire.client)
     scheduler.schedule_many(
-        (NOW - timedelta(seconds=i + 1), wire.target_bucket, f"t/{i:03d}", str(i)) for i in range(EVENTS)
+        (NOW - timedelta(seconds=i + 1), wire.target_bucket, f"t/{i:03d}", str(i)) for i in range(count)
     )
     return wire
+
+
+@pytest.fixture
+def setup_events(moto_endpoint: Endpoint, make_wire: Any) -> Any:
+    return _seeded(moto_endpoint, make_wire, EVENTS)
+
+
+@pytest.fixture
+def setup_unleased_events(moto_endpoint: Endpoint, make_wire: Any) -> Any:
+    return _seeded(moto_endpoint, make_wire, UNLEASED_EVENTS)
 
 
 def _run_all(kind: str, endpoint: Endpoint, bucket: str, exclusive: bool) -> list[tuple[int, int, int, int, int]]:
@@ -133,10 +146,10 @@ def test_exclusive_runs_deliver_each_event_exactly_once(
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["threads", "processes"])
 def test_without_the_lease_overlapping_runs_deliver_twice(
-    kind: str, moto_endpoint: Endpoint, setup_events: Any, capsys: pytest.CaptureFixture[str]
+    kind: str, moto_endpoint: Endpoint, setup_unleased_events: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """With exclusive=False the same 4 handlers deliver events more than once: what the lease prevents."""
-    wire = setup_events
+    wire = setup_unleased_events
 
     outcomes = _run_all(kind, moto_endpoint, wire.schedule_bucket, exclusive=False)
 
@@ -144,11 +157,11 @@ def test_without_the_lease_overlapping_runs_deliver_twice(
     duplicated = sum(1 for n in versions.values() if n > 1)
     with capsys.disabled():
         print(
-            f"\n{kind}, not exclusive: {sum(versions.values())} copies of {EVENTS} events,"
+            f"\n{kind}, not exclusive: {sum(versions.values())} copies of {UNLEASED_EVENTS} events,"
             f" {duplicated} events delivered more than once; per handler {sorted(outcomes)}"
         )
-    first = f"t/{EVENTS - 1:03d}"  # the oldest: first in key order, copied by all four before any delete
-    assert len(versions) == EVENTS
+    first = f"t/{UNLEASED_EVENTS - 1:03d}"  # the oldest: first in key order, copied by all four before any delete
+    assert len(versions) == UNLEASED_EVENTS
     assert versions[first] == HANDLERS
     assert duplicated > 0
     assert wire.keys(wire.schedule_bucket) == []
