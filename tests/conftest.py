@@ -126,6 +126,17 @@ def _fake_aws_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
 
 
+def targets_by_shard(bucket: str, count: int, name: str = "k") -> dict[int, str]:
+    """A target key of ``bucket`` for each shard of ``count``: the first of k0, k1, ... (``name``
+    then a number) that hashes there."""
+    found: dict[int, str] = {}
+    number = 0
+    while len(found) < count:
+        found.setdefault(keys.shard_of(bucket, f"{name}{number}", count), f"{name}{number}")
+        number += 1
+    return found
+
+
 @pytest.fixture
 def clock() -> Clock:
     return Clock()

@@ -30,11 +30,10 @@ from s3_scheduler.aws_lambda import read_settings
 from s3_scheduler.cli import commands, options, workers
 from s3_scheduler.cli.commands import run as run_command
 from s3_scheduler.demo import EVENTS, run_demo
-from s3_scheduler.keys import shard_of
 from s3_scheduler.runner import run_until_stopped
 from s3_scheduler.shards import SHARDS_AT_ONCE
 
-from ..conftest import T0, ClientSpy, Clock
+from ..conftest import T0, ClientSpy, Clock, targets_by_shard
 
 UTC = timezone.utc
 
@@ -1516,16 +1515,6 @@ def test_demo_without_the_local_extra_says_how_to_install_it(monkeypatch: pytest
 # shards: --shards N for every command, handle --shard K, run --shard K -------------------------------------------
 
 
-def by_shard(count: int, name: str = "k") -> dict[int, str]:
-    """A target key of bucket 'target' for each shard of ``count``: the first of k0, k1, ... that hashes there."""
-    found: dict[int, str] = {}
-    number = 0
-    while len(found) < count:
-        found.setdefault(shard_of("target", f"{name}{number}", count), f"{name}{number}")
-        number += 1
-    return found
-
-
 def sharded(client: Any, clock: Clock, shards: int) -> Scheduler:
     return Scheduler("sched", "jobs", s3_client=client, clock=clock, shards=shards)
 
@@ -1610,7 +1599,7 @@ def test_schedule_with_shards_writes_under_the_targets_shard(
 ) -> None:
     """schedule --shards 4 (or S3_SCHEDULER_SHARDS=4) writes each event under jobs/{s}/|, s the shard its target
     hashes to; --shards 1 writes under jobs/|, as 0.0.3 does."""
-    targets = by_shard(4)
+    targets = targets_by_shard("target", 4)
     written = {
         shard: run(capsys, "schedule", "--shards", "4", "--at", "2030-01-07T14:05", "--to", f"s3://target/{key}",
                    "--content", "x")[1].strip()
@@ -1636,13 +1625,13 @@ def test_list_with_shards_merges_every_shard_in_time_order(
 ) -> None:
     """list --shards 4 lists the events of every shard, of the unsharded prefix and of a shard numbered 4 or more,
     merged in time order; without --shards it lists the unsharded prefix alone (it never looks for shards)."""
-    targets = by_shard(4)
+    targets = targets_by_shard("target", 4)
     hour = timedelta(hours=1)
     written = [
         sharded(aws, clock, 4).schedule(T0 + 5 * hour, "target", targets[0], "x"),
         Scheduler("sched", "jobs", s3_client=aws).schedule(T0 + 2 * hour, "target", "unsharded", "x"),
         sharded(aws, clock, 4).schedule(T0 + 3 * hour, "target", targets[3], "x"),
-        sharded(aws, clock, 8).schedule(T0 + 4 * hour, "target", by_shard(8, "beyond")[6], "x"),
+        sharded(aws, clock, 8).schedule(T0 + 4 * hour, "target", targets_by_shard("target", 8, "beyond")[6], "x"),
         sharded(aws, clock, 4).schedule(T0 + hour, "target", targets[1], "x"),
     ]
 
@@ -1664,10 +1653,10 @@ def test_check_with_shards_prints_the_unsharded_and_outside_events(
     """check --shards 4 prints each event under the unsharded prefix and each in a shard numbered 4 or more, one line
     each, counts them in the summary and exits 1 with one line on stderr; --json carries them as "unsharded" and
     "outside_shards"."""
-    inside = sharded(aws, clock, 4).schedule(T0 + timedelta(hours=1), "target", by_shard(4)[2], "x")
+    inside = sharded(aws, clock, 4).schedule(T0 + timedelta(hours=1), "target", targets_by_shard("target", 4)[2], "x")
     clean = run(capsys, "--json", "check", "--shards", "4", clock=clock)
     unsharded = Scheduler("sched", "jobs", s3_client=aws).schedule(T0, "target", "u", "x")
-    outside = sharded(aws, clock, 8).schedule(T0, "target", by_shard(8, "beyond")[5], "x")
+    outside = sharded(aws, clock, 8).schedule(T0, "target", targets_by_shard("target", 8, "beyond")[5], "x")
 
     status, out, err = run(capsys, "check", "--shards", "4", clock=clock)
     as_json = run(capsys, "--json", "check", "--shards", "4", clock=clock)
@@ -1695,7 +1684,7 @@ def test_check_with_shards_prints_the_unsharded_and_outside_events(
 def test_handle_shard_delivers_that_shard_alone(aws: Any, capsys: pytest.CaptureFixture[str], clock: Clock) -> None:
     """handle --shards 4 --shard 2 delivers shard 2's due events and nothing else; handle --shards 4 then delivers
     every other shard and the unsharded prefix, and its --json report says what each shard did."""
-    targets = by_shard(4)
+    targets = targets_by_shard("target", 4)
     past = T0 - timedelta(minutes=1)
     for key in targets.values():
         sharded(aws, clock, 4).schedule(past, "target", key, key)
@@ -1718,7 +1707,7 @@ def test_handle_shard_delivers_that_shard_alone(aws: Any, capsys: pytest.Capture
 def test_cancel_and_reschedule_with_shards(aws: Any, capsys: pytest.CaptureFixture[str], clock: Clock) -> None:
     """reschedule --shards 4 --to moves an event within its target's shard; cancel --shards 4 --to finds it there
     (without --shards, the selection looks under jobs/| alone and finds nothing)."""
-    key = by_shard(4)[3]
+    key = targets_by_shard("target", 4)[3]
     sharded(aws, clock, 4).schedule(T0 + timedelta(hours=1), "target", key, "x")
 
     moved = run(capsys, "reschedule", "--shards", "4", "--to", f"s3://target/{key}", "--at", "+2h", clock=clock)
@@ -1744,12 +1733,12 @@ def test_run_shard_delivers_its_shard_and_shard_0_the_strays(
 ) -> None:
     """run --shards 3 --shard 1 delivers shard 1 alone; --shard 0 delivers shard 0, the unsharded prefix and a shard
     numbered 3 or more, never shard 1 or 2."""
-    targets = by_shard(3)
+    targets = targets_by_shard("target", 3)
     past = T0 - timedelta(seconds=1)
     for key in targets.values():
         sharded(aws, clock, 3).schedule(past, "target", key, key)
     Scheduler("sched", "jobs", s3_client=aws).schedule(past, "target", "unsharded", "u")
-    beyond = by_shard(8, "beyond")[7]
+    beyond = targets_by_shard("target", 8, "beyond")[7]
     sharded(aws, clock, 8).schedule(past, "target", beyond, "b")
 
     first = run(capsys, "run", "--shards", "3", "--shard", "1", clock=clock)

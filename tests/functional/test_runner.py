@@ -17,7 +17,6 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 from moto import mock_aws
 
 from s3_scheduler import Scheduler
-from s3_scheduler.keys import shard_of
 from s3_scheduler.report import HandleReport, ScheduledEvent
 from s3_scheduler.runner import (
     FIRST_RETRY,
@@ -29,7 +28,7 @@ from s3_scheduler.runner import (
     wait_for_stop_signal,
 )
 
-from ..conftest import T0, Clock
+from ..conftest import T0, Clock, targets_by_shard
 
 
 @pytest.fixture
@@ -317,26 +316,16 @@ def test_wait_for_stop_signal_returns_on_sigterm() -> None:
 # one shard's loop: ShardRun ----------------------------------------------------------------------------------------
 
 
-def by_shard(count: int, name: str = "k") -> dict[int, str]:
-    """A target key of bucket 'target' for each shard of ``count``: the first of k0, k1, ... that hashes there."""
-    found: dict[int, str] = {}
-    number = 0
-    while len(found) < count:
-        found.setdefault(shard_of("target", f"{name}{number}", count), f"{name}{number}")
-        number += 1
-    return found
-
-
 @pytest.fixture
 def spread(aws: Any, clock: Clock) -> dict[str, str]:
     """Due events in shards 0, 1 and 2 of 3, under the unsharded prefix and in shard 5 of 8: each target by label."""
     past = T0 - timedelta(seconds=1)
-    targets = {str(shard): key for shard, key in by_shard(3).items()}
+    targets = {str(shard): key for shard, key in targets_by_shard("target", 3).items()}
     for key in targets.values():
         Scheduler("sched", "jobs", s3_client=aws, clock=clock, shards=3).schedule(past, "target", key, key)
     targets["unsharded"] = "unsharded"
     Scheduler("sched", "jobs", s3_client=aws, clock=clock).schedule(past, "target", "unsharded", "u")
-    targets["5"] = by_shard(8, "beyond")[5]
+    targets["5"] = targets_by_shard("target", 8, "beyond")[5]
     Scheduler("sched", "jobs", s3_client=aws, clock=clock, shards=8).schedule(past, "target", targets["5"], "b")
     return targets
 

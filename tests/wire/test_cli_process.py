@@ -16,9 +16,7 @@ from typing import IO, Any
 
 import pytest
 
-from s3_scheduler.keys import shard_of
-
-from ..conftest import Endpoint
+from ..conftest import Endpoint, targets_by_shard
 
 
 def test_run_as_a_process_stops_on_sigterm(moto_endpoint: Endpoint, make_wire: Any) -> None:
@@ -162,17 +160,6 @@ def _pump(stream: IO[str], lines: queue.Queue[str | None]) -> None:
     lines.put(None)
 
 
-def _targets_by_shard(bucket: str, count: int, name: str = "k") -> dict[int, str]:
-    """A target key of ``bucket`` for each shard of ``count``: the first of k0, k1, ... (``name`` then a number)
-    that hashes there."""
-    found: dict[int, str] = {}
-    number = 0
-    while len(found) < count:
-        found.setdefault(shard_of(bucket, f"{name}{number}", count), f"{name}{number}")
-        number += 1
-    return found
-
-
 def _gone(pid: int) -> bool:
     """Whether process ``pid`` has ended: no such process, or a zombie nobody reaped yet."""
     try:
@@ -202,11 +189,11 @@ def test_run_with_shards_delivers_every_shard_and_stops_all_on_sigterm(moto_endp
     command exits 0."""
     wire = make_wire(moto_endpoint)
     past = datetime.now(timezone.utc) - timedelta(seconds=1)
-    by_shard = _targets_by_shard(wire.target_bucket, 3)
+    by_shard = targets_by_shard(wire.target_bucket, 3)
     for shard, key in by_shard.items():
         wire.scheduler("jobs", shards=3).schedule(past, wire.target_bucket, key, f"shard {shard}")
     wire.scheduler("jobs").schedule(past, wire.target_bucket, "unsharded", "unsharded")
-    beyond = _targets_by_shard(wire.target_bucket, 6, "beyond")[5]
+    beyond = targets_by_shard(wire.target_bucket, 6, "beyond")[5]
     wire.scheduler("jobs", shards=6).schedule(past, wire.target_bucket, beyond, "shard 5 of 6")
     targets = {f"s3://{wire.target_bucket}/{key}" for key in [*by_shard.values(), "unsharded", beyond]}
     run = Supervised(moto_endpoint, wire)
@@ -233,7 +220,7 @@ def test_a_killed_worker_is_started_again_and_delivers_its_shard(moto_endpoint: 
     """A worker killed with SIGKILL is started again (a WARNING names its shard and how it ended), and the new one
     delivers the events of its shard; the others run on."""
     wire = make_wire(moto_endpoint)
-    key = _targets_by_shard(wire.target_bucket, 3)[1]
+    key = targets_by_shard(wire.target_bucket, 3)[1]
     run = Supervised(moto_endpoint, wire)
     try:
         first = run.worker(1, 1)

@@ -14,21 +14,10 @@ import pytest
 from s3_scheduler import keys
 
 from ..conftest import S3, T0, Clock
+from . import test_wire
 
-TARGETS = [
-    "with space/and  two.txt",
-    "plus+sign",
-    "percent%20literal%",
-    "pipe|in|key",
-    "hash#fragment",
-    "question?versionId=abc",
-    "ünïcødé/日本語/файл",
-    "/leading-slash",
-    "tilde~one~~two~/three",
-    "amp&eq=semi;colon,comma",
-    "dir/sub/deep/file.json",
-    "0/looks/like/a/shard",
-]
+TARGETS = [*test_wire.TARGETS, "0/looks/like/a/shard"]
+"""test_wire's targets with any characters, and one that looks like a shard's path."""
 
 
 @pytest.mark.parametrize("path", ["jobs", "team a/jobs+%", "ü/|odd|"])
