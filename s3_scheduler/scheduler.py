@@ -195,9 +195,10 @@ class Scheduler:
         self._max_lateness = max_lateness
         self._lease = Lease(s3_client, bucket, lease_key(self._prefix), ttl=lease_ttl, clock=self.now)
         self._notices: set[str] = set()
-        self._dead_letters: DeadLetters | None = None
-        if dead_letter_after is not None:
-            self._dead_letters = DeadLetters(
+        self._dead_letters = (
+            None
+            if dead_letter_after is None
+            else DeadLetters(
                 s3_client,
                 bucket,
                 self._prefix,
@@ -205,19 +206,11 @@ class Scheduler:
                 attempts=dead_letter_attempts,
                 notices=self._notices,
             )
+        )
         self._shards: ShardSet | None = None
-        if shards > 1:
-            options = {
-                "exclusive": exclusive,
-                "allowed_targets": None if self._allowed is None else [str(a) for a in self._allowed],
-                "dead_letter_after": dead_letter_after,
-                "dead_letter_attempts": dead_letter_attempts,
-                "lease_ttl": lease_ttl,
-                "legacy_offsets": legacy_offsets,
-                "max_lateness": max_lateness,
-                "clock": clock,
-                "sleep": sleep,
-            }
+        if shards > 1:  # each shard a scheduler with these options (allowed_targets as parsed: it may be an iterator)
+            options = {name: value for name, value in locals().items() if name in _SHARD_OPTIONS}
+            options["allowed_targets"] = None if self._allowed is None else [str(a) for a in self._allowed]
             self._shards = _shard_set(self, path, shards, options)
 
     @property
@@ -246,6 +239,10 @@ class Scheduler:
             msg = "shards_found needs a scheduler with shards (shards=2 or more): with shards=1 there are none"
             raise ValueError(msg)
         return self._shards.find()
+
+    def _lease_of(self, prefix: str) -> Lease:
+        """The run lease of the scheduler (a shard, or the unsharded one) at ``prefix``."""
+        return Lease(self._s3_client, self._bucket, lease_key(prefix), ttl=self._lease_ttl, clock=self.now)
 
     @property
     def max_workers(self) -> int:
@@ -333,14 +330,8 @@ class Scheduler:
                 return exc
             return None
 
-        order = list(range(len(prepared)))
-        if self._shards is not None:  # one shard's writes together, through one pool (keys sort by shard)
-            order.sort(key=lambda index: prepared[index][0])
-        workers = max(1, min(self._max_workers, len(prepared)))
-        errors: list[BaseException | None] = [None] * len(prepared)
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="s3-scheduler-put") as pool:
-            for index, error in zip(order, pool.map(write, (prepared[index] for index in order))):
-                errors[index] = error
+        # with shards, one shard's writes together, through one pool (keys sort by shard)
+        errors = _each(write, prepared, self._max_workers, by_key=self._shards is not None)
         failures = [(index, error) for index, error in enumerate(errors) if error is not None]
         keys = [key for key, _ in prepared]
         if failures:
@@ -505,18 +496,10 @@ class Scheduler:
             if _s3.head_etag(self._s3_client, self._bucket, key) is None:
                 raise EventNotPendingError(_not_pending(key))
             return key
-        reach = self.now() + MOVE_REACH
-        run = None
-        if self._exclusive and event.when <= reach:
-            lease = self._lease
-            if prefix != self._prefix:
-                lease = Lease(self._s3_client, self._bucket, lease_key(prefix), ttl=self._lease_ttl, clock=self.now)
-            run = _lease_for_move(lease, self._lease_ttl, self._sleep, self._notices)
-        try:
-            _move(self._s3_client, self._bucket, key, new_key)
-        finally:
-            if run is not None:
-                run.release()
+        lease = None
+        if self._exclusive and event.when <= self.now() + MOVE_REACH:
+            lease = self._lease if prefix == self._prefix else self._lease_of(prefix)
+        _move_holding(lease, self._lease_ttl, self._sleep, self._notices, (self._s3_client, self._bucket, key, new_key))
         info("Rescheduled %r as %r", key, new_key)
         return new_key
 
@@ -729,6 +712,26 @@ def _check_shard(shard: Any, shards: int) -> int | None:
     return shard
 
 
+def _each(
+    write: Callable[[tuple[str, bytes | BinaryIO]], BaseException | None],
+    prepared: list[tuple[str, bytes | BinaryIO]],
+    max_workers: int,
+    *,
+    by_key: bool,
+) -> list[BaseException | None]:
+    """Call ``write`` on each of ``prepared``, ``max_workers`` at a time (in key order with
+    ``by_key``); return the error of each, in the order of ``prepared``."""
+    order = list(range(len(prepared)))
+    if by_key:
+        order.sort(key=lambda index: prepared[index][0])
+    workers = max(1, min(max_workers, len(prepared)))
+    errors: list[BaseException | None] = [None] * len(prepared)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="s3-scheduler-put") as pool:
+        for index, error in zip(order, pool.map(write, (prepared[index] for index in order))):
+            errors[index] = error
+    return errors
+
+
 def _in_batch(exc: TypeError | ValueError, index: int) -> Exception:
     """Return ``exc`` as raised for event ``index`` of a batch: its message says which, its
     ``batch_index`` is ``index``, and its type is the same (or `TypeError`/`ValueError`)."""
@@ -788,6 +791,22 @@ def _move(client: Any, bucket: str, key: str, new_key: str) -> None:
         raise EventNotPendingError(_not_pending(key))
 
 
+def _move_holding(
+    lease: Lease | None,
+    ttl: timedelta,
+    sleep: Callable[[float], None],
+    notices: set[str],
+    move: tuple[Any, str, str, str],
+) -> None:
+    """`_move` ``move`` (client, bucket, key, new key), holding ``lease`` (if given) meanwhile."""
+    run = None if lease is None else _lease_for_move(lease, ttl, sleep, notices)
+    try:
+        _move(*move)
+    finally:
+        if run is not None:
+            run.release()
+
+
 def _lease_for_move(lease: Lease, ttl: timedelta, sleep: Callable[[float], None], notices: set[str]) -> RunLease | None:
     """Hold ``lease`` for a move, waiting up to one ``ttl``.
 
@@ -810,6 +829,21 @@ def _lease_for_move(lease: Lease, ttl: timedelta, sleep: Callable[[float], None]
             lease.key,
         )
     return None
+
+
+_SHARD_OPTIONS = frozenset(
+    (
+        "exclusive",
+        "dead_letter_after",
+        "dead_letter_attempts",
+        "lease_ttl",
+        "legacy_offsets",
+        "max_lateness",
+        "clock",
+        "sleep",
+    )
+)
+"""The options of a sharded `Scheduler` that each shard's scheduler takes as they are."""
 
 
 def _shard_set(scheduler: Scheduler, path: str, shards: int, options: dict[str, Any]) -> ShardSet:
