@@ -74,6 +74,30 @@ UNSHARDED = "unsharded"
 ATTEMPTS_TAG = "s3-scheduler-failed-runs"
 """The object tag in which an event keeps how many runs failed to deliver it."""
 
+SERIES_META = "s3-scheduler-series"
+"""The user metadata name of a recurring event's series: an id of 16 hexadecimal digits,
+the same on every occurrence of one series."""
+
+REPEAT_META = "s3-scheduler-repeat"
+"""The user metadata name of a recurring event's rule: an RFC 5545 RRULE, without ``DTSTART``
+(``FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR;BYHOUR=9;BYMINUTE=0``)."""
+
+ZONE_META = "s3-scheduler-zone"
+"""The user metadata name of the zone a recurring event's rule is evaluated in: an IANA
+name (``Europe/Berlin``), or ``UTC``."""
+
+START_META = "s3-scheduler-start"
+"""The user metadata name of a series' start (the rule's ``DTSTART``): its local time in
+its zone, ISO 8601 without an offset (``2030-01-07T09:00:00``)."""
+
+OCCURRENCE_META = "s3-scheduler-occurrence"
+"""The user metadata name, on a delivered occurrence of a series, of the occurrence's time
+(ISO 8601, UTC)."""
+
+SERIES_MARKERS = ".series/"
+"""Beside ``.dead-letters/``: ``{path}/.series/{when}|{bucket}|{target}`` marks the event
+of that name as an occurrence of a series, so a run reads the rule of that event alone."""
+
 # The form str() gives an aware datetime (what this package and 0.0.3 write), and ISO
 # 8601's extended format: a date, then optionally T or a space and a time of day, then
 # optionally Z or an offset. ASCII digits only.
