@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 
+from .details import EventDetails
 from .exceptions import (
     ConfigurationError,
     EventExistsError,
@@ -45,6 +46,7 @@ from .scheduler import Scheduler
 __all__ = [
     "CheckReport",
     "ConfigurationError",
+    "EventDetails",
     "EventExistsError",
     "EventNotPendingError",
     "FailedDelivery",

@@ -153,7 +153,7 @@ def _pages(
     resource: Any, client: Any, bucket: str, prefix: str, start_after: str | None
 ) -> Iterator[tuple[list[Listed], bool]]:
     """Yield each LIST page with whether a further page may follow."""
-    if resource is not None and not _is_boto3_resource(resource):
+    if resource is not None and not is_boto3_resource(resource):
         page: list[Listed] = []
         for obj in resource.Bucket(bucket).objects.filter(Prefix=prefix):
             if start_after is not None and obj.key <= start_after:
@@ -174,7 +174,14 @@ def _pages(
 
 
 def list_window(resource: Any, client: Any, bucket: str, prefix: str, window: Window) -> Iterator[Listed]:
-    """Yield the names under ``prefix`` that lie in ``window``, in key order.
+    """Yield the names under ``prefix`` that lie in ``window``, in key order (`list_window_pages`, flat)."""
+    for page in list_window_pages(resource, client, bucket, prefix, window):
+        yield from page
+
+
+def list_window_pages(resource: Any, client: Any, bucket: str, prefix: str, window: Window) -> Iterator[list[Listed]]:
+    """Yield the names under ``prefix`` that lie in ``window``, in key order, one list per
+    LIST page read (an empty list for a page with none of them).
 
     The names up to the window's bound come first, page by page. The pages already read
     also give the names of the window's extra ranges up to where they reach; a range
@@ -183,10 +190,9 @@ def list_window(resource: Any, client: Any, bucket: str, prefix: str, window: Wi
     """
     last_read: str | None = None
     for page, more in _pages(resource, client, bucket, prefix, None):
-        for listed in page:
-            last_read = listed.key
-            if window.reads(listed.key):
-                yield listed
+        if page:
+            last_read = page[-1].key
+        yield [listed for listed in page if window.reads(listed.key)]
         if not more:
             return
         if window.bound is not None and last_read is not None and last_read > window.bound:
@@ -200,16 +206,16 @@ def list_window(resource: Any, client: Any, bucket: str, prefix: str, window: Wi
         yield from _range(_pages(resource, client, bucket, prefix, start), extra.last)
 
 
-def _range(pages: Iterator[tuple[list[Listed], bool]], last: str) -> Iterator[Listed]:
-    """Yield the names of ``pages`` up to and including ``last``."""
+def _range(pages: Iterator[tuple[list[Listed], bool]], last: str) -> Iterator[list[Listed]]:
+    """Yield the names of ``pages`` up to and including ``last``, a list per page."""
     for page, _ in pages:
-        for listed in page:
-            if listed.key > last:
-                return
-            yield listed
+        within = [listed for listed in page if listed.key <= last]
+        yield within
+        if len(within) < len(page):
+            return
 
 
-def _is_boto3_resource(resource: Any) -> bool:
+def is_boto3_resource(resource: Any) -> bool:
     try:
         from boto3.resources.base import ServiceResource
     except ImportError:  # pragma: no cover - boto3 is a dependency

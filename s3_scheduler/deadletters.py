@@ -4,7 +4,8 @@ With ``dead_letter_after`` set, an event that failed in ``dead_letter_attempts``
 runs, or stays rejected, once that long has passed since its time, is moved aside: copied,
 body and name kept, to ``{path}/.dead-letters/{when}|{bucket}|{target}|{token}`` (a name of
 its own: ``token`` is 8 random hexadecimal digits), then removed from the events. So is an
-event later than ``max_lateness``. Nothing delivers or deletes a dead letter.
+event later than ``max_lateness``. No run delivers or deletes a dead letter: an
+operator sends it again (`requeue`) or deletes it (`purge`).
 
 - **Counting failed runs**: each run whose copy of an event failed adds one to the
   event's tag `keys.ATTEMPTS_TAG` (a read and a write of its tags). Credentials that may
@@ -15,6 +16,8 @@ event later than ``max_lateness``. Nothing delivers or deletes a dead letter.
   A delete that finds the event gone (an earlier attempt whose reply was lost, or another
   run) leaves it moved. An event whose dead letter's name would be over S3's 1,024 bytes
   stays pending and failing (warned once).
+- **Handing back** (`requeue`, `purge`): a dead letter is written back as a new pending
+  event (conditional PUT, no tags), then deleted on its ETag; or deleted alone.
 """
 
 from __future__ import annotations
@@ -23,13 +26,30 @@ import logging
 import secrets
 from collections.abc import Iterator
 from datetime import datetime, timedelta
-from typing import Any, Callable
+from typing import Any, Callable, Union
 
-from . import _s3
-from .exceptions import InvalidKeyError
-from .keys import ATTEMPTS_TAG, MAX_KEY_BYTES, dead_letter_key, dead_letter_prefix
+from botocore.exceptions import ClientError
+
+from . import _s3, occurrences
+from .exceptions import EventExistsError, EventNotPendingError, InvalidKeyError
+from .keys import (
+    ATTEMPTS_TAG,
+    MAX_KEY_BYTES,
+    dead_letter_key,
+    dead_letter_prefix,
+    encode_key,
+    listing_prefix,
+    shard_number,
+    shard_of,
+    shard_path,
+    shard_root,
+    to_utc,
+)
 from .outcomes import Due
+from .series import from_metadata
 from .report import ScheduledEvent
+from .targets import check_allowed
+from .utils import info
 
 logger = logging.getLogger("s3_scheduler.delivery")
 """A run's own logger: these lines are part of a run's log, under the name they always had."""
@@ -164,3 +184,146 @@ def listing(resource: Any, client: Any, bucket: str, prefix: str) -> Iterator[Sc
                 yield ScheduledEvent.from_dead_letter(listed.key, prefix)
             except InvalidKeyError:
                 continue
+
+
+KEPT_ON_REQUEUE = (
+    "ContentType",
+    "ContentEncoding",
+    "ContentDisposition",
+    "ContentLanguage",
+    "CacheControl",
+    "Metadata",
+)
+"""What `requeue` keeps of a dead letter besides its body (as `Scheduler.reschedule` keeps of an event)."""
+
+When = Union[datetime, timedelta, None]
+"""When a requeued event is due: a datetime (naive means UTC), a timedelta from now, or None: now."""
+
+
+def letter(key: Any, path: str, *, shards: int) -> ScheduledEvent:
+    """Return the dead letter ``key`` of the scheduler at ``path`` (with ``shards`` > 1: of any
+    shard, or of the unsharded scheduler) as an event whose ``key`` is the dead letter's own.
+
+    Raises `InvalidKeyError` for any other name.
+
+    >>> letter("jobs/2/.dead-letters/2030-01-07%2014%3A05%3A00%2B00%3A00|b|k|0badcafe", "jobs", shards=4).path
+    'k'
+    """
+    unsharded = listing_prefix(path)
+    root = shard_root(path)
+    prefix = None
+    if isinstance(key, str) and key.startswith(dead_letter_prefix(unsharded)):
+        prefix = unsharded
+    elif shards > 1 and isinstance(key, str) and key.startswith(root):
+        label = key[len(root) :].partition("/")[0]
+        if shard_number(label) is not None and key.startswith(dead_letter_prefix(listing_prefix(root + label))):
+            prefix = listing_prefix(root + label)
+    problem = ""
+    if prefix is not None:
+        try:
+            return ScheduledEvent.from_dead_letter(key, prefix)
+        except InvalidKeyError as exc:
+            problem = f" ({exc})"
+    where = dead_letter_prefix(unsharded) + ("" if shards == 1 else f" or {root}{{shard}}/.dead-letters/")
+    msg = f"{key!r} is not a dead letter of the scheduler at {path!r}: {where}{{when}}|{{bucket}}|{{target}}|{{token}}"
+    raise InvalidKeyError(msg + problem)
+
+
+def requeue(
+    client: Any,
+    bucket: str,
+    key: str,
+    when: When,
+    path: str,
+    shards: int,
+    now: datetime,
+    allowed: Any = None,
+) -> str:
+    """Write the dead letter ``key`` back as a pending event due at ``when``, then remove it; return the event's key.
+
+    The new event is the dead letter's body, content type and metadata (`KEPT_ON_REQUEUE`),
+    without tags, so its count of failed runs starts again; with ``shards`` > 1 it lies in
+    the shard its target hashes to. A dead letter that was an occurrence of a series is
+    marked as one (`occurrences.mark`) before it is written: after its delivery its series
+    goes on. The write is a conditional PUT (``If-None-Match: *``,
+    honoured by every store we test, CopyObject's is not), so a pending event of that name
+    is never replaced: `EventExistsError`, nothing changed. The dead letter is then deleted
+    on the ETag read (``If-Match``). Lost replies: a PUT retried after its reply was lost
+    finds its own write (`_s3.put_new`), a retried delete that finds the dead letter gone
+    is this call's own. If the dead letter went meanwhile (requeued or purged by another
+    call) or changed, the new event is taken back and `EventNotPendingError` raised. Any
+    other error of the delete is raised with the event written and the dead letter kept
+    (nothing lost; purge it rather than requeue it again).
+
+    Raises before any request: `InvalidKeyError` for a key that is not a dead letter of the
+    scheduler, `TypeError` for a ``when`` of another type, `ValueError` for a name over
+    S3's 1,024 bytes, `TargetNotAllowedError` for a target outside ``allowed`` (parsed
+    allowed targets, None: any). `EventNotPendingError` when the dead letter is not there.
+    """
+    event = letter(key, path, shards=shards)
+    due = _due(when, now)
+    check_allowed(allowed, event.bucket, event.path)
+    prefix = listing_prefix(path if shards == 1 else shard_path(path, shard_of(event.bucket, event.path, shards)))
+    new_key = encode_key(prefix, due, event.bucket, event.path)
+    try:
+        got = client.get_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        if _s3.is_missing(exc):
+            raise EventNotPendingError(_not_there(key)) from None
+        raise
+    with got["Body"] as stream:
+        body = stream.read()
+    extra = {name: got[name] for name in KEPT_ON_REQUEUE if got.get(name)}
+    if from_metadata(got.get("Metadata") or {}) is not None:  # an occurrence of a series: it goes on after
+        occurrences.mark(client, bucket, prefix, new_key)
+    put = _s3.put_new(client, bucket, new_key, body, **extra)
+    if put.state is _s3.Written.EXISTS:
+        msg = f"{new_key} is already pending: requeue would replace it; requeue at another time, or cancel it first"
+        raise EventExistsError(msg)
+    gone = _s3.delete_if_match(client, bucket, key, got["ETag"])
+    if gone not in (_s3.Deleted.DELETED, _s3.Deleted.GONE_ON_RETRY):
+        # Requeued or purged by another call since it was read, or rewritten: take the event back.
+        _s3.delete_if_match(client, bucket, new_key, put.etag or _s3.content_etag(body), unquoted_too=True)
+        raise EventNotPendingError(_not_there(key))
+    info("Requeued the dead letter %r as %r", key, new_key)
+    return new_key
+
+
+def purge(client: Any, bucket: str, key: str, *, path: str, shards: int) -> bool:
+    """Delete the dead letter ``key``; return True only if this call removed it.
+
+    One HEAD, then a DELETE on the ETag found (``If-Match``). False when it was not there
+    (purged, requeued, or never there), or was replaced between the two. A retried delete
+    that finds it gone answers True: this call may have removed it (as `Scheduler.cancel`).
+    Raises `InvalidKeyError`, before any request, for a key that is not a dead letter of
+    the scheduler at ``path`` (with ``shards``).
+    """
+    letter(key, path, shards=shards)
+    etag = _s3.head_etag(client, bucket, key)
+    if etag is None:
+        return False
+    gone = _s3.delete_if_match(client, bucket, key, etag)
+    if gone in (_s3.Deleted.DELETED, _s3.Deleted.GONE_ON_RETRY, _s3.Deleted.CHANGED_ON_RETRY):
+        info("Purged the dead letter %r", key)
+        return True
+    return False
+
+
+def _due(when: When, now: datetime) -> datetime:
+    """Return ``when`` as an aware UTC time: None is ``now``, a timedelta is from ``now``."""
+    if when is None:
+        return now
+    if isinstance(when, timedelta):
+        try:
+            return now + when
+        except OverflowError:
+            msg = f"when {when!r} from now is past the times a datetime can hold (years 1 to 9999)"
+            raise ValueError(msg) from None
+    if not isinstance(when, datetime):
+        msg = f"when must be a datetime (naive means UTC), a timedelta from now, or None, not {type(when).__name__}"
+        raise TypeError(msg)
+    return to_utc(when)
+
+
+def _not_there(key: str) -> str:
+    return f"{key} is not among the dead letters: requeued, purged or never there"

@@ -46,10 +46,10 @@ from typing import Any, Callable, NamedTuple, Union
 from botocore.exceptions import ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
-from . import _s3
+from . import _s3, occurrences
 from .deadletters import DeadLetters
 from .exceptions import InvalidKeyError
-from .keys import Window, is_reserved, sorts_late
+from .keys import Window, is_reserved, series_marker, sorts_late
 from .lease import Acquisition, Lease, Outcome, RunLease
 from .outcomes import Due, Listed, Recorder, Reject, Result, Skip, Step, StopReason
 from .outcomes import Outcome as StepOutcome
@@ -117,6 +117,8 @@ class Settings:
     through it (copy and delete in one call) instead of the copy and the batch delete."""
     max_lateness: timedelta | None = None
     legacy_offsets: bool = True
+    series: bool = True
+    """Whether the listing looks for series markers (not with 0.0.3's stand-in resources)."""
     notices: set[str] = field(default_factory=set)
     """Warnings given once per scheduler, by name."""
 
@@ -267,9 +269,10 @@ class _Lister:
     """Reads the listing in a thread of its own and hands on what it reads; used as a
     context manager, its thread ends on the way out."""
 
-    def __init__(self, settings: Settings, window: Window) -> None:
+    def __init__(self, settings: Settings, window: Window, horizon: datetime) -> None:
         self._settings = settings
         self._window = window
+        self._horizon = horizon
         self.items: queue.Queue[_Item] = queue.Queue(maxsize=QUEUE_SIZE)
         self._cancel = threading.Event()
         self._thread = threading.Thread(target=self._read, name="s3-scheduler-list", daemon=True)
@@ -310,13 +313,32 @@ class _Lister:
         s = self._settings
         error: BaseException | None = None
         try:
-            for listed in _s3.list_window(s.resource, s.client, s.bucket, s.prefix, self._window):
-                if not self._put(self._classify(listed)):
-                    return
+            after: str | None = None
+            for page in _s3.list_window_pages(s.resource, s.client, s.bucket, s.prefix, self._window):
+                items = [self._classify(listed) for listed in page]
+                due = [item.event.key for item in items if isinstance(item, Due) and item.event.when <= self._horizon]
+                if due and s.series:
+                    items = self._mark(items, after, due[0], due[-1])
+                    after = due[-1]
+                for item in items:
+                    if not self._put(item):
+                        return
         except BaseException as exc:  # noqa: BLE001 - raised in the calling thread
             error = exc
         finally:
             self._put(_End(error))
+
+    def _mark(self, items: list[Listed], after: str | None, first: str, last: str) -> list[Listed]:
+        """Mark the events of ``items`` (a page read) from ``first`` to ``last`` that a series
+        marker marks: the markers are listed after the page, as a marker is written before
+        its event (``after``: the last key the previous listing of markers covered)."""
+        s = self._settings
+        marked = occurrences.marked_in(s.client, s.bucket, s.prefix, after, first, last, now=s.clock())
+        if not marked:
+            return items
+        return [
+            item._replace(marked=True) if isinstance(item, Due) and item.event.key in marked else item for item in items
+        ]
 
     def _classify(self, listed: _s3.Listed) -> Listed:
         try:
@@ -422,7 +444,7 @@ class _Run:
 
     def go(self) -> HandleReport:
         """Run the loop, wind down whatever happened, and return the report."""
-        with _Lister(self.s, self.window) as lister:
+        with _Lister(self.s, self.window, self.horizon) as lister:
             copiers = _Copiers(self.s.max_workers)
             self._start_deleter()
             try:
@@ -692,8 +714,11 @@ class _Run:
         """In a copier thread: deliver one event; hand the outcome to the recorder."""
         event = due.event
         error: BaseException | None = None
+        missed = 0
         try:
-            if self.s.move_file is not None:
+            if due.marked:
+                missed = self._deliver_occurrence(due)
+            elif self.s.move_file is not None:
                 self.s.move_file(self.s.bucket, event.bucket, event.key, self.s.client, event.path)
             else:
                 extra: dict[str, Any] = {}
@@ -711,17 +736,30 @@ class _Run:
             error = exc
         deleter = self.deleter if error is None else None
         try:  # the outcome is handed on before the copier is free, so it is seen first
-            self.recorder.hand_on(
-                Step.COPY, due, Result.of(error), error, then=None if deleter is None else lambda: deleter.add(due)
-            )
+            then = None if deleter is None else lambda: deleter.add(due)
+            self.recorder.hand_on(Step.COPY, due, Result.of(error), error, then=then, missed=missed)
         finally:
             self.limit.release(throttled=error is not None and _s3.is_throttled(error))
+
+    def _deliver_occurrence(self, due: Due) -> int:
+        """Deliver a marked event (an occurrence of a series) and write the next; return
+        how many occurrences were skipped (see `occurrences.deliver`)."""
+        extra = {"TaggingDirective": "REPLACE"} if self.s.dead_letters is not None else {}
+        event = due.event
+        delivered = occurrences.deliver(
+            self.s.client, self.s.bucket, self.s.prefix, event, due.etag, now=self._now(), copy_extra=extra
+        )
+        if self.s.move_file is not None:  # a 0.0.3 test's move_file deletes the event itself
+            self.s.client.delete_object(Bucket=self.s.bucket, Key=event.key)
+        return delivered.missed
 
     def _expire(self, due: Due) -> None:
         """In a copier thread: put aside (or remove) an event found later than max_lateness."""
         error: BaseException | None = None
         result = Result.DONE
         try:
+            if due.marked:  # its series goes on
+                occurrences.skip(self.s.client, self.s.bucket, self.s.prefix, due.event, due.etag, now=self._now())
             if self.s.dead_letters is not None:
                 self.s.dead_letters.put_aside(due)
             else:
@@ -914,6 +952,7 @@ class _Deleter:
         ETag, so one odd key never keeps a batch of delivered events pending.
         """
         objects = [{"Key": due.event.key, **({"ETag": due.etag} if due.etag else {})} for due in batch]
+        objects += [{"Key": series_marker(self._s.prefix, due.event.key)} for due in batch if due.marked]
         try:
             response = self._client.delete_objects(Bucket=self._s.bucket, Delete={"Objects": objects, "Quiet": True})
         except Exception as exc:  # noqa: BLE001 - falls back to one delete per key

@@ -243,6 +243,26 @@ def dead_letter_prefix(prefix: str) -> str:
     return prefix[: -len(SEPARATOR)] + ".dead-letters/"
 
 
+def series_marker_prefix(prefix: str) -> str:
+    """Return the prefix under which the scheduler whose prefix is ``prefix`` marks the
+    occurrences of series: ``{path}/.series/`` (see `SERIES_MARKERS`)."""
+    return prefix[: -len(SEPARATOR)] + SERIES_MARKERS
+
+
+def series_marker(prefix: str, key: str) -> str:
+    """Return the marker of the event ``key`` of the scheduler at ``prefix``.
+
+    >>> series_marker("jobs/|", "jobs/|2030-01-07%2014%3A05%3A00%2B00%3A00|b|k")
+    'jobs/.series/2030-01-07%2014%3A05%3A00%2B00%3A00|b|k'
+    """
+    return series_marker_prefix(prefix) + key[len(prefix) :]
+
+
+def marked_event(prefix: str, marker: str) -> str:
+    """Return the event key that the marker ``marker`` of the scheduler at ``prefix`` marks."""
+    return prefix + marker[len(series_marker_prefix(prefix)) :]
+
+
 DEAD_LETTER_TOKEN = re.compile(r"[0-9a-f]{8}")
 """The form of the token that makes each dead letter's name its own: 8 hexadecimal digits."""
 
@@ -277,10 +297,14 @@ def decode_dead_letter(key: str, prefix: str) -> DecodedKey:
 
 
 def is_reserved(prefix: str, schedule_bucket: str, bucket: str, target: str) -> bool:
-    """Whether ``bucket``/``target`` is the lease or a dead letter of the scheduler at
-    ``prefix`` in ``schedule_bucket``: no event may be delivered there."""
+    """Whether ``bucket``/``target`` is the lease, a dead letter or a series marker of the
+    scheduler at ``prefix`` in ``schedule_bucket``: no event may be delivered there."""
     target = normalize_target(target)
-    return bucket == schedule_bucket and (target == lease_key(prefix) or target.startswith(dead_letter_prefix(prefix)))
+    return bucket == schedule_bucket and (
+        target == lease_key(prefix)
+        or target.startswith(dead_letter_prefix(prefix))
+        or target.startswith(series_marker_prefix(prefix))
+    )
 
 
 def is_reserved_in_shards(path: str, schedule_bucket: str, bucket: str, target: str) -> bool:

@@ -37,6 +37,8 @@ class Due(NamedTuple):
 
     event: ScheduledEvent
     etag: str | None
+    marked: bool = False
+    """Whether a series marker marks it: its metadata is read, and a series goes on after it."""
 
 
 class Skip(NamedTuple):
@@ -101,6 +103,8 @@ class Outcome(NamedTuple):
     """When it came back, by the scheduler's clock."""
     error: BaseException | None = None
     """The error, for `Result.FAILED`."""
+    missed: int = 0
+    """For the copy of an occurrence of a series: the occurrences it skipped (coalesced)."""
 
 
 class StopReason(str, enum.Enum):
@@ -171,8 +175,10 @@ class Recorder:
         error: BaseException | None = None,
         *,
         then: Callable[[], None] | None = None,
+        missed: int = 0,
     ) -> None:
-        """Hand on a step's outcome, timed now, and call ``then`` with it, at once.
+        """Hand on a step's outcome, timed now, and call ``then`` with it, at once
+        (``missed``: see `Outcome.missed`).
 
         Once the recorder is closed nothing is handed on and ``then`` is not called: the
         run reported that event as still on its way.
@@ -180,7 +186,7 @@ class Recorder:
         with self._lock:
             if self._closed:
                 return
-            self._outcomes.append(Outcome(step, due, result, self._clock(), error))
+            self._outcomes.append(Outcome(step, due, result, self._clock(), error, missed))
             if then is not None:
                 then()
 
@@ -259,6 +265,7 @@ class Recorder:
         event = outcome.due.event
         if outcome.result is Result.DONE:
             self.report.delivered.append_key(event.key)
+            self.report.coalesced += outcome.missed
             late = (outcome.at - event.when).total_seconds()
             self.report.worst_lateness = max(self.report.worst_lateness, late)
             logger.info("Delivered %r to %r, %.3f s late", event.key, _url(event), late)

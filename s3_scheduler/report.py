@@ -167,6 +167,10 @@ class HandleReport:
       in the order they were found; the fields above are then the totals (each list the
       shards' lists one after the other, ``worst_lateness`` the largest). None for a run
       over one prefix (`summary` and `to_dict` are then what they always were).
+    - ``coalesced``: occurrences of series skipped this run because they were missed
+      (due while no run ran): each such series had one occurrence delivered and goes on
+      at its first instance after the run's time. `summary` and `to_dict` show it when
+      it is not zero.
     """
 
     delivered: EventList = field(default_factory=_events)
@@ -179,6 +183,7 @@ class HandleReport:
     expired: EventList = field(default_factory=_events)
     worst_lateness: float = 0.0
     shards: dict[str, HandleReport] | None = None
+    coalesced: int = 0
 
     @classmethod
     def merged(cls, reports: Mapping[str, HandleReport]) -> HandleReport:
@@ -191,6 +196,7 @@ class HandleReport:
             total.failed.extend(report.failed)
             total.skipped.extend(report.skipped)
             total.worst_lateness = max(total.worst_lateness, report.worst_lateness)
+            total.coalesced += report.coalesced
         return total
 
     @classmethod
@@ -225,6 +231,8 @@ class HandleReport:
         ``delivered=3 ... expired=0 shards=9 (2: delivered=1; unsharded: delivered=2)``.
         """
         counts = " ".join(f"{name}={len(getattr(self, name))}" for name in _FIELDS)
+        if self.coalesced:
+            counts += f" coalesced={self.coalesced}"
         if self.shards is None:
             return counts
         busy = "; ".join(f"{label}: {report._busy()}" for label, report in self.shards.items() if report._busy())
@@ -241,6 +249,8 @@ class HandleReport:
         for name in _FIELDS:
             items = getattr(self, name)
             data[name] = [item if isinstance(item, str) else item.to_dict() for item in items]
+        if self.coalesced:
+            data["coalesced"] = self.coalesced
         if self.shards is not None:
             data["shards"] = {label: report.to_dict() for label, report in self.shards.items()}
         return data

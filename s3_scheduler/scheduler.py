@@ -24,9 +24,11 @@ from datetime import datetime, timedelta
 from typing import Any, BinaryIO, Callable, Union
 
 from botocore.exceptions import ClientError
+from dateutil.rrule import rrule
 
-from . import _s3, deadletters, delivery, utils
+from . import _s3, deadletters, delivery, occurrences, utils
 from .deadletters import DeadLetters
+from .details import EventDetails, show_details
 from .exceptions import (
     EventExistsError,
     EventNotPendingError,
@@ -54,6 +56,7 @@ from .keys import (
 )
 from .lease import CLOCK_SKEW, DEFAULT_LEASE_TTL, MAX_LEASE_TTL, MAX_UNTIL, MIN_LEASE_TTL, Lease, Outcome, RunLease
 from .report import CheckReport, HandleReport, ScheduledEvent
+from .series import from_metadata, new_series
 from .settings import DEFAULT_DEAD_LETTER_ATTEMPTS, DEFAULT_MAX_WORKERS, MAX_WORKERS, MIN_MAX_LATENESS
 from .shards import SHARDS_AT_ONCE, Found, ShardSet
 from .targets import check_allowed, parse_allowed_targets
@@ -76,6 +79,9 @@ Content = Union[str, bytes, bytearray, memoryview, BinaryIO]
 """What `Scheduler.schedule` delivers: text (sent as UTF-8), bytes, or a binary file."""
 
 When = Union[datetime, timedelta]
+
+_Prepared = tuple[str, Union[bytes, BinaryIO], Union[dict[str, str], None]]
+"""An event checked and ready to write: its key, its body, and its series' metadata (None: one-time)."""
 """When an event is due: a datetime (naive means UTC), or a timedelta from now."""
 
 MOVE_REACH = MAX_UNTIL + CLOCK_SKEW
@@ -265,6 +271,7 @@ class Scheduler:
         replace: bool = True,
         content_type: str | None = None,
         metadata: Mapping[str, str] | None = None,
+        repeat: str | rrule | None = None,
     ) -> str:
         """Schedule ``what`` to be copied to ``bucket``/``path`` at ``when``; return the
         event's key.
@@ -279,6 +286,15 @@ class Scheduler:
         stored on the event and carried by the copy to the target, where the work it
         starts can read them (S3 user metadata: ``x-amz-meta-name``).
 
+        ``repeat`` makes the event recurring: an RFC 5545 RRULE (a string such as
+        ``"FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR;BYHOUR=9;BYMINUTE=0"``, or a
+        `dateutil.rrule.rrule`) evaluated in ``when``'s zone (a `zoneinfo` or `dateutil.tz`
+        zone; naive means UTC) from ``when`` on. The key returned is that of its first
+        occurrence: the rule's first instance at or after ``when``. Each occurrence is an
+        ordinary event; after delivering one, a run writes the next (see
+        `s3_scheduler.series`). A string that is not a rule, a zone with no name or a rule
+        with no instance at or after ``when`` raises `ValueError` before any request.
+
         An event with the same time and target is replaced, as in 0.0.3; with
         ``replace=False`` the write is conditional (``If-None-Match: *``) and an existing
         event raises `EventExistsError`, leaving it as it was.
@@ -289,9 +305,8 @@ class Scheduler:
         a name over S3's 1,024 bytes; `TargetNotAllowedError` (a `ValueError`) for a
         target outside ``allowed_targets``. The content is never logged.
         """
-        key, body = self._prepare(when, bucket, path, what)
-        extra = _extra_args(content_type, metadata)
-        self._write(key, body, replace, extra)
+        key, body, series = self._prepare(when, bucket, path, what, repeat)
+        self._write(key, body, replace, _extra_args(content_type, metadata), series)
         info("Scheduled %r to %r", key, f"s3://{bucket}/{normalize_target(path)}")
         return key
 
@@ -302,6 +317,7 @@ class Scheduler:
         replace: bool = True,
         content_type: str | None = None,
         metadata: Mapping[str, str] | None = None,
+        repeat: str | rrule | None = None,
     ) -> list[str]:
         """Schedule each ``(when, bucket, path, what)`` of ``events``; return their keys in order.
 
@@ -310,22 +326,22 @@ class Scheduler:
         is the (second) event's index in ``events``. The writes then go
         ``max_workers`` at a time. When some fail, `ScheduleManyError` lists them (index
         and error); every event written stays written, and its key is in the error's
-        ``keys`` (None for the failed ones). ``content_type`` and ``metadata`` apply to
-        every event of the batch.
+        ``keys`` (None for the failed ones). ``content_type``, ``metadata`` and ``repeat``
+        (each event then starts a series of its own) apply to every event of the batch.
         """
         extra = _extra_args(content_type, metadata)
         prepared = []
         for index, event in enumerate(events):
             try:
                 when, bucket, path, what = event
-                prepared.append(self._prepare(when, bucket, path, what))
+                prepared.append(self._prepare(when, bucket, path, what, repeat))
             except (TypeError, ValueError) as exc:
                 raise _in_batch(exc, index) from exc
-        _refuse_duplicates([key for key, _ in prepared])
+        _refuse_duplicates([key for key, _, _ in prepared])
 
-        def write(item: tuple[str, bytes | BinaryIO]) -> BaseException | None:
+        def write(item: _Prepared) -> BaseException | None:
             try:
-                self._write(item[0], item[1], replace, extra)
+                self._write(*item[:2], replace, extra, item[2])
             except Exception as exc:  # noqa: BLE001 - gathered into ScheduleManyError
                 return exc
             return None
@@ -333,7 +349,7 @@ class Scheduler:
         # with shards, one shard's writes together, through one pool (keys sort by shard)
         errors = _each(write, prepared, self._max_workers, by_key=self._shards is not None)
         failures = [(index, error) for index, error in enumerate(errors) if error is not None]
-        keys = [key for key, _ in prepared]
+        keys = [key for key, _, _ in prepared]
         if failures:
             raise ScheduleManyError(failures, [None if e is not None else k for k, e in zip(keys, errors)])
         if self._shards is None:
@@ -343,7 +359,7 @@ class Scheduler:
             info("Scheduled %d events under %r in %d shards", len(keys), shard_root(self._path), shards)
         return keys
 
-    def _prepare(self, when: Any, bucket: Any, path: Any, what: Content) -> tuple[str, bytes | BinaryIO]:
+    def _prepare(self, when: Any, bucket: Any, path: Any, what: Content, repeat: Any) -> _Prepared:
         if isinstance(when, timedelta):
             when = _from_now(self.now(), when)
         if not isinstance(when, datetime):
@@ -351,6 +367,10 @@ class Scheduler:
             raise TypeError(msg)
         _check_target(bucket, path)
         body = _body(what)
+        series = None
+        if repeat is not None:
+            started, when = new_series(repeat, when)
+            series = started.metadata()
         key = encode_key(self._prefix_for(bucket, path), when, bucket, path)
         if (
             is_reserved(self._prefix, self._bucket, bucket, path)
@@ -360,7 +380,7 @@ class Scheduler:
             msg = f"the target s3://{bucket}/{normalize_target(path)} is this scheduler's lease or a dead letter"
             raise ValueError(msg)
         check_allowed(self._allowed, bucket, normalize_target(path))
-        return key, body
+        return key, body, series
 
     def _prefix_for(self, bucket: str, path: str) -> str:
         """The prefix of the events of the target ``bucket``/``path``: its shard's, or the only one."""
@@ -373,11 +393,17 @@ class Scheduler:
         key of a sharded scheduler raises `InvalidKeyError`)."""
         return self._prefix if self._shards is None else event_prefix(key, self._path)
 
-    def _write(self, key: str, body: bytes | BinaryIO, replace: bool, extra: dict[str, Any]) -> str | None:
+    def _write(
+        self, key: str, body: bytes | BinaryIO, replace: bool, extra: dict[str, Any], series: dict[str, str] | None
+    ) -> str | None:
         """Write the event ``key``; return its ETag where the store gave one.
 
         Without ``replace`` the write is `_s3.put_new`, and an event there raises `EventExistsError`.
+        An occurrence of a series (``series``: its metadata) is marked first.
         """
+        if series is not None:
+            extra = {**extra, "Metadata": {**extra.get("Metadata", {}), **series}}
+            occurrences.mark(self._s3_client, self._bucket, self._prefix_of(key), key)
         if not isinstance(body, bytes):
             if replace:
                 self._s3_client.upload_fileobj(body, self._bucket, key, ExtraArgs=extra or None)
@@ -442,22 +468,20 @@ class Scheduler:
         delete after a lost reply and the retry finds the event gone, the answer is
         ``True``: this call may have removed it, and a removal is never reported as not.
 
+        Cancelling an occurrence of a series ends the series: once the occurrence is
+        removed, any later occurrence of it that a run delivering it at that moment wrote
+        is removed too. ``False`` for an occurrence already delivered: the series goes
+        on at its next occurrence (`pending` lists it; cancel that one).
+
         Raises `InvalidKeyError` for a key that is not an event of this scheduler (with
         shards: of any shard, or of the unsharded prefix), and lets every other S3 error
         (access denied, no such bucket) propagate. `stop` keeps its 0.0.3 meaning.
         """
-        decode_key(key, self._prefix_of(key))
-        etag = _s3.head_etag(self._s3_client, self._bucket, key)
-        if etag is None:
-            return False
-        gone = _s3.delete_if_match(self._s3_client, self._bucket, key, etag)
-        if gone is _s3.Deleted.DELETED:
+        prefix = self._prefix_of(key)
+        decode_key(key, prefix)
+        reach = MOVE_REACH + self._lease_ttl  # how far ahead a run delivering it may have written the next
+        if occurrences.cancel(self._s3_client, self._bucket, prefix, key, now=self.now(), reach=reach):
             info("Cancelled the scheduled event %r", key)
-            return True
-        if gone in (_s3.Deleted.GONE_ON_RETRY, _s3.Deleted.CHANGED_ON_RETRY):
-            # An earlier attempt may have removed it, its reply lost: never report a
-            # removal this call may have made as "not removed".
-            info("Cancelled the scheduled event %r (a retried delete found it gone)", key)
             return True
         return False
 
@@ -499,7 +523,8 @@ class Scheduler:
         lease = None
         if self._exclusive and event.when <= self.now() + MOVE_REACH:
             lease = self._lease if prefix == self._prefix else self._lease_of(prefix)
-        _move_holding(lease, self._lease_ttl, self._sleep, self._notices, (self._s3_client, self._bucket, key, new_key))
+        move = (self._s3_client, self._bucket, key, new_key, (prefix, self._prefix_for(event.bucket, event.path)))
+        _move_holding(lease, self._lease_ttl, self._sleep, self._notices, move)
         info("Rescheduled %r as %r", key, new_key)
         return new_key
 
@@ -520,6 +545,68 @@ class Scheduler:
             yield from self._shards.dead_letters()
             return
         yield from deadletters.listing(self._s3_resource, self._s3_client, self._bucket, self._prefix)
+
+    def show(self, key: str, *, into: BinaryIO | None = None) -> EventDetails:
+        """Return what the object ``key`` holds, a pending event or a dead letter, as an `EventDetails`.
+
+        The details are its time and target (read from the name), size, content type, user
+        metadata, ETag, when it was written (``last_modified``), how many runs failed to
+        deliver it (``failed_runs``, from its tag `keys.ATTEMPTS_TAG`), the rule, zone, series
+        and start of the series it belongs to (None for a one-time event), and whether it
+        is a dead letter (``dead_letter``). It costs one HEAD, and a GetObjectTagging only
+        when the HEAD says the object has tags (``x-amz-tagging-count``; AWS leaves that
+        out for credentials that may not read tags, and ``failed_runs`` then reads 0). With
+        ``into`` (a binary file) one GET replaces the HEAD and the body is written there.
+        The content is never logged.
+
+        Raises `InvalidKeyError`, before any request, for a key that is neither an event nor a
+        dead letter of this scheduler (with shards: of any shard, or of the unsharded prefix),
+        and `EventNotPendingError` (a `LookupError`) when there is no such object (delivered,
+        cancelled, requeued, purged or never scheduled). Other S3 errors propagate.
+        """
+        return show_details(self._s3_client, self._bucket, key, path=self._path, shards=self.shards, into=into)
+
+    def requeue(self, key: str, when: When | None = None) -> str:
+        """Send the dead letter ``key`` again: write it back as a pending event due at ``when``,
+        then delete the dead letter; return the new event's key.
+
+        ``when`` is a datetime (naive means UTC), a timedelta from now, or None (the default):
+        now, so the next `handle` delivers it. The event keeps the dead letter's body, content
+        type and metadata (a series' rule and zone too), and starts with no tags, so its count
+        of failed runs starts again from 0. With shards it is written in the shard its target
+        hashes to.
+
+        The body is read (GET, in memory, as `reschedule` does) and written with a conditional
+        PUT (``If-None-Match: *``), so a pending event at the new name is never replaced:
+        `EventExistsError` (a `ValueError`), both left as they were. The dead letter is then
+        deleted on the ETag read. Nothing is lost to a lost reply: a retried PUT finds its own
+        write, and a retried delete that finds the dead letter gone takes it as its own. If
+        the dead letter goes meanwhile (another `requeue` or a `purge`), the event written is
+        taken back and `EventNotPendingError` raised: it is sent once, by the call that
+        removed the dead letter. Any other error of the delete is raised with the event
+        written and the dead letter kept: nothing is lost, but requeueing it again would
+        send it twice (`purge` it instead).
+
+        Raises, before any request, `InvalidKeyError` for a key that is not a dead letter of
+        this scheduler (with shards: of any shard, or of the unsharded scheduler), `TypeError`
+        for a ``when`` of another type, `TargetNotAllowedError` for a target outside
+        ``allowed_targets``, and `ValueError` for a new name over S3's 1,024 bytes;
+        `EventNotPendingError` (a `LookupError`) when the dead letter is not there.
+        """
+        now, allowed = self.now(), self._allowed
+        return deadletters.requeue(self._s3_client, self._bucket, key, when, self._path, self.shards, now, allowed)
+
+    def purge(self, key: str) -> bool:
+        """Delete the dead letter ``key``; return ``True`` only if this call removed it.
+
+        ``False`` when it was not there (purged or requeued already, or never there). A HEAD,
+        then a delete conditional on the ETag found; a delete that botocore retried after a
+        lost reply and that finds it gone answers ``True``, as `cancel` does. Raises
+        `InvalidKeyError`, before any request, for a key that is not a dead letter of this
+        scheduler (with shards: of any shard, or of the unsharded scheduler); other S3 errors
+        propagate.
+        """
+        return deadletters.purge(self._s3_client, self._bucket, key, path=self._path, shards=self.shards)
 
     def check(self) -> CheckReport:
         """Scan every name under the prefix once and report what a run will not read in time.
@@ -629,6 +716,7 @@ class Scheduler:
             max_lateness=self._max_lateness,
             legacy_offsets=self._legacy_offsets,
             notices=self._notices,
+            series=self._s3_resource is None or _s3.is_boto3_resource(self._s3_resource),
         )
         report = delivery.run(
             settings,
@@ -713,8 +801,8 @@ def _check_shard(shard: Any, shards: int) -> int | None:
 
 
 def _each(
-    write: Callable[[tuple[str, bytes | BinaryIO]], BaseException | None],
-    prepared: list[tuple[str, bytes | BinaryIO]],
+    write: Callable[[_Prepared], BaseException | None],
+    prepared: list[_Prepared],
     max_workers: int,
     *,
     by_key: bool,
@@ -762,12 +850,14 @@ def _replaced_move_file() -> Callable[[str, str, str, Any, str], None] | None:
     return None if move_file is utils.move_file else move_file
 
 
-def _move(client: Any, bucket: str, key: str, new_key: str) -> None:
-    """Move the event ``key`` to ``new_key`` (`Scheduler.reschedule`).
+def _move(client: Any, bucket: str, key: str, new_key: str, prefixes: tuple[str, str]) -> None:
+    """Move the event ``key`` to ``new_key`` (`Scheduler.reschedule`); ``prefixes`` are the
+    two names' prefixes.
 
     A conditional PUT of the new name (If-None-Match), which every store we test honours,
     never replaces an event written there meanwhile; the delete of the old name names the
-    ETag read, so an event rewritten meanwhile stays.
+    ETag read, so an event rewritten meanwhile stays. An occurrence of a series is marked
+    at its new name before it is written there, and its old marker deleted after.
     """
     try:
         got = client.get_object(Bucket=bucket, Key=key)
@@ -778,6 +868,9 @@ def _move(client: Any, bucket: str, key: str, new_key: str) -> None:
     with got["Body"] as stream:
         body = stream.read()
     extra = {name: got[name] for name in _KEPT_ON_MOVE if got.get(name)}
+    series = from_metadata(got.get("Metadata") or {}) is not None
+    if series:
+        occurrences.mark(client, bucket, prefixes[1], new_key)
     put = _s3.put_new(client, bucket, new_key, body, **extra)
     if put.state is _s3.Written.EXISTS:
         msg = f"{new_key} is already pending: reschedule would replace it"
@@ -789,6 +882,8 @@ def _move(client: Any, bucket: str, key: str, new_key: str) -> None:
         etag = put.etag or _s3.content_etag(body)
         _s3.delete_if_match(client, bucket, new_key, etag, unquoted_too=True)
         raise EventNotPendingError(_not_pending(key))
+    if series:
+        occurrences.unmark(client, bucket, prefixes[0], key)
 
 
 def _move_holding(
@@ -796,9 +891,9 @@ def _move_holding(
     ttl: timedelta,
     sleep: Callable[[float], None],
     notices: set[str],
-    move: tuple[Any, str, str, str],
+    move: tuple[Any, str, str, str, tuple[str, str]],
 ) -> None:
-    """`_move` ``move`` (client, bucket, key, new key), holding ``lease`` (if given) meanwhile."""
+    """`_move` ``move`` (client, bucket, key, new key, prefixes), holding ``lease`` (if given) meanwhile."""
     run = None if lease is None else _lease_for_move(lease, ttl, sleep, notices)
     try:
         _move(*move)

@@ -601,7 +601,8 @@ def test_fanout_off_sizes_the_client_pool_for_the_shards_side_by_side(
 def test_one_shard_changes_nothing(
     lambda_env: Any, clock: Clock, monkeypatch: pytest.MonkeyPatch, client_spy: ClientSpy
 ) -> None:
-    """SHARDS=1 (the default) is the handler as before: each tick lists {path}/| alone (one request),
+    """SHARDS=1 (the default) is the handler as before: each tick lists {path}/| (and the series
+    markers of what is due),
     never looks for shards (jobs/0/ may be another scheduler's), builds no Lambda client and returns the
     report as before."""
     monkeypatch.setenv("S3_SCHEDULER_SHARDS", "1")
@@ -620,7 +621,7 @@ def test_one_shard_changes_nothing(
     assert sorted(result) == fields
     assert [e["key"] for e in result["delivered"]] == [key]
     assert schedule_keys(lambda_env) == [other]
-    assert [(p["Prefix"], "Delimiter" in p) for p in listings] == [("jobs/|", False)]
+    assert [(p["Prefix"], "Delimiter" in p) for p in listings] == [("jobs/|", False), ("jobs/.series/", False)]
     assert {made.meta.service_model.service_name for _, made in client_spy.made} == {"s3"}
 
 

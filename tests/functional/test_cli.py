@@ -87,7 +87,18 @@ def test_every_command_and_option_is_described() -> None:
             assert action.help, (name, action.dest)
             assert "e.g." in action.help, (name, action.dest)
             assert "env" in action.help, (name, action.dest)
-    assert set(subparsers.choices) == {"schedule", "list", "cancel", "reschedule", "handle", "run", "check", "demo"}
+    assert set(subparsers.choices) == {
+        "schedule",
+        "list",
+        "show",
+        "cancel",
+        "reschedule",
+        "handle",
+        "run",
+        "check",
+        "dead-letters",
+        "demo",
+    }
 
 
 def test_each_command_is_registered_with_its_function() -> None:
@@ -98,7 +109,7 @@ def test_each_command_is_registered_with_its_function() -> None:
     modules = {path.stem for path in Path(commands.__file__).parent.glob("*.py")} - {"__init__"}
 
     assert list(subparsers.choices) == list(commands.COMMANDS)
-    assert set(commands.COMMANDS) == modules
+    assert {commands.module_of(name) for name in commands.COMMANDS} == modules
     assert parser.parse_args(["list"]).func is commands.load("list").run
     for name, sub in subparsers.choices.items():
         command = commands.load(name)
@@ -1961,3 +1972,197 @@ def test_a_worker_whose_supervisor_lives_watches_it_with_one_thread(monkeypatch:
     assert len(started) == 1
     assert started[0].daemon
     assert not started[0].is_alive()
+
+
+# show and dead-letters (issue 20) ---------------------------------------------------------------
+
+
+def dead_letter(client: Any, when: datetime, target: str, body: bytes = b"x", path: str = "jobs") -> str:
+    """Write a dead letter of the scheduler at ``path`` in 'sched' as a run names it; return its key."""
+    from s3_scheduler import keys as names
+
+    prefix = names.listing_prefix(path)
+    key = names.dead_letter_key(prefix, names.encode_key(prefix, when, "target", target), "0badcafe")
+    client.put_object(Bucket="sched", Key=key, Body=body, ContentType="text/plain", Tagging=f"{names.ATTEMPTS_TAG}=3")
+    return key
+
+
+def test_show_prints_an_event_as_lines_or_json(aws: Any, capsys: pytest.CaptureFixture[str], clock: Clock) -> None:
+    """show KEY prints its time, target, size, type, failed runs and metadata; --json one object; --to selects it."""
+    key = scheduler(aws, clock).schedule(
+        T0, "target", "in/a.json", "{}", content_type="application/json", metadata={"order-id": "42"}
+    )
+
+    status, out, err = run(capsys, "show", key, clock=clock)
+    as_json = run(capsys, "--json", "show", "--to", "s3://target/in/a.json", clock=clock)
+
+    assert (status, err) == (0, "")
+    shown = {name: value.strip() for name, value in (line.split(":", 1) for line in out.splitlines())}
+    assert shown == {
+        "key": shlex.quote(key),
+        "kind": "pending event",
+        "when": T0.isoformat(),
+        "target": "s3://target/in/a.json",
+        "size": "2 bytes",
+        "content type": "application/json",
+        "written": shown["written"],
+        "failed runs": "0",
+        "metadata order-id": "42",
+    }
+    assert datetime.fromisoformat(shown["written"]).tzinfo is not None
+    assert as_json[0] == 0
+    data = json.loads(as_json[1])
+    assert (data["key"], data["size"], data["metadata"], data["dead_letter"]) == (key, 2, {"order-id": "42"}, False)
+
+
+def test_show_content_writes_the_body_byte_for_byte(
+    aws: Any, capsysbinary: pytest.CaptureFixture[bytes], clock: Clock
+) -> None:
+    """show --content writes the body alone to stdout, binary bytes intact."""
+    body = b"\x00\xff\xfe binary \n\r\x80"
+    key = scheduler(aws, clock).schedule(T0, "target", "bin", body)
+
+    status = cli.main(["show", key, "--content"], clock=clock)
+    captured = capsysbinary.readouterr()
+
+    assert (status, captured.out, captured.err) == (0, body, b"")
+
+
+def test_show_of_a_missing_or_foreign_key_fails_in_one_line(
+    aws: Any, capsys: pytest.CaptureFixture[str], clock: Clock
+) -> None:
+    """A key with no object: exit 1; a name of no event or dead letter, or no KEY nor --to: exit 2."""
+    key = scheduler(aws, clock).schedule(T0, "target", "k", "x")
+    scheduler(aws, clock).cancel(key)
+
+    missing = run(capsys, "show", key)
+    foreign = run(capsys, "show", "other/|x|y|z")
+    nothing = run(capsys, "show")
+
+    assert missing[0] == 1
+    assert (
+        missing[2] == f"s3-scheduler: {key!r} is not there: delivered, cancelled, requeued, purged or never scheduled\n"
+    )
+    assert foreign[0] == 2
+    assert "neither an event nor a dead letter" in foreign[2]
+    assert nothing[0] == 2
+
+
+def test_show_a_dead_letter(aws: Any, capsys: pytest.CaptureFixture[str], clock: Clock) -> None:
+    """show takes a dead letter's key too, and says it is one, with its failed runs."""
+    letter = dead_letter(aws, T0, "k")
+
+    status, out, _ = run(capsys, "--json", "show", letter)
+
+    data = json.loads(out)
+    assert status == 0
+    assert (data["dead_letter"], data["failed_runs"], data["path"]) == (True, 3, "k")
+
+
+def test_dead_letters_list_in_time_order_as_a_table_or_json(
+    aws: Any, capsys: pytest.CaptureFixture[str], clock: Clock
+) -> None:
+    """dead-letters list prints TIME (UTC), TARGET and KEY in time order; --json one object a line."""
+    later = dead_letter(aws, T0 + timedelta(hours=1), "later")
+    sooner = dead_letter(aws, T0, "sooner")
+
+    status, out, _ = run(capsys, "dead-letters", "list")
+    as_json = run(capsys, "dead-letters", "list", "--json")
+    empty = run(capsys, "--prefix", "other", "dead-letters", "list", "--json")
+
+    assert status == 0
+    lines = out.splitlines()
+    assert lines[0].split() == ["TIME", "(UTC)", "TARGET", "KEY"]
+    assert [line.split()[2] for line in lines[1:]] == ["s3://target/sooner", "s3://target/later"]
+    assert lines[1].endswith(shlex.quote(sooner))
+    assert [json.loads(line)["key"] for line in as_json[1].splitlines()] == [sooner, later]
+    assert empty == (0, "", "")
+
+
+def test_dead_letters_requeue_sends_one_again(aws: Any, capsys: pytest.CaptureFixture[str], clock: Clock) -> None:
+    """dead-letters requeue KEY --at WHEN prints the new key; the event is pending then, the dead letter gone;
+    a second requeue of it fails in one line."""
+    letter = dead_letter(aws, T0 - timedelta(days=1), "k", b"payload")
+
+    status, out, err = run(capsys, "dead-letters", "requeue", letter, "--at", "+1h", clock=clock)
+    again = run(capsys, "dead-letters", "requeue", letter, clock=clock)
+
+    new_key = out.strip()
+    assert (status, err) == (0, "")
+    assert [(e.key, e.when) for e in scheduler(aws, clock).pending()] == [(new_key, T0 + timedelta(hours=1))]
+    assert keys(aws, "sched") == [new_key]
+    assert again[0] == 1
+    assert "is not among the dead letters" in again[2]
+
+
+def test_dead_letters_requeue_now_onto_a_pending_event_fails_and_changes_nothing(
+    aws: Any, capsys: pytest.CaptureFixture[str], clock: Clock
+) -> None:
+    """A pending event at the new name: exit 1 naming it, the event and the dead letter as they were."""
+    letter = dead_letter(aws, T0 - timedelta(days=1), "k")
+    pending = scheduler(aws, clock).schedule(T0, "target", "k", "mine")
+
+    status, out, err = run(capsys, "--json", "dead-letters", "requeue", letter, clock=clock)
+
+    assert (status, out) == (1, "")
+    assert "is already pending" in err
+    assert sorted(keys(aws, "sched")) == sorted([pending, letter])
+
+
+def test_dead_letters_purge_one_and_all(aws: Any, capsys: pytest.CaptureFixture[str], clock: Clock) -> None:
+    """purge KEY deletes one (exit 1 when it was not there); purge --all --yes deletes every one."""
+    first = dead_letter(aws, T0, "one")
+    others = [dead_letter(aws, T0 + timedelta(minutes=i), f"other{i}") for i in range(1, 3)]
+
+    purged = run(capsys, "dead-letters", "purge", first)
+    again = run(capsys, "dead-letters", "purge", first)
+    every = run(capsys, "--json", "dead-letters", "purge", "--all", "--yes")
+
+    assert purged == (0, f"purged: {shlex.quote(first)}\n", "")
+    assert again[0] == 1
+    assert [json.loads(line) for line in every[1].splitlines()] == [{"key": k, "purged": True} for k in others]
+    assert keys(aws, "sched") == []
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["purge", "--all"], "pass --yes to confirm"),
+        (["purge"], "needs the KEY of a dead letter"),
+        (["requeue"], "needs the KEY of a dead letter"),
+        (["list", "KEY"], "takes no KEY"),
+        (["list", "--at", "+1h"], "--at is for dead-letters requeue"),
+        (["requeue", "KEY", "--all"], "--all and --yes are for dead-letters purge"),
+        (["purge", "KEY", "--yes"], "--yes confirms purge --all"),
+        (["requeue", "jobs/|2030-01-07%2014%3A05%3A00%2B00%3A00|b|k"], "is not a dead letter"),
+        (["drop"], "invalid choice"),
+    ],
+)
+def test_dead_letters_usage_errors_exit_2_and_delete_nothing(
+    aws: Any, capsys: pytest.CaptureFixture[str], argv: list[str], says: str
+) -> None:
+    """Each misuse, purge --all without --yes first, is one line on stderr, exit 2, and every dead letter stays."""
+    letter = dead_letter(aws, T0, "k")
+
+    status, out, err = run(capsys, "dead-letters", *argv)
+
+    assert (status, out) == (2, "")
+    assert says in err
+    assert len(err.splitlines()) == 1
+    assert keys(aws, "sched") == [letter]
+
+
+def test_dead_letters_with_shards_cover_every_shard(aws: Any, capsys: pytest.CaptureFixture[str], clock: Clock) -> None:
+    """With --shards 4, list shows the dead letters of the shards and of the unsharded scheduler, and requeue
+    writes into the shard of the target."""
+    targets = targets_by_shard("target", 4)
+    in_shard = dead_letter(aws, T0, targets[1], path="jobs/3")
+    unsharded = dead_letter(aws, T0 + timedelta(seconds=1), targets[2])
+
+    listed = run(capsys, "--shards", "4", "dead-letters", "list", "--json")
+    requeued = run(capsys, "--shards", "4", "dead-letters", "requeue", in_shard, clock=clock)
+
+    assert [json.loads(line)["key"] for line in listed[1].splitlines()] == [in_shard, unsharded]
+    assert requeued[0] == 0
+    assert requeued[1].startswith("jobs/1/|")
+    assert sorted(keys(aws, "sched")) == sorted([requeued[1].strip(), unsharded])

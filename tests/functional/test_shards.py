@@ -195,7 +195,7 @@ def test_handle_shard_k_delivers_shard_k_alone_under_its_lease(s3: S3, clock: Cl
     assert sorted(event.key for event in report.delivered) == in_one
     assert report.shards is None
     assert set(requests.keys("PutObject")) == {"jobs/1/.lease"}
-    assert [params["Prefix"] for params in requests.of("ListObjectsV2")] == ["jobs/1/|"]
+    assert [params["Prefix"] for params in requests.of("ListObjectsV2")] == ["jobs/1/|", "jobs/1/.series/"]
     assert len(s3.keys(s3.schedule_bucket)) == len(written) + 1 - len(in_one)
 
 

@@ -19,8 +19,9 @@ import argparse
 import importlib
 from typing import Callable, NamedTuple, TextIO, cast
 
-COMMANDS = ("schedule", "list", "cancel", "reschedule", "handle", "run", "check", "demo")
-"""The commands, in the order ``--help`` lists them: each is the module of that name in this package."""
+COMMANDS = ("schedule", "list", "show", "cancel", "reschedule", "handle", "run", "check", "dead-letters", "demo")
+"""The commands, in the order ``--help`` lists them: each is the module of that name in this package
+(`module_of`: a ``-`` of the name is a ``_`` of the module's)."""
 
 
 class Command(NamedTuple):
@@ -39,9 +40,15 @@ class Command(NamedTuple):
     """Runs the command on the parsed and resolved arguments, writing to the stream given; returns the exit status."""
 
 
+def module_of(name: str) -> str:
+    """Return the name of the module of this package that holds the command ``name``:
+    ``dead-letters`` is in ``dead_letters``."""
+    return name.replace("-", "_")
+
+
 def load(name: str) -> Command:
-    """Return the `Command` of the module ``name`` of this package (a name of `COMMANDS`)."""
-    return cast(Command, importlib.import_module(f"{__name__}.{name}").COMMAND)
+    """Return the `Command` of the module of this package for ``name`` (a name of `COMMANDS`)."""
+    return cast(Command, importlib.import_module(f"{__name__}.{module_of(name)}").COMMAND)
 
 
 def load_all() -> list[tuple[str, Command]]:

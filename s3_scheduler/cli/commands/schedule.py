@@ -11,9 +11,12 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, BinaryIO, TextIO
 
+from dateutil.parser import isoparse
+
 from ...exceptions import EventExistsError, ScheduleManyError
 from ...keys import encode_key
 from ...scheduler import Scheduler
+from ...series import resolve_zone
 from ...settings import text_problem
 from ..argtypes import parse_content_type, parse_metadata, parse_target, parse_when
 from ..errors import Failure, UsageError
@@ -58,6 +61,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         " (no env)",
     )
     parser.add_argument(
+        "--repeat",
+        metavar="RULE",
+        help="make it recurring: an RFC 5545 RRULE evaluated in --tz (default UTC) from --at on, e.g."
+        " 'FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR;BYHOUR=9;BYMINUTE=0'; with --from, each event starts a series"
+        " (no env)",
+    )
+    parser.add_argument(
+        "--tz",
+        metavar="ZONE",
+        help="the IANA zone of --at (a time without offset is a wall time there) and of --repeat's rule,"
+        " e.g. Europe/Berlin (no env)",
+    )
+    parser.add_argument(
         "--metadata",
         action="append",
         default=[],
@@ -78,7 +94,7 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     extra = _extra(args)
     scheduler = scheduler_for(args)
     now = scheduler.now()
-    when = parse_when(args.at, now, "--at")
+    when = _in_zone(args.at, parse_when(args.at, now, "--at"), args.tz)
     with _content(args) as what:
         try:
             event_key = scheduler.schedule(when, bucket, key, what, replace=args.replace, **extra)
@@ -104,7 +120,28 @@ def _extra(args: argparse.Namespace) -> dict[str, Any]:
         extra["content_type"] = parse_content_type(args.content_type)
     if args.metadata:
         extra["metadata"] = parse_metadata(args.metadata)
+    if args.repeat is not None:
+        extra["repeat"] = args.repeat
     return extra
+
+
+def _in_zone(text: str, when: datetime, zone_name: str | None) -> datetime:
+    """``when`` (what ``--at`` ``text`` gave) in the zone ``--tz`` names: a ``text`` that is
+    a time without offset is read as a wall time there; any other is converted."""
+    if zone_name is None:
+        return when
+    try:
+        zone = resolve_zone(zone_name)
+    except ValueError as exc:
+        msg = f"--tz: {exc}"
+        raise UsageError(msg) from None
+    try:
+        naive = isoparse(text.strip()).tzinfo is None
+    except (ValueError, OverflowError):
+        naive = False
+    if naive:
+        return when.replace(tzinfo=None).replace(tzinfo=zone)
+    return when.astimezone(zone)
 
 
 @contextmanager
