@@ -46,8 +46,8 @@ from .keys import (
     to_utc,
 )
 from .outcomes import Due
-from .series import from_metadata
 from .report import ScheduledEvent
+from .series import from_metadata
 from .targets import check_allowed
 from .utils import info
 
