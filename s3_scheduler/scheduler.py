@@ -536,7 +536,8 @@ class Scheduler:
         still rejected, when ``dead_letter_after`` had passed since its time: `handle`
         moved it (body kept) to ``{path}/.dead-letters/{when}|{bucket}|{target}|{token}``,
         a name of its own (``token``: 8 random hexadecimal digits), so a later dead letter
-        of the same time and target never replaces it. Nothing delivers or deletes it there.
+        of the same time and target never replaces it. No run delivers or deletes it
+        there: `requeue` sends it again, `purge` deletes it.
 
         With shards, the dead letters of every shard found and of the unsharded
         scheduler, merged in time order.
