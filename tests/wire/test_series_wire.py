@@ -47,7 +47,8 @@ def test_a_berlin_series_is_delivered_and_goes_on_over_the_wire(wire: S3, clock:
     assert following.when == datetime(2027, 3, 29, 0, 30, tzinfo=UTC)
     assert sched.show(key).repeat == "FREQ=DAILY"
     assert sched.cancel(key) is True
-    assert list(sched.pending()) == [] and markers(wire) == []
+    assert list(sched.pending()) == []
+    assert markers(wire) == []
 
 
 def test_a_lost_reply_to_the_next_occurrences_copy_neither_breaks_nor_forks_it(wire: S3, clock: Clock) -> None:
