@@ -2166,3 +2166,37 @@ def test_dead_letters_with_shards_cover_every_shard(aws: Any, capsys: pytest.Cap
     assert requeued[0] == 0
     assert requeued[1].startswith("jobs/1/|")
     assert sorted(keys(aws, "sched")) == sorted([requeued[1].strip(), unsharded])
+
+
+def test_schedule_repeat_with_a_zone_starts_a_series_in_that_zone(
+    aws: Any, capsys: pytest.CaptureFixture[str], clock: Clock
+) -> None:
+    """--repeat with --tz: --at without offset is a wall time there, the series' zone is that zone;
+    a bad rule or zone is a usage error (exit 2) and writes nothing."""
+    status, out, _ = run(
+        capsys,
+        "schedule",
+        "--at",
+        "2030-01-07 09:00",
+        "--tz",
+        "Europe/Berlin",
+        "--to",
+        "s3://target/daily",
+        "--content",
+        "x",
+        "--repeat",
+        "FREQ=DAILY;BYHOUR=9;BYMINUTE=0",
+        clock=clock,
+    )
+    bad_rule = run(capsys, "schedule", "--at", "+1h", "--to", "s3://target/b", "--content", "x", "--repeat", "NOPE")
+    bad_zone = run(capsys, "schedule", "--at", "+1h", "--tz", "Mars/Base", "--to", "s3://target/c", "--content", "x")
+
+    assert status == 0
+    assert out.strip() == "jobs/|2030-01-07%2008%3A00%3A00%2B00%3A00|target|daily"
+    shown = scheduler(aws, clock).show(out.strip())
+    assert (shown.repeat, shown.zone) == ("FREQ=DAILY;BYHOUR=9;BYMINUTE=0", "Europe/Berlin")
+    assert bad_rule[0] == 2
+    assert "repeat" in bad_rule[2]
+    assert bad_zone[0] == 2
+    assert "--tz" in bad_zone[2]
+    assert [k for k in keys(aws, "sched") if k.startswith("jobs/|")] == [out.strip()]

@@ -236,3 +236,71 @@ def test_a_dead_lettered_occurrence_pauses_its_series_and_requeue_resumes_it(s3:
     sched.requeue(letter.key)
     assert len(sched.handle().delivered) == 1
     assert [event.when for event in sched.pending()] == [T0 + timedelta(days=1)]
+
+
+def test_schedule_many_starts_a_series_per_event(s3: S3, clock: Clock) -> None:
+    """schedule_many(repeat=) gives each event a series of its own (ids differ), each marked."""
+    sched = scheduler(s3, clock)
+    written = sched.schedule_many([(T0, s3.target_bucket, f"t/{n}", "x") for n in range(3)], repeat="FREQ=DAILY")
+    ids = {sched.show(key).series for key in written}
+    assert len(ids) == 3
+    assert None not in ids
+    assert sorted(k for k in s3.keys(s3.schedule_bucket) if "/.series/" in k) == sorted(
+        keys.series_marker(sched.prefix, key) for key in written
+    )
+
+
+def test_reschedule_moves_one_occurrence_and_the_series_goes_on_after_it(s3: S3, clock: Clock) -> None:
+    """An occurrence moved from 12:00 to 12:40 is delivered at 12:40; the series goes on at 13:00."""
+    sched = scheduler(s3, clock)
+    key = sched.schedule(T0, s3.target_bucket, "t", "x", repeat="FREQ=HOURLY")
+    moved = sched.reschedule(key, T0 + timedelta(minutes=40))
+    assert [k for k in s3.keys(s3.schedule_bucket) if "/.series/" in k] == [keys.series_marker(sched.prefix, moved)]
+    clock.now = T0 + timedelta(minutes=40, seconds=1)
+    assert [e.key for e in sched.handle().delivered] == [moved]
+    assert [e.when for e in sched.pending()] == [T0 + timedelta(hours=1)]
+
+
+def test_an_occurrence_past_max_lateness_is_put_aside_and_its_series_goes_on(s3: S3, clock: Clock) -> None:
+    """max_lateness=1h, found 3 h late: not delivered, put aside; the series goes on at the next hour."""
+    sched = scheduler(s3, clock, max_lateness=timedelta(hours=1), dead_letter_after=timedelta(days=1))
+    sched.schedule(T0, s3.target_bucket, "t", "x", repeat="FREQ=HOURLY")
+    clock.now = T0 + timedelta(hours=3, minutes=1)
+    report = sched.handle()
+    assert len(report.expired) == 1
+    assert report.delivered == []
+    assert [e.when for e in sched.pending()] == [T0 + timedelta(hours=4)]
+    assert len(list(sched.dead_letters())) == 1
+
+
+def test_a_series_in_a_sharded_scheduler_lives_in_its_targets_shard(s3: S3, clock: Clock) -> None:
+    """With shards, the occurrence and its marker lie in the target's shard, and the next one too."""
+    sched = scheduler(s3, clock, shards=4)
+    key = sched.schedule(T0, s3.target_bucket, "t", "x", repeat="FREQ=HOURLY")
+    shard = keys.shard_of(s3.target_bucket, "t", 4)
+    prefix = keys.listing_prefix(keys.shard_path("jobs", shard))
+    assert key.startswith(prefix)
+    clock.now = T0 + timedelta(seconds=1)
+    assert len(sched.handle().delivered) == 1
+    (event,) = list(sched.pending())
+    assert event.key.startswith(prefix)
+    assert [k for k in s3.keys(s3.schedule_bucket) if "/.series/" in k] == [keys.series_marker(prefix, event.key)]
+
+
+def test_a_marker_on_a_one_time_event_delivers_it_once(s3: S3, clock: Clock) -> None:
+    """A marker whose event has no series metadata (stale, or made by hand) costs a HEAD: the event
+    is delivered once and nothing follows; the marker goes with it."""
+    sched = scheduler(s3, clock)
+    key = sched.schedule(T0, s3.target_bucket, "t", "x")
+    s3.client.put_object(Bucket=s3.schedule_bucket, Key=keys.series_marker(sched.prefix, key), Body=b"")
+    clock.now = T0 + timedelta(seconds=1)
+    assert [e.key for e in sched.handle().delivered] == [key]
+    assert list(sched.pending()) == []
+    assert [k for k in s3.keys(s3.schedule_bucket) if not k.endswith(".lease")] == []
+
+
+def test_a_target_among_the_series_markers_is_refused(s3: S3, clock: Clock) -> None:
+    """No event may be aimed at the scheduler's own series markers."""
+    sched = scheduler(s3, clock)
+    with pytest.raises(ValueError, match="lease, a dead letter"):
+        sched.schedule(T0, s3.schedule_bucket, "jobs/.series/x", "x")

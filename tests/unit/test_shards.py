@@ -643,7 +643,7 @@ def test_a_sharded_schedule_refuses_any_shards_lease_before_any_request() -> Non
     """A sharded scheduler refuses as a target the lease or dead letters of any shard."""
     scheduler = Scheduler("sched", "jobs", s3_client=NoRequests(), shards=4)
 
-    with pytest.raises(ValueError, match="lease or a dead letter"):
+    with pytest.raises(ValueError, match="lease, a dead letter"):
         scheduler.schedule(T0, "sched", "jobs/7/.lease", "x")
     with pytest.raises(InvalidKeyError):
         scheduler.cancel("jobs/x/|2030-01-01|b|k")

@@ -11,6 +11,8 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
+
 from s3_scheduler import keys
 
 from ..conftest import S3, T0, Clock
@@ -77,3 +79,52 @@ def test_a_lost_reply_to_the_next_occurrences_copy_neither_breaks_nor_forks_it(w
     pending = list(sched.pending())
     assert [event.when for event in pending] == [T0 + timedelta(hours=4)]
     assert report.coalesced >= 1
+
+
+NEW_YORK = ZoneInfo("America/New_York")
+BERLIN = ZoneInfo("Europe/Berlin")
+CASES = {
+    "new-york-0130-autumn-overlap": (
+        datetime(2027, 11, 6, 1, 30, tzinfo=NEW_YORK),
+        "FREQ=DAILY",
+        ["2027-11-06T05:30", "2027-11-07T05:30", "2027-11-08T06:30"],
+    ),
+    "new-york-0230-spring-gap": (
+        datetime(2027, 3, 13, 2, 30, tzinfo=NEW_YORK),
+        "FREQ=DAILY",
+        ["2027-03-13T07:30", "2027-03-14T07:00", "2027-03-15T06:30"],
+    ),
+    "berlin-0130-autumn-overlap": (
+        datetime(2027, 10, 30, 2, 30, tzinfo=BERLIN),
+        "FREQ=DAILY",
+        ["2027-10-30T00:30", "2027-10-31T00:30", "2027-11-01T01:30"],
+    ),
+    "weekdays-count": (
+        datetime(2027, 3, 26, 9, 0, tzinfo=BERLIN),
+        "FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR;BYHOUR=9;BYMINUTE=0;COUNT=3",
+        ["2027-03-26T08:00", "2027-03-29T07:00", "2027-03-30T07:00"],
+    ),
+    "until-utc": (
+        datetime(2030, 1, 1, 9, 0),
+        "FREQ=DAILY;UNTIL=20300102T090000Z",
+        ["2030-01-01T09:00", "2030-01-02T09:00"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_the_rule_cases_deliver_at_their_times_over_the_wire(wire: S3, clock: Clock, case: str) -> None:
+    """Daylight-saving gaps and overlaps (Berlin, New York), weekdays with COUNT, UNTIL: each
+    occurrence is delivered at its time (UTC below), and the series ends where the rule does."""
+    when, rule, expected = CASES[case]
+    sched = wire.scheduler("cases", clock=clock, sleep=lambda _: None)
+    sched.schedule(when, wire.target_bucket, TARGET, "x", repeat=rule)
+    delivered = []
+    for _ in range(len(expected)):
+        (event,) = list(sched.pending())
+        clock.now = event.when + timedelta(seconds=1)
+        assert [e.key for e in sched.handle().delivered] == [event.key]
+        delivered.append(event.when.strftime("%Y-%m-%dT%H:%M"))
+    assert delivered == expected
+    if "COUNT" in rule or "UNTIL" in rule:
+        assert list(sched.pending()) == []
