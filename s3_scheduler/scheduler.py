@@ -377,7 +377,8 @@ class Scheduler:
             if self._shards is None
             else is_reserved_in_shards(self._path, self._bucket, bucket, path)
         ):
-            msg = f"the target s3://{bucket}/{normalize_target(path)} is this scheduler's lease, a dead letter or a series marker"
+            target = f"s3://{bucket}/{normalize_target(path)}"
+            msg = f"the target {target} is this scheduler's lease, a dead letter or a series marker"
             raise ValueError(msg)
         check_allowed(self._allowed, bucket, normalize_target(path))
         return key, body, series
