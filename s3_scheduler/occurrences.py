@@ -7,15 +7,17 @@ requests, in an order that never breaks a series and never forks it:
   a run that lists the occurrence finds its marker (it lists the markers of each page of
   events after that page).
 - **Delivering** a marked event (`deliver`): one HEAD (conditional on the ETag listed)
-  reads its metadata; the copy to the target carries it, with `keys.OCCURRENCE_META`
-  naming the occurrence's time; then the next occurrence is written (`follow`): its
-  marker, then a copy of the occurrence (content, content type, metadata; no tags) to its
-  name, conditional on the occurrence's ETag; then the run's batch delete removes the
-  delivered occurrence, and its marker goes with it. A run killed before the delete
-  delivers the occurrence again; the next occurrence it writes then is the same name
-  (its time is the rule's next instance after the occurrence, or, for an occurrence
-  missed by more than one instance, after the run's time: an earlier attempt's next
-  occurrence is then found among the markers and kept), so a series never forks.
+  reads its metadata; the next occurrence is planned and its marker written (before the
+  delivery, so a handler that may not write markers fails before it delivers anything);
+  the copy to the target carries the metadata, with `keys.OCCURRENCE_META` naming the
+  occurrence's time; then the next occurrence is written (`follow`): a copy of the
+  occurrence (content, content type, metadata; no tags) to its name, conditional on the
+  occurrence's ETag; then the run's batch delete removes the delivered occurrence, and
+  its marker goes with it. A run killed before the delete delivers the occurrence again;
+  the next occurrence it writes then is the same name (its time is the rule's next
+  instance after the occurrence, or, for an occurrence missed by more than one instance,
+  after the run's time: an earlier attempt's next occurrence is then found among the
+  markers and kept), so a series never forks.
 - **Cancelling** an occurrence (`cancel`) deletes it, then every occurrence of its series
   that a run delivering it at that moment may have written: the series ends.
 """
@@ -119,6 +121,8 @@ def deliver(
 ) -> Delivered:
     """Deliver the marked event ``event`` (listed with ``etag``) and continue its series.
 
+    The next occurrence is planned and marked before the delivery (so a handler that may
+    not mark fails before it delivers, and delivers nothing twice), and written after it.
     Raises the store's errors as a copy does: a missing event (`_s3.is_missing`), a
     changed one (`_s3.is_lost`), any other. ``copy_extra`` are the copy's own arguments
     (``TaggingDirective``). An event without a series' metadata is copied as any other.
@@ -130,14 +134,16 @@ def deliver(
     extra = dict(copy_extra)
     if etag:
         extra["CopySourceIfMatch"] = etag
+    planned = None
     if series is not None:
+        planned = _plan(client, bucket, prefix, event, series, now)
         extra["MetadataDirective"] = "REPLACE"
         extra["Metadata"] = {**found.metadata, OCCURRENCE_META: event.when.isoformat()}
         extra.update(found.headers)
     client.copy_object(Bucket=event.bucket, Key=event.path, CopySource={"Bucket": bucket, "Key": event.key}, **extra)
-    if series is None:
+    if series is None or planned is None:
         return Delivered(None, 0)
-    return follow(client, bucket, prefix, event, found.etag or etag, series, now=now)
+    return follow(client, bucket, prefix, event, found.etag or etag, series, planned=planned)
 
 
 def skip(client: Any, bucket: str, prefix: str, event: ScheduledEvent, etag: str | None, *, now: datetime) -> Delivered:
@@ -145,9 +151,38 @@ def skip(client: Any, bucket: str, prefix: str, event: ScheduledEvent, etag: str
     found it later than ``max_lateness``: it is put aside, its series goes on)."""
     found = head(client, bucket, event.key, etag)
     series = None if found is None else found.series
-    if series is None:
+    if found is None or series is None:
         return Delivered(None, 0)
-    return follow(client, bucket, prefix, event, found.etag if found is not None else etag, series, now=now)
+    planned = _plan(client, bucket, prefix, event, series, now)
+    return follow(client, bucket, prefix, event, found.etag or etag, series, planned=planned)
+
+
+class Planned(NamedTuple):
+    """The occurrence that follows a delivered one: its time (None: the series ends, or an
+    earlier attempt wrote it: ``written``), and how many occurrences it skips."""
+
+    at: datetime | None
+    missed: int
+    written: bool = False
+
+
+def _plan(client: Any, bucket: str, prefix: str, event: ScheduledEvent, series: Series, now: datetime) -> Planned:
+    """Plan, and mark, the occurrence of ``series`` that follows ``event`` (delivered at ``now``).
+
+    Its time is the rule's next instance after the event's; when that is past too (the
+    series was missed), the first instance after ``now``, unless an earlier attempt wrote
+    the next occurrence already (found among the markers).
+    """
+    at = series.next_after(event.when)
+    missed = 0
+    if at is not None and at <= now:
+        if _written_before(client, bucket, prefix, event, series, now):
+            return Planned(None, 0, written=True)
+        missed = series.missed_between(event.when, now)
+        at = series.next_after(now)
+    if at is not None:
+        mark(client, bucket, prefix, encode_key(prefix, at, event.bucket, event.path))
+    return Planned(at, missed)
 
 
 def follow(
@@ -158,29 +193,24 @@ def follow(
     etag: str | None,
     series: Series,
     *,
-    now: datetime,
+    planned: Planned,
 ) -> Delivered:
-    """Write the occurrence of ``series`` that follows ``event`` (delivered at ``now``).
+    """Write the occurrence of ``series`` that follows ``event`` as ``planned`` (and marked).
 
-    Its time is the rule's next instance after the event's; when that is past too (the
-    series was missed), the first instance after ``now``, unless an earlier attempt wrote
-    the next occurrence already (found among the markers). A name that holds another
-    event is passed over for the following instance. A copy refused because the event
-    is gone or changed (cancelled meanwhile) writes nothing: the series ends there.
+    A name that holds another event is passed over for the following instance. A copy
+    refused because the event is gone or changed (cancelled meanwhile) writes nothing:
+    the series ends there.
     """
-    at = series.next_after(event.when)
-    missed = 0
-    if at is not None and at <= now:
-        if _written_before(client, bucket, prefix, event, series, now):
-            return Delivered(None, 0)
-        missed = series.missed_between(event.when, now)
-        at = series.next_after(now)
-    for _ in range(_NAME_TRIES):
+    if planned.written:
+        return Delivered(None, 0)
+    at, missed = planned.at, planned.missed
+    for attempt in range(_NAME_TRIES):
         if at is None:
             logger.info("%r was the last occurrence of its series (%s)", event.key, series.rule)
             return Delivered(None, missed)
         key = encode_key(prefix, at, event.bucket, event.path)
-        mark(client, bucket, prefix, key)
+        if attempt:
+            mark(client, bucket, prefix, key)
         there = head(client, bucket, key)
         if there is not None and there.metadata.get(SERIES_META) == series.id:
             return Delivered(key, missed)  # an earlier attempt's
