@@ -11,6 +11,12 @@ Exact, both ways (issue 17): every documented call of a role works under its pol
 request of those calls (needed). The SAM and Zappa roles are checked to hold the
 handler policy's statements.
 
+Recurring events (issue 20): the application marks and unmarks series
+(``{path}/.series/*``); a handler that delivers them also needs
+docs/iam/handler-recurring-policy.json (it writes each next occurrence: s3:PutObject on the
+events' names, which the base handler policy never grants). Both are checked the same way,
+enough and needed, and the base policy alone fails a series before its delivery.
+
 The handler's calls include a sharded schedule (issue 19): a shard's run, as the Lambda
 handler's shard invocation makes it, and the Lambda tick's fan-out, which invokes the
 function itself once per shard. moto's IAM cannot judge that invocation: it checks
@@ -107,18 +113,28 @@ def allows(document: dict[str, Any], action: str, resource: str) -> bool:
 
 
 def policy(name: str) -> dict[str, Any]:
-    """A documented policy: ``application`` or ``handler``."""
+    """A documented policy: ``application``, ``handler``, or ``handler-recurring`` (the handler
+    policy with what docs/iam/handler-recurring-policy.json adds for recurring events)."""
+    if name == "handler-recurring":
+        extra = json.loads((POLICIES / "handler-recurring-policy.json").read_text())["Statement"]
+        base = policy("handler")
+        return {**base, "Statement": [*base["Statement"], *extra]}
     document: dict[str, Any] = json.loads((POLICIES / f"{name}-policy.json").read_text())
     return document
+
+
+RECURRING_SIDS = ("WriteTheNextOccurrenceOfASeries", "MarkTheOccurrencesOfSeries")
+"""The statements a handler needs for recurring events (docs/iam/handler-recurring-policy.json)."""
 
 
 def _as_list(value: str | list[str]) -> list[str]:
     return [value] if isinstance(value, str) else value
 
 
-def sam_handler_policy() -> dict[str, Any]:
+def sam_handler_policy(*, recurring: bool = False) -> dict[str, Any]:
     """The SAM template's role, its parameters set to the documented ones (targets: ``work/in/*``):
-    the function's Policies, then the statements of its ShardsPolicy (what it has with Shards > 1)."""
+    the function's Policies, then the statements of its ShardsPolicy (what it has with Shards > 1),
+    and with ``recurring`` those of its RecurringPolicy (RecurringEvents, "true" by default)."""
     from cfnlint.decode import cfn_yaml
 
     template = cfn_yaml.loads((ROOT / "examples" / "sam" / "template.yaml").read_text())
@@ -149,16 +165,31 @@ def sam_handler_policy() -> dict[str, Any]:
         return {key: render(value) for key, value in node.items()}
 
     statements = [*document["Statement"], *shards["Properties"]["PolicyDocument"]["Statement"]]
+    series = template["Resources"]["RecurringPolicy"]
+    assert series["Condition"] == "Recurring"
+    assert series["Properties"]["RoleName"] == {"Ref": "SchedulerFunctionRole"}
+    if recurring:
+        statements += series["Properties"]["PolicyDocument"]["Statement"]
     return {"Version": "2012-10-17", "Statement": render(statements)}
 
 
-def zappa_handler_policy() -> dict[str, Any]:
-    """The role policy shipped beside the Zappa example."""
+def zappa_handler_policy(*, recurring: bool = False) -> dict[str, Any]:
+    """The role policy shipped beside the Zappa example (with ``recurring``, as shipped; without, less
+    its statements for recurring events)."""
     document: dict[str, Any] = json.loads((ROOT / "examples" / "zappa" / "handler-role-policy.json").read_text())
+    if not recurring:
+        document["Statement"] = [s for s in document["Statement"] if s.get("Sid") not in RECURRING_SIDS]
     return document
 
 
-HANDLER_POLICIES = {"docs": lambda: policy("handler"), "sam": sam_handler_policy, "zappa": zappa_handler_policy}
+HANDLER_POLICIES = {
+    "docs": lambda: policy("handler"),
+    "sam": sam_handler_policy,
+    "zappa": zappa_handler_policy,
+    "docs-recurring": lambda: policy("handler-recurring"),
+    "sam-recurring": lambda: sam_handler_policy(recurring=True),
+    "zappa-recurring": lambda: zappa_handler_policy(recurring=True),
+}
 
 
 class Without(NamedTuple):
@@ -285,7 +316,8 @@ def accounts(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) ->
     param = getattr(request, "param", "docs")
     documents = {"application": policy("application"), "handler": policy("handler")}
     if isinstance(param, Without):
-        documents[param.role] = param.apply(documents[param.role])
+        role = "handler" if param.role == "handler-recurring" else param.role
+        documents[role] = param.apply(policy(param.role))
     else:
         documents["handler"] = HANDLER_POLICIES[param]()
     with mock_aws():
@@ -342,6 +374,9 @@ class Requests:
             self.denied.append(request)
         elif code is None:
             self.succeeded.append(request)
+        for error in parsed.get("Errors", ()):  # DeleteObjects answers each key refused on its own
+            if error.get("Code") == "AccessDenied":
+                self.denied.append(("DeleteObject", f"{request[1]}/{error.get('Key', '')}"))
 
 
 @dataclass
@@ -382,6 +417,8 @@ def application_calls(accounts: Accounts) -> Calls:
     _attempt(calls, "reschedule far", lambda: scheduler.reschedule(far, T0 + timedelta(days=1)))
     _attempt(calls, "cancel", lambda: scheduler.cancel(calls.results["schedule"]))
     _attempt(calls, "cancel again", lambda: scheduler.cancel(calls.results["schedule"]))
+    _attempt(calls, "series", lambda: scheduler.schedule(T0, "work", "in/daily.json", "{}", repeat="FREQ=DAILY"))
+    _attempt(calls, "cancel series", lambda: scheduler.cancel(calls.results["series"]))
     _sharded_application_calls(accounts, calls)
     return calls
 
@@ -404,6 +441,9 @@ def _sharded_application_calls(accounts: Accounts, calls: Calls) -> None:
     _attempt(calls, "sharded reschedule near", lambda: scheduler.reschedule(near, T0 + timedelta(minutes=3)))
     _attempt(calls, "sharded reschedule far", lambda: scheduler.reschedule(far, T0 + timedelta(days=1)))
     _attempt(calls, "sharded cancel", lambda: scheduler.cancel(calls.results[new]))
+    series = "sharded series"
+    _attempt(calls, series, lambda: scheduler.schedule(T0, "work", "in/daily-sharded.json", "{}", repeat="FREQ=DAILY"))
+    _attempt(calls, "sharded cancel series", lambda: scheduler.cancel(calls.results[series]))
 
 
 ELSEWHERE_FAILS = ("CopyObject", "elsewhere/fail/y")
@@ -452,13 +492,16 @@ def lambda_handler(accounts: Accounts, requests: Requests, **environ: str) -> La
     )
 
 
-def handler_calls(accounts: Accounts) -> Calls:
+def handler_calls(accounts: Accounts, *, series: bool = False) -> Calls:
     """The handler's documented calls on the admin's events: a run that takes over a lease left over,
     delivers to both targets, counts a failing event's runs in its tags and dead-letters a rejected
     one; then the dead letters' listing. Then the same in shard 2 of 4, as the Lambda handler's
-    invocation for that shard runs it, and the Lambda tick, which invokes the function for that shard."""
+    invocation for that shard runs it, and the Lambda tick, which invokes the function for that shard.
+    With ``series``, each also has a recurring event due, which the runs deliver and follow."""
     for path, fails in (("jobs", "fail/y"), (f"jobs/{SHARD}", "fail/z")):
         admin = Scheduler(BUCKET, path, s3_client=accounts.admin, clock=lambda: T0)
+        if series:
+            admin.schedule(T0, "work", f"in/daily{path[4:]}.json", "{}", repeat="FREQ=DAILY")
         admin.schedule(T0, "work", f"in/a{path[4:]}.json", "{}")
         admin.schedule(T0, "reports", f"in/b{path[4:]}.json", "{}")
         admin.schedule(T0 - timedelta(days=2), "elsewhere", "x", "{}")  # rejected, then dead-lettered
@@ -627,6 +670,7 @@ def test_the_application_policy_is_enough_for_every_documented_call(
         False,
         True,
     )
+    assert (calls.results["cancel series"], calls.results["sharded cancel series"]) == (True, True)
     near_shard = shard_of("work", "in/near-sharded.json", SHARDS)
     assert ("PutObject", f"{BUCKET}/jobs/.lease") in calls.requests.succeeded
     assert ("PutObject", f"{BUCKET}/jobs/{near_shard}/.lease") in calls.requests.succeeded
@@ -663,9 +707,21 @@ def test_the_handler_policy_is_enough_for_every_documented_call(
     assert f"jobs/{SHARD}/.lease" not in accounts.keys(BUCKET)
 
 
-ROLE_CALLS = {"application": application_calls, "handler": handler_calls}
-REFUSED_WITH_EVERY_GRANT = {"application": set(), "handler": {ELSEWHERE_FAILS, SHARD_ELSEWHERE_FAILS}}
-EVERY_GRANT = [*grants("application"), *grants("handler")]
+ROLE_CALLS = {
+    "application": application_calls,
+    "handler": handler_calls,
+    "handler-recurring": lambda accounts: handler_calls(accounts, series=True),
+}
+REFUSED_WITH_EVERY_GRANT = {
+    "application": set(),
+    "handler": {ELSEWHERE_FAILS, SHARD_ELSEWHERE_FAILS},
+    "handler-recurring": {ELSEWHERE_FAILS, SHARD_ELSEWHERE_FAILS},
+}
+EVERY_GRANT = [
+    *grants("application"),
+    *grants("handler"),
+    *(w for w in grants("handler-recurring") if w.sid in RECURRING_SIDS),
+]
 
 
 @pytest.mark.parametrize(
@@ -722,10 +778,11 @@ def _without_sids(statements: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def test_the_sam_role_is_the_handler_policy() -> None:
-    """The SAM role's statements (its ShardsPolicy's included) are the documented handler policy's,
-    its target being the template's parameters and its function the one it invokes."""
-    documented = _without_sids(policy("handler")["Statement"])
-    sam = _without_sids(sam_handler_policy()["Statement"])
+    """The SAM role's statements (its ShardsPolicy's and RecurringPolicy's included) are the documented
+    handler policy's and recurring policy's, its target being the template's parameters and its function
+    the one it invokes."""
+    documented = _without_sids(policy("handler-recurring")["Statement"])
+    sam = _without_sids(sam_handler_policy(recurring=True)["Statement"])
     target = {"Effect": "Allow", "Action": "s3:PutObject", "Resource": "arn:aws:s3:::work/in/*"}
     (index,) = [
         i for i, s in enumerate(documented) if s["Resource"] == ["arn:aws:s3:::work/*", "arn:aws:s3:::reports/in/*"]
@@ -739,9 +796,16 @@ def test_the_zappa_role_is_the_handler_policy_and_its_logs() -> None:
     """The Zappa role policy holds the handler policy's statements (but those for shards: Zappa runs one
     handler), and beyond them only CloudWatch Logs actions."""
     documented = [s for s in policy("handler")["Statement"] if s["Sid"] not in SHARDING_SIDS]
-    zappa = zappa_handler_policy()["Statement"]
+    recurring = [
+        {**s, "Resource": s["Resource"][0]}
+        for s in policy("handler-recurring")["Statement"]
+        if s["Sid"] in RECURRING_SIDS
+    ]
+    zappa = zappa_handler_policy(recurring=True)["Statement"]
 
     assert zappa[: len(documented)] == documented
+    assert zappa[len(documented) : len(documented) + 2] == recurring
+    documented += recurring
     assert all(action.startswith("logs:") for s in zappa[len(documented) :] for action in _as_list(s["Action"]))
 
 
@@ -808,3 +872,39 @@ def test_without_the_invoke_grant_the_tick_invokes_no_shard(
     assert requests.denied == [("Invoke", FUNCTION_ARN)]
     assert [e["key"] for e in result["unsharded"]["delivered"]] == [before]
     assert [r.levelno for r in caplog.records if "Could not invoke" in r.getMessage()] == [logging.ERROR]
+
+
+@pytest.mark.parametrize("accounts", ["docs-recurring", "sam-recurring", "zappa-recurring"], indirect=True)
+def test_with_the_recurring_grants_the_handler_delivers_and_follows_a_series(
+    accounts: Accounts, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With docs/iam/handler-recurring-policy.json added (SAM's RecurringEvents, Zappa's role as shipped),
+    a run delivers a due occurrence of a series, writes the next one and its marker, and removes the
+    delivered one and its marker; nothing is refused or warned."""
+    caplog.set_level(logging.WARNING, logger="s3_scheduler")
+    key = accounts.scheduler(accounts.admin).schedule(T0, "work", "in/daily.json", "{}", repeat="FREQ=DAILY")
+    requests = Requests.watch(accounts.handler)
+
+    report = accounts.scheduler(accounts.handler, now=T0 + timedelta(seconds=1)).handle()
+
+    assert [event.key for event in report.delivered] == [key]
+    assert requests.denied == []
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("s3_scheduler")] == []
+    (pending,) = list(accounts.scheduler(accounts.admin).pending())
+    assert pending.when == T0 + timedelta(days=1)
+    assert [k for k in accounts.keys(BUCKET) if "/.series/" in k] == [f"jobs/.series/{pending.key[len('jobs/|') :]}"]
+
+
+@pytest.mark.parametrize("accounts", ["docs", "sam"], indirect=True)
+def test_without_the_recurring_grants_a_series_is_not_delivered_twice(accounts: Accounts) -> None:
+    """With the base handler policy (SAM with RecurringEvents "false"), a due occurrence of a series
+    fails before its delivery (its next marker is refused): the target is not written, the occurrence
+    stays pending and the failure names the refused request."""
+    key = accounts.scheduler(accounts.admin).schedule(T0, "work", "in/daily.json", "{}", repeat="FREQ=DAILY")
+
+    report = accounts.scheduler(accounts.handler, now=T0 + timedelta(seconds=1)).handle()
+
+    assert [failure.event.key for failure in report.failed] == [key]
+    assert "AccessDenied" in str(report.failed[0].error)
+    assert accounts.keys("work") == []
+    assert [event.key for event in accounts.scheduler(accounts.admin).pending()] == [key]
