@@ -54,7 +54,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 from urllib.parse import unquote, urlparse
 
 import boto3
@@ -182,7 +182,7 @@ def zappa_handler_policy(*, recurring: bool = False) -> dict[str, Any]:
     return document
 
 
-HANDLER_POLICIES = {
+HANDLER_POLICIES: dict[str, Callable[[], dict[str, Any]]] = {
     "docs": lambda: policy("handler"),
     "sam": sam_handler_policy,
     "zappa": zappa_handler_policy,
@@ -707,7 +707,7 @@ def test_the_handler_policy_is_enough_for_every_documented_call(
     assert f"jobs/{SHARD}/.lease" not in accounts.keys(BUCKET)
 
 
-ROLE_CALLS = {
+ROLE_CALLS: dict[str, Callable[[Accounts], Calls]] = {
     "application": application_calls,
     "handler": handler_calls,
     "handler-recurring": lambda accounts: handler_calls(accounts, series=True),
