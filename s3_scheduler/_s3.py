@@ -28,7 +28,7 @@ AWS S3                     honours every condition this package sends.
 =========================  =================================================================
 
 Where a condition is ignored, the request still does what it does unconditionally: the
-guarantee that rests on it weakens as README's Guarantees says, and nothing is lost.
+guarantee that rests on it weakens as the manual's Guarantees (docs/reference/guarantees.md) says, and nothing is lost.
 """
 
 from __future__ import annotations

@@ -506,7 +506,7 @@ class Scheduler:
         the move waits for it up to one ``lease_ttl``, then raises `RunInProgressError`
         (the run may be delivering the event), changing nothing. Without the lease a run
         that lists both names between the copy and the delete can deliver both: the
-        Guarantees section of the README says so.
+        Guarantees page of the manual (docs/reference/guarantees.md) says so.
 
         With shards, ``key`` may lie in any shard or in the unsharded prefix; the new
         event is written in the shard its target hashes to, and the lease held is that

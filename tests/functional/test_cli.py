@@ -1315,7 +1315,7 @@ def test_target_buckets_follow_s3s_naming_rules(
     assert keys(aws, "sched") == []
 
 
-# --json: the keys README's "Command line" section documents ------------------------------------------------
+# --json: the keys the command-line guide (docs/guides/command-line.md) documents ----------------------------
 
 
 EVENT_KEYS = {"key", "when", "bucket", "path"}
@@ -1325,8 +1325,9 @@ REPORT_KEYS = {"delivered", "failed", "skipped", "deferred", "vanished", "reject
 def test_every_json_line_has_the_documented_keys(
     aws: Any, capsys: pytest.CaptureFixture[str], clock: Clock, tmp_path: Any
 ) -> None:
-    """Each command's --json line has the keys README documents: an event's key, when, bucket and path (list adds
-    due_in, reschedule old_key), cancel's key and cancelled, handle's report, check's findings (issue 17)."""
+    """Each command's --json line has the keys the command-line guide documents: an event's key, when, bucket and
+    path (list adds due_in, reschedule old_key), cancel's key and cancelled, handle's report, check's findings
+    (issue 17)."""
     scheduled = run(capsys, "--json", *SCHEDULE_K, clock=clock)
     many = run(
         capsys, "--json", "schedule", "--from", jsonl(tmp_path, {"at": "+2h", "to": "s3://target/m", "content": "x"})

@@ -124,7 +124,7 @@ def test_exclusive_runs_deliver_each_event_exactly_once(
     kind: str, moto_endpoint: Endpoint, setup_events: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """With exclusive=True (the default), 4 overlapping handlers deliver each of 500 events once, but for
-    a copy botocore sent again after a dropped connection (README's "What remains": the first attempt may
+    a copy botocore sent again after a dropped connection (the Guarantees page's "What remains": the first attempt may
     have landed). Under load moto's server drops connections; each retried copy is counted, and is the
     only duplicate allowed."""
     wire = setup_events

@@ -3,7 +3,7 @@
 SIGKILLed at seeded random points and started again, on moto's server and on a real S3
 server when one is set (``S3_SCHEDULER_TEST_ENDPOINT``, see conftest). At the end every
 event reached its target with its content, none before its time, and every duplicate is
-one the README allows.
+one the Guarantees page (docs/reference/guarantees.md) allows.
 
 How it runs. The events are written with ``schedule_many``: a quarter due at the start,
 each of the others in the window (a few seconds) of a phase picked at random. The
@@ -26,7 +26,7 @@ copy leaves it, and the outcome of each copy and of each batch delete:
 - lost: an event with no version at its target (nothing is pending at the end);
 - early: a copy sent before its event's time by the shared clock (each target must
   have as many logged sends as versions at least, so no copy escapes the check);
-- duplicates: versions past the first. README's Guarantees ("A run killed at any moment
+- duplicates: versions past the first. the Guarantees page ("A run killed at any moment
   delivers at most ``max_workers`` + 200 events twice", per shard) and "What remains"
   name where they come from: a run killed between copy and delete, a batch delete
   that did not remove the event, a copy that failed after it may have landed, a copy
@@ -79,7 +79,7 @@ MAX_WORKERS = 8
 LEASE_TTL = DEFAULT_LEASE_TTL.total_seconds()
 """The lease ttl of every process: the default. It costs no real time (a killed run's lease
 lapses while the clock jumps between phases), and a process starved of CPU on a loaded
-machine keeps its lease (README, "What remains": a run frozen for longer than the ttl may
+machine keeps its lease (Guarantees page, "What remains": a run frozen for longer than the ttl may
 be overtaken)."""
 JUMP = LEASE_TTL + 5.0
 """How far (seconds) the shared clock moves on between phases at least, no process running."""
@@ -375,7 +375,7 @@ def read_log(worker: Worker, target_of: dict[str, str]) -> Log:
 
 
 def run_bound(worker: Worker) -> int:
-    """README: a run killed at any moment leaves at most ``max_workers`` + 200 events delivered
+    """The Guarantees page: a run killed at any moment leaves at most ``max_workers`` + 200 events delivered
     and still pending, per shard; the process over every shard shares ``max_workers`` out
     between the shards it runs at once, each run with its own 200."""
     if worker.shard is not None:
@@ -416,7 +416,7 @@ class Verdict:
     causes: Counter[str]
     unexplained: list[str]
     allowed: int
-    """The most duplicates README allows for these kills and the failures logged."""
+    """The most duplicates the Guarantees page allows for these kills and the failures logged."""
     left: list[int]
     """Events each killed process left copied and not deleted."""
     over_bound: list[str]
@@ -548,7 +548,8 @@ def test_shards_killed_at_random_points_lose_nothing_deliver_nothing_early_and_d
     """Four shards, a process per shard and one over every shard overlapping them, SIGKILLed at seeded random
     points and restarted while events fall due: every event reaches its target with its content, no copy is
     sent before its event's time by the processes' shared clock, and every duplicate is explained by a kill
-    between copy and delete (within README's max_workers + 200 per shard run), a failed delete or a retried copy."""
+    between copy and delete (within the Guarantees page's max_workers + 200 per shard run), a failed delete or a
+    retried copy."""
     context = f"seed {SEED} (S3_SCHEDULER_CAMPAIGN_SEED to replay) on {endpoint.name}"
     rng = random.Random(SEED)
     wire = make_wire(endpoint)
@@ -570,7 +571,7 @@ def test_shards_killed_at_random_points_lose_nothing_deliver_nothing_early_and_d
             f"  {len(kills)} SIGKILLs: {[f'{k.role} after {k.sent} copies' for k in kills]};"
             f" events each left copied and not deleted {verdict.left}\n"
             f"  lost={len(verdict.lost)} early={len(verdict.early)} duplicates={verdict.duplicates}"
-            f" (README allows {verdict.allowed}) by cause {dict(verdict.causes)}"
+            f" (the Guarantees page allows {verdict.allowed}) by cause {dict(verdict.causes)}"
         )
     assert sorted(spread) == list(range(SHARDS)), context
     assert drained, f"{context}: events still pending after {DRAIN_TIMEOUT} s: {pending_events(wire)[:10]}"
@@ -580,7 +581,8 @@ def test_shards_killed_at_random_points_lose_nothing_deliver_nothing_early_and_d
     assert verdict.wrong == [], f"{context}: targets with other content than their event's {verdict.wrong[:20]}"
     assert verdict.unlogged == [], f"{context}: more copies landed than were sent {verdict.unlogged[:20]}"
     assert verdict.unexplained == [], f"{context}: duplicates nothing logged explains {verdict.unexplained[:10]}"
-    assert verdict.over_bound == [], f"{context}: killed runs left more than README's bound {verdict.over_bound}"
+    bound = verdict.over_bound
+    assert bound == [], f"{context}: killed runs left more than the Guarantees page's bound {bound}"
     assert verdict.left_by_stopped == {}, (
         f"{context}: stopped by SIGTERM, left copies undeleted {verdict.left_by_stopped}"
     )
