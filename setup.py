@@ -31,6 +31,10 @@ setup(
         "local": ["moto[s3]>=5", "flask", "flask-cors"],
         "bench": ["moto[s3]>=5", "flask", "flask-cors", "matplotlib>=3.5"],
         "lint": ["ruff>=0.6", "mypy>=1.10", "types-python-dateutil"],
+        # The manual (mkdocs.yml), built by .ci/run with `mkdocs build --strict`. mkdocs 1.6 is the
+        # first to check anchors and absolute links; mkdocstrings 0.26 fails with the mkdocs-autorefs
+        # pip picks today, 0.29 builds (tried with mkdocs 1.6.0 and mkdocs-material 9.5.0).
+        "docs": ["mkdocs>=1.6", "mkdocs-material>=9.5", "mkdocstrings[python]>=0.29"],
     },
     entry_points={"console_scripts": ["s3-scheduler = s3_scheduler.cli:entry_point"]},
     classifiers=[
