@@ -49,6 +49,9 @@ ORPHAN_AGE = timedelta(hours=1)
 """A marker older than this whose event is gone is deleted by a run (younger ones may
 belong to an event being written)."""
 
+ORPHANS_CHECKED = 100
+"""At most this many markers a run checks (a HEAD each) and deletes as orphans."""
+
 _KEPT = ("CacheControl", "ContentDisposition", "ContentEncoding", "ContentLanguage", "Expires", "ContentType")
 """The headers of an occurrence that its delivery and its next occurrence keep."""
 
@@ -158,20 +161,23 @@ def skip(client: Any, bucket: str, prefix: str, event: ScheduledEvent, etag: str
 
 
 class Planned(NamedTuple):
-    """The occurrence that follows a delivered one: its time (None: the series ends, or an
+    """The occurrence that follows a delivered one: its key (None: the series ends, or an
     earlier attempt wrote it: ``written``), and how many occurrences it skips."""
 
-    at: datetime | None
+    key: str | None
     missed: int
     written: bool = False
 
 
 def _plan(client: Any, bucket: str, prefix: str, event: ScheduledEvent, series: Series, now: datetime) -> Planned:
-    """Plan, and mark, the occurrence of ``series`` that follows ``event`` (delivered at ``now``).
+    """Plan, and mark, the occurrence of ``series`` that follows ``event`` (delivered at ``now``),
+    all before the delivery.
 
     Its time is the rule's next instance after the event's; when that is past too (the
     series was missed), the first instance after ``now``, unless an earlier attempt wrote
-    the next occurrence already (found among the markers).
+    the next occurrence already (found among the markers). A name that holds another
+    event is passed over for the following instance; when `_NAME_TRIES` in a row do, the
+    series ends there (warned): the delivery goes on, never repeated for that.
     """
     at = series.next_after(event.when)
     missed = 0
@@ -180,9 +186,21 @@ def _plan(client: Any, bucket: str, prefix: str, event: ScheduledEvent, series: 
             return Planned(None, 0, written=True)
         missed = series.missed_between(event.when, now)
         at = series.next_after(now)
-    if at is not None:
-        mark(client, bucket, prefix, encode_key(prefix, at, event.bucket, event.path))
-    return Planned(at, missed)
+    for _ in range(_NAME_TRIES):
+        if at is None:
+            logger.info("%r is the last occurrence of its series (%s)", event.key, series.rule)
+            return Planned(None, missed)
+        key = encode_key(prefix, at, event.bucket, event.path)
+        there = head(client, bucket, key)
+        if there is not None and there.metadata.get(SERIES_META) == series.id:
+            return Planned(None, missed, written=True)  # an earlier attempt's
+        if there is None:
+            mark(client, bucket, prefix, key)
+            return Planned(key, missed)
+        logger.warning("%r holds another event: the series of %r goes on at its next instance", key, event.key)
+        at = series.next_after(at)
+    logger.warning("The next %d names of the series of %r hold other events: the series ends", _NAME_TRIES, event.key)
+    return Planned(None, missed)
 
 
 def follow(
@@ -197,33 +215,16 @@ def follow(
 ) -> Delivered:
     """Write the occurrence of ``series`` that follows ``event`` as ``planned`` (and marked).
 
-    A name that holds another event is passed over for the following instance. A copy
-    refused because the event is gone or changed (cancelled meanwhile) writes nothing:
-    the series ends there.
+    A copy refused because the event is gone or changed (cancelled meanwhile) writes
+    nothing: the series ends there.
     """
-    if planned.written:
-        return Delivered(None, 0)
-    at, missed = planned.at, planned.missed
-    for attempt in range(_NAME_TRIES):
-        if at is None:
-            logger.info("%r was the last occurrence of its series (%s)", event.key, series.rule)
-            return Delivered(None, missed)
-        key = encode_key(prefix, at, event.bucket, event.path)
-        if attempt:
-            mark(client, bucket, prefix, key)
-        there = head(client, bucket, key)
-        if there is not None and there.metadata.get(SERIES_META) == series.id:
-            return Delivered(key, missed)  # an earlier attempt's
-        if there is None:
-            if _copy_next(client, bucket, event.key, etag, key):
-                return Delivered(key, missed)
-            unmark(client, bucket, prefix, key)
-            logger.info("%r was cancelled or changed while it was delivered: its series ends", event.key)
-            return Delivered(None, missed)
-        logger.warning("%r holds another event: the series of %r goes on at its next instance", key, event.key)
-        at = series.next_after(at)
-    msg = f"the next {_NAME_TRIES} occurrences of {event.key!r} are taken by other events"
-    raise RuntimeError(msg)
+    if planned.key is None:
+        return Delivered(None, planned.missed)
+    if _copy_next(client, bucket, event.key, etag, planned.key):
+        return Delivered(planned.key, planned.missed)
+    unmark(client, bucket, prefix, planned.key)
+    logger.info("%r was cancelled or changed while it was delivered: its series ends", event.key)
+    return Delivered(None, planned.missed)
 
 
 def _copy_next(client: Any, bucket: str, key: str, etag: str | None, new: str) -> bool:
@@ -262,21 +263,26 @@ def _written_before(
 
 
 def _marked_after(
-    client: Any, bucket: str, prefix: str, event: ScheduledEvent, last: datetime | None
+    client: Any, bucket: str, prefix: str, event: ScheduledEvent, last: datetime | None, *, before: bool = False
 ) -> list[ScheduledEvent]:
-    """The marked events of ``event``'s target after it, up to ``last`` (None: to the end)."""
+    """The marked events of ``event``'s target after it, up to ``last`` (None: to the end);
+    with ``before``, those before it instead (listed from the first marker)."""
     markers = series_marker_prefix(prefix)
+    own = series_marker(prefix, event.key)
     found: list[ScheduledEvent] = []
+    start = {} if before else {"StartAfter": own}
     paginator = client.get_paginator("list_objects_v2")
-    for page in paginator.paginate(Bucket=bucket, Prefix=markers, StartAfter=series_marker(prefix, event.key)):
+    for page in paginator.paginate(Bucket=bucket, Prefix=markers, **start):
         for item in page.get("Contents", ()):
+            if before and item["Key"] >= own:
+                return found
             try:
                 marked = ScheduledEvent.from_key(marked_event(prefix, item["Key"]), prefix)
             except ValueError:
                 continue
             if last is not None and marked.when > last:
                 return found
-            if (marked.bucket, marked.path) == (event.bucket, event.path) and marked.when > event.when:
+            if (marked.bucket, marked.path) == (event.bucket, event.path) and (before or marked.when > event.when):
                 found.append(marked)
     return found
 
@@ -286,10 +292,11 @@ def cancel(client: Any, bucket: str, prefix: str, key: str, *, now: datetime, re
     retried delete found it gone), False when it was not pending; None when the store
     refused the delete's condition (it changed meanwhile).
 
-    For an occurrence of a series, once it is removed, every later occurrence of the
-    series up to its first instance after ``now`` + ``reach`` is removed too (a run
-    delivering the occurrence at that moment may have written the next one), with the
-    markers: the series ends.
+    For an occurrence of a series, once it is removed, every other pending occurrence of
+    the series is removed too, with the markers: the later ones up to its first instance
+    after ``now`` + ``reach`` (a run delivering the occurrence at that moment may have
+    written the next one) and the earlier ones (an occurrence delivered whose delete
+    failed, which a run would deliver again and follow): the series ends.
     """
     found = head(client, bucket, key, bucket_too=True)
     if found is None:
@@ -307,12 +314,16 @@ def cancel(client: Any, bucket: str, prefix: str, key: str, *, now: datetime, re
     if series is not None:
         event = ScheduledEvent.from_key(key, prefix)
         last = series.next_after(now + reach)
-        for later in _marked_after(client, bucket, prefix, event, last):
-            there = head(client, bucket, later.key)
+        others = [
+            *_marked_after(client, bucket, prefix, event, None, before=True),
+            *_marked_after(client, bucket, prefix, event, last),
+        ]
+        for other in others:
+            there = head(client, bucket, other.key)
             if there is not None and there.metadata.get(SERIES_META) == series.id:
-                _s3.delete_if_match(client, bucket, later.key, there.etag)
-                unmark(client, bucket, prefix, later.key)
-                logger.info("Cancelled %r, the next occurrence of the series of %r", later.key, key)
+                _s3.delete_if_match(client, bucket, other.key, there.etag)
+                unmark(client, bucket, prefix, other.key)
+                logger.info("Cancelled %r, another occurrence of the series of %r", other.key, key)
         unmark(client, bucket, prefix, key)
     return True
 
@@ -327,15 +338,19 @@ def marked_in(
     """Return the event keys after ``after`` (None: from the start) and up to ``last`` that
     a marker marks: a run asks this for each page of events it lists (after listing it).
 
-    From the start, the markers before ``first`` (the first event listed) mark no event:
-    those older than `ORPHAN_AGE` are deleted (left by `Scheduler.stop`, by a 0.0.3
-    handler, or by a write that failed), in one ``DeleteObjects``; a failure leaves them.
+    From the start, the markers before ``first`` (the first due event listed) may mark no
+    event (left by `Scheduler.stop`, by a 0.0.3 handler, or by a write that failed): those
+    older than `ORPHAN_AGE` whose event a HEAD finds gone are deleted (up to
+    `ORPHANS_CHECKED` a run), in one ``DeleteObjects``; a failure leaves them. (An event
+    may sort before ``first`` and still be pending: not yet due under an older name form,
+    or rejected; its marker stays.)
     """
     markers = series_marker_prefix(prefix)
     start = {} if after is None else {"StartAfter": series_marker(prefix, after)}
     end = series_marker(prefix, last)
     marked: set[str] = set()
     orphans: list[str] = []
+    checked = 0
     paginator = client.get_paginator("list_objects_v2")
     for page in paginator.paginate(Bucket=bucket, Prefix=markers, **start):
         for item in page.get("Contents", ()):
@@ -344,8 +359,11 @@ def marked_in(
             key = marked_event(prefix, item["Key"])
             if after is None and key < first:
                 modified = item.get("LastModified")
-                if isinstance(modified, datetime) and modified < now - ORPHAN_AGE:
-                    orphans.append(item["Key"])
+                old = isinstance(modified, datetime) and modified < now - ORPHAN_AGE
+                if old and checked < ORPHANS_CHECKED:
+                    checked += 1
+                    if head(client, bucket, key) is None:
+                        orphans.append(item["Key"])
             else:
                 marked.add(key)
         else:

@@ -35,6 +35,18 @@ from .keys import REPEAT_META, SERIES_META, START_META, ZONE_META
 UTC_NAMES = frozenset(("UTC", "Etc/UTC", "Z", "GMT", "Etc/GMT", "UCT", "Universal", "Zulu"))
 """Zone names that mean UTC itself (stored as ``UTC``)."""
 
+MISSED_COUNTED = 10_000
+"""The most missed occurrences a delivery counts (`HandleReport.coalesced`)."""
+
+_FIXED_PERIODS = {
+    "SECONDLY": timedelta(seconds=1),
+    "MINUTELY": timedelta(minutes=1),
+    "HOURLY": timedelta(hours=1),
+    "DAILY": timedelta(days=1),
+    "WEEKLY": timedelta(weeks=1),
+}
+"""The frequencies whose period is a fixed length of wall time."""
+
 _UNTIL = re.compile(r"(?i)(UNTIL=)(\d{8}(?:T\d{6})?)(Z?)")
 _START_FORMAT = "%Y-%m-%dT%H:%M:%S"
 _SERIES_ID = re.compile(r"[0-9a-f]{16}")
@@ -68,7 +80,7 @@ class Series(NamedTuple):
             return at
         return None
 
-    def missed_between(self, start: datetime, end: datetime, *, limit: int = 100_000) -> int:
+    def missed_between(self, start: datetime, end: datetime, *, limit: int = MISSED_COUNTED) -> int:
         """Return how many occurrences fall strictly after ``start`` and at or before ``end``
         (counted up to ``limit``)."""
         count = 0
@@ -81,20 +93,42 @@ class Series(NamedTuple):
     def _instants(self, after: datetime) -> Iterator[datetime]:
         """Yield the occurrences (aware, UTC) strictly after ``after``, in order, each once.
 
-        The rule is read from the series' start (as RFC 5545 counts ``COUNT``), so its cost
-        grows with the instances since the start.
+        The rule is read from `anchor`: the series' start, or for a rule of a fixed period
+        without ``COUNT``, a whole number of periods later, so the cost does not grow with
+        the instances since the start.
         """
         zone = resolve_zone(self.zone)
-        rule = _rule(self.rule, self.start, zone)
         # Instances are wall times; a zone's offset moves a wall time by less than a day.
         cursor = after.astimezone(zone).replace(tzinfo=None) - timedelta(days=1)
-        cursor = max(cursor, self.start - timedelta(seconds=1))
+        start = self.anchor(cursor)
+        rule = _rule(self.rule, start, zone)
+        cursor = max(cursor, start - timedelta(seconds=1))
         last = None
         for wall in rule.xafter(cursor):
             at = to_instant(wall, zone)
             if at > after and at != last:  # two wall times in one gap are one instant
                 last = at
                 yield at
+
+    def anchor(self, cursor: datetime) -> datetime:
+        """Return a start that gives the same instances after the wall time ``cursor`` as the
+        series' own: for ``FREQ`` from ``SECONDLY`` to ``WEEKLY`` without ``COUNT``, the
+        start moved on by whole periods (``INTERVAL`` of them at a time) to at least one
+        period and a week before ``cursor``: the periods stay aligned and what the rule
+        takes from its start (the time of day, the weekday) stays the same. Any other rule
+        starts at its start (``COUNT`` counts from it)."""
+        parts = dict(part.split("=", 1) for part in self.rule.split(";") if "=" in part)
+        period = _FIXED_PERIODS.get(parts.get("FREQ", ""))
+        if period is None or "COUNT" in parts:
+            return self.start
+        try:
+            period *= max(1, int(parts.get("INTERVAL", "1")))
+        except ValueError:
+            return self.start
+        target = cursor - period - timedelta(weeks=1)
+        if target <= self.start:
+            return self.start
+        return self.start + ((target - self.start) // period) * period
 
 
 def new_series(repeat: Any, when: datetime) -> tuple[Series, datetime]:

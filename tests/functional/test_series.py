@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from datetime import datetime, timedelta, timezone
 from typing import Any
+from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -304,3 +305,64 @@ def test_a_target_among_the_series_markers_is_refused(s3: S3, clock: Clock) -> N
     sched = scheduler(s3, clock)
     with pytest.raises(ValueError, match="lease, a dead letter"):
         sched.schedule(T0, s3.schedule_bucket, "jobs/.series/x", "x")
+
+
+def test_an_old_marker_of_a_pending_occurrence_is_never_taken_for_an_orphan(s3: S3, clock: Clock) -> None:
+    """A due 0.0.3 name with an offset sorts after an occurrence not yet due, so the occurrence's
+    marker sorts before the first due key; over an hour old, it must still be kept (its event is
+    there): the occurrence is delivered as one of its series, which goes on."""
+    sched = scheduler(s3, clock)
+    real = datetime.now(UTC).replace(microsecond=0)  # the store's clock: markers' LastModified are real
+    at = real + timedelta(hours=3)
+    key = sched.schedule(at, s3.target_bucket, "daily", "x", repeat="FREQ=DAILY")
+    clock.now = real + timedelta(hours=1, minutes=10)  # the marker is older than ORPHAN_AGE
+    offset = (clock.now - timedelta(minutes=1)).astimezone(timezone(timedelta(hours=5)))
+    legacy = f"{sched.prefix}{quote(str(offset))}|{s3.target_bucket}|legacy"  # due, sorting after the occurrence
+    s3.client.put_object(Bucket=s3.schedule_bucket, Key=legacy, Body=b"x")
+
+    assert [e.key for e in sched.handle().delivered] == [legacy]
+    assert keys.series_marker(sched.prefix, key) in s3.keys(s3.schedule_bucket)
+    clock.now = at + timedelta(seconds=1)
+    assert [e.key for e in sched.handle().delivered] == [key]
+    assert [e.when for e in sched.pending()] == [at + timedelta(days=1)]
+
+
+def test_when_the_next_names_hold_other_events_the_series_ends_after_one_delivery(s3: S3, clock: Clock) -> None:
+    """The next three instances' names hold one-time events of the same target: the occurrence is
+    delivered once (not failed, not delivered again by the next run), the series ends, warned."""
+    sched = scheduler(s3, clock)
+    key = sched.schedule(T0, s3.target_bucket, "t", "x", repeat="FREQ=HOURLY")
+    others = [sched.schedule(T0 + timedelta(hours=h), s3.target_bucket, "t", "other") for h in (1, 2, 3)]
+    clock.now = T0 + timedelta(seconds=1)
+
+    first, second = sched.handle(), sched.handle()
+
+    assert ([e.key for e in first.delivered], first.failed) == ([key], [])
+    assert second.delivered == []
+    assert sorted(e.key for e in sched.pending()) == sorted(others)
+    assert all(sched.show(other).series is None for other in others)
+
+
+def test_cancel_of_the_next_occurrence_also_ends_an_earlier_one_left_pending(s3: S3, clock: Clock) -> None:
+    """A run delivered an occurrence and wrote the next, but its batch delete failed: both are pending.
+    cancel() of the next one removes the earlier one too, so no later run brings the series back."""
+    sched = scheduler(s3, clock)
+    first = sched.schedule(T0, s3.target_bucket, "t", "x", repeat="FREQ=DAILY")
+    clock.now = T0 + timedelta(seconds=1)
+
+    def refuse(**_: Any) -> None:
+        raise Killed("the batch delete's connection broke")
+
+    s3.client.meta.events.register("before-call.s3.DeleteObjects", refuse)
+    sched.handle()
+    s3.client.meta.events.unregister("before-call.s3.DeleteObjects", refuse)
+    following = [e.key for e in sched.pending()]
+    assert first in following
+    assert len(following) == 2
+
+    assert sched.cancel(following[1]) is True
+
+    assert list(sched.pending()) == []
+    clock.now += timedelta(days=3)
+    assert sched.handle().delivered == []
+    assert list(sched.pending()) == []

@@ -7,10 +7,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from dateutil import tz as dateutil_tz
-from dateutil.rrule import DAILY, rrule
+from dateutil.rrule import DAILY, rrule, rrulestr
 
 from s3_scheduler import keys
-from s3_scheduler.series import Series, from_metadata, new_series, resolve_zone, to_instant, zone_of
+from s3_scheduler.series import MISSED_COUNTED, Series, from_metadata, new_series, resolve_zone, to_instant, zone_of
 
 UTC = timezone.utc
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -156,3 +156,51 @@ def test_metadata_round_trips_and_bad_metadata_is_no_series() -> None:
     assert from_metadata(broken) is None
     assert from_metadata({**series.metadata(), keys.ZONE_META: "Nowhere/X"}) is None
     assert isinstance(series, Series)
+
+
+LATER = datetime(2027, 3, 27, 23, 0, tzinfo=UTC)
+"""Over a year after the start, just before Berlin's spring change."""
+
+
+@pytest.mark.parametrize(
+    ("rule", "after"),
+    [
+        ("FREQ=MINUTELY;INTERVAL=7", LATER),
+        ("FREQ=HOURLY;INTERVAL=5;BYMINUTE=10,40", LATER),
+        ("FREQ=DAILY;INTERVAL=3;BYHOUR=2,14", LATER),
+        ("FREQ=WEEKLY;INTERVAL=2;BYDAY=MO,FR;BYHOUR=9;BYMINUTE=0", LATER),
+        ("FREQ=DAILY;BYHOUR=9,17;BYSETPOS=-1", LATER),
+        ("FREQ=SECONDLY;INTERVAL=97", datetime(2026, 1, 14, 8, tzinfo=UTC)),
+    ],
+)
+def test_a_moved_anchor_gives_the_instances_the_start_gives(rule: str, after: datetime) -> None:
+    """Long after the start, the instances read from the moved anchor are those read from the start
+    (dateutil from DTSTART, mapped to UTC the same way), in Berlin across its daylight-saving changes."""
+    series, _ = new_series(rule, datetime(2026, 1, 5, 8, 20, 11, tzinfo=BERLIN))
+    assert series.anchor(after.replace(tzinfo=None)) > series.start  # it moved
+    expected = []
+    reference = rrulestr(rule, dtstart=series.start)
+    for wall in reference.xafter(after.astimezone(BERLIN).replace(tzinfo=None) - timedelta(days=1)):
+        at = to_instant(wall, BERLIN)
+        if at > after and (not expected or at != expected[-1]):
+            expected.append(at)
+        if len(expected) == 12:
+            break
+    found: list[datetime] = []
+    at2: datetime | None = after
+    while len(found) < 12:
+        assert at2 is not None
+        at2 = series.next_after(at2)
+        assert at2 is not None
+        found.append(at2)
+    assert found == expected
+
+
+def test_a_series_started_decades_ago_is_followed_at_once() -> None:
+    """Every five minutes since 2000: the next instance after 2026 and the count missed (capped) come
+    from the moved anchor, not from 2.8 million instances."""
+    series, first = new_series("FREQ=MINUTELY;INTERVAL=5", datetime(2000, 1, 1))
+    now = datetime(2026, 12, 7, 14, 3, 20, tzinfo=UTC)
+    assert first == datetime(2000, 1, 1, tzinfo=UTC)
+    assert series.next_after(now) == datetime(2026, 12, 7, 14, 5, tzinfo=UTC)
+    assert series.missed_between(first, now) == MISSED_COUNTED
