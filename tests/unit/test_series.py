@@ -178,7 +178,7 @@ def test_a_moved_anchor_gives_the_instances_the_start_gives(rule: str, after: da
     (dateutil from DTSTART, mapped to UTC the same way), in Berlin across its daylight-saving changes."""
     series, _ = new_series(rule, datetime(2026, 1, 5, 8, 20, 11, tzinfo=BERLIN))
     assert series.anchor(after.replace(tzinfo=None)) > series.start  # it moved
-    expected = []
+    expected: list[datetime] = []
     reference = rrulestr(rule, dtstart=series.start)
     for wall in reference.xafter(after.astimezone(BERLIN).replace(tzinfo=None) - timedelta(days=1)):
         at = to_instant(wall, BERLIN)
