@@ -757,9 +757,11 @@ class _Run:
         """In a copier thread: put aside (or remove) an event found later than max_lateness."""
         error: BaseException | None = None
         result = Result.DONE
+        missed = 0
         try:
             if due.marked:  # its series goes on
-                occurrences.skip(self.s.client, self.s.bucket, self.s.prefix, due.event, due.etag, now=self._now())
+                s = self.s
+                missed = occurrences.skip(s.client, s.bucket, s.prefix, due.event, due.etag, now=self._now()).missed
             if self.s.dead_letters is not None:
                 self.s.dead_letters.put_aside(due)
             else:
@@ -767,7 +769,7 @@ class _Run:
         except Exception as exc:  # noqa: BLE001 - recorded by the calling thread
             error, result = exc, Result.of(exc)
         try:
-            self.recorder.hand_on(Step.EXPIRE, due, result, error)
+            self.recorder.hand_on(Step.EXPIRE, due, result, error, missed=missed)
         finally:
             self.limit.release(throttled=False)
 

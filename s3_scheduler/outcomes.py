@@ -300,6 +300,7 @@ class Recorder:
         if outcome.result is Result.DONE:
             late = (outcome.at - event.when).total_seconds()
             self.report.expired.append_key(event.key)
+            self.report.coalesced += outcome.missed
             where = "moved to the dead letters" if self._dead_letters else "removed"
             logger.warning("Not delivering %r: %.0f s late, past max_lateness; %s", event.key, late, where)
         elif outcome.result in (Result.GONE, Result.CHANGED):

@@ -56,7 +56,7 @@ from .keys import (
 )
 from .lease import CLOCK_SKEW, DEFAULT_LEASE_TTL, MAX_LEASE_TTL, MAX_UNTIL, MIN_LEASE_TTL, Lease, Outcome, RunLease
 from .report import CheckReport, HandleReport, ScheduledEvent
-from .series import from_metadata, new_series
+from .series import check_metadata_size, from_metadata, new_series
 from .settings import DEFAULT_DEAD_LETTER_ATTEMPTS, DEFAULT_MAX_WORKERS, MAX_WORKERS, MIN_MAX_LATENESS
 from .shards import SHARDS_AT_ONCE, Found, ShardSet
 from .targets import check_allowed, parse_allowed_targets
@@ -305,7 +305,7 @@ class Scheduler:
         a name over S3's 1,024 bytes; `TargetNotAllowedError` (a `ValueError`) for a
         target outside ``allowed_targets``. The content is never logged.
         """
-        key, body, series = self._prepare(when, bucket, path, what, repeat)
+        key, body, series = self._prepare(when, bucket, path, what, repeat, metadata)
         self._write(key, body, replace, _extra_args(content_type, metadata), series)
         info("Scheduled %r to %r", key, f"s3://{bucket}/{normalize_target(path)}")
         return key
@@ -334,7 +334,7 @@ class Scheduler:
         for index, event in enumerate(events):
             try:
                 when, bucket, path, what = event
-                prepared.append(self._prepare(when, bucket, path, what, repeat))
+                prepared.append(self._prepare(when, bucket, path, what, repeat, metadata))
             except (TypeError, ValueError) as exc:
                 raise _in_batch(exc, index) from exc
         _refuse_duplicates([key for key, _, _ in prepared])
@@ -359,7 +359,7 @@ class Scheduler:
             info("Scheduled %d events under %r in %d shards", len(keys), shard_root(self._path), shards)
         return keys
 
-    def _prepare(self, when: Any, bucket: Any, path: Any, what: Content, repeat: Any) -> _Prepared:
+    def _prepare(self, when: Any, bucket: Any, path: Any, what: Content, repeat: Any, metadata: Any) -> _Prepared:
         if isinstance(when, timedelta):
             when = _from_now(self.now(), when)
         if not isinstance(when, datetime):
@@ -371,6 +371,7 @@ class Scheduler:
         if repeat is not None:
             started, when = new_series(repeat, when)
             series = started.metadata()
+            check_metadata_size(metadata, series)
         key = encode_key(self._prefix_for(bucket, path), when, bucket, path)
         if (
             is_reserved(self._prefix, self._bucket, bucket, path)

@@ -30,10 +30,13 @@ from typing import Any, NamedTuple
 from dateutil import tz as dateutil_tz
 from dateutil.rrule import rrule, rrulestr
 
-from .keys import REPEAT_META, SERIES_META, START_META, ZONE_META
+from .keys import OCCURRENCE_META, REPEAT_META, SERIES_META, START_META, ZONE_META
 
 UTC_NAMES = frozenset(("UTC", "Etc/UTC", "Z", "GMT", "Etc/GMT", "UCT", "Universal", "Zulu"))
 """Zone names that mean UTC itself (stored as ``UTC``)."""
+
+METADATA_BYTES = 2048
+"""S3's limit on an object's user metadata: the bytes of every name and value."""
 
 MISSED_COUNTED = 10_000
 """The most missed occurrences a delivery counts (`HandleReport.coalesced`)."""
@@ -144,14 +147,33 @@ def new_series(repeat: Any, when: datetime) -> tuple[Series, datetime]:
     rule = _rule_text(repeat)
     zone_name = zone_of(when)
     zone = resolve_zone(zone_name)
-    start = (when if when.tzinfo is None else when.astimezone(zone)).replace(tzinfo=None, fold=0)
-    start = start.replace(microsecond=0)
+    start = when.replace(tzinfo=None, fold=0, microsecond=0)  # when's own wall reading
     series = Series(rule, zone_name, start, secrets.token_hex(8))
-    first = series.next_after(to_instant(start, zone) - timedelta(microseconds=1))
+    try:
+        at = to_instant(start, zone)
+        if at.astimezone(zone).replace(tzinfo=None) == start and when.tzinfo is not None:
+            at = when.astimezone(timezone.utc).replace(microsecond=0)  # the second of an hour lived twice
+        first = series.next_after(at - timedelta(microseconds=1))
+    except OverflowError:
+        msg = f"the series from {when!r} has no time S3 can name"
+        raise ValueError(msg) from None
     if first is None:
         msg = f"the rule {rule!r} has no occurrence at or after {when.isoformat()}: nothing would be scheduled"
         raise ValueError(msg)
     return series, first
+
+
+def check_metadata_size(metadata: Mapping[str, str] | None, series: Mapping[str, str]) -> None:
+    """Raise `ValueError` when the user ``metadata`` with a series' and an occurrence's own
+    would pass S3's 2 KB of user metadata (the bytes of every name and value, in UTF-8)."""
+    names = {**(metadata or {}), **series, OCCURRENCE_META: "2030-01-07T14:05:00.000000+00:00"}
+    size = sum(len(name.encode()) + len(value.encode()) for name, value in names.items())
+    if size > METADATA_BYTES:
+        msg = (
+            f"the metadata of a recurring event would be {size} bytes with the series' own and the"
+            f" occurrence's time, over S3's {METADATA_BYTES}: shorten the metadata or the rule"
+        )
+        raise ValueError(msg)
 
 
 def from_metadata(metadata: Mapping[str, str]) -> Series | None:
@@ -244,6 +266,10 @@ def _rule_text(repeat: Any) -> str:
     if isinstance(repeat, rrule):
         lines = [line for line in str(repeat).splitlines() if line.upper().startswith("RRULE:")]
         text = lines[0] if lines else ""
+        until = getattr(repeat, "_until", None)
+        if isinstance(until, datetime) and until.tzinfo is not None:  # str() gives it without its Z
+            utc = until.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+            text = re.sub(r"(?i)UNTIL=[0-9TZ]+", f"UNTIL={utc}", text)
     elif isinstance(repeat, str):
         text = repeat.strip()
     else:

@@ -366,3 +366,15 @@ def test_cancel_of_the_next_occurrence_also_ends_an_earlier_one_left_pending(s3:
     clock.now += timedelta(days=3)
     assert sched.handle().delivered == []
     assert list(sched.pending()) == []
+
+
+def test_metadata_too_large_for_the_series_is_refused_before_any_request(s3: S3, clock: Clock) -> None:
+    """User metadata that fits S3's 2 KB alone but not with the series' own and the occurrence's time:
+    ValueError, nothing written; the same metadata on a one-time event is written."""
+    sched = scheduler(s3, clock)
+    metadata = {"note": "x" * 1950}
+    before = s3.counter.total
+    with pytest.raises(ValueError, match="2048"):
+        sched.schedule(T0, s3.target_bucket, "t", "x", repeat="FREQ=DAILY", metadata=metadata)
+    assert s3.counter.total == before
+    assert sched.schedule(T0, s3.target_bucket, "t", "x", metadata=metadata)

@@ -204,3 +204,38 @@ def test_a_series_started_decades_ago_is_followed_at_once() -> None:
     assert first == datetime(2000, 1, 1, tzinfo=UTC)
     assert series.next_after(now) == datetime(2026, 12, 7, 14, 5, tzinfo=UTC)
     assert series.missed_between(first, now) == MISSED_COUNTED
+
+
+def test_a_start_in_the_spring_gap_keeps_its_wall_time_whatever_the_zone_object() -> None:
+    """02:30 on Berlin's spring-forward day, given with dateutil's zone or zoneinfo's: the series
+    starts at 02:30 wall time, fires at 03:00 that day (01:00 UTC), then 02:30 (00:30 UTC)."""
+    for zone in (dateutil_tz.gettz("Europe/Berlin"), BERLIN):
+        series, first = new_series("FREQ=DAILY", datetime(2026, 3, 29, 2, 30, tzinfo=zone))
+        assert series.start == datetime(2026, 3, 29, 2, 30)
+        assert (first, series.next_after(first)) == (
+            datetime(2026, 3, 29, 1, 0, tzinfo=UTC),
+            datetime(2026, 3, 30, 0, 30, tzinfo=UTC),
+        )
+
+
+def test_a_start_in_the_second_of_an_hour_lived_twice_is_not_moved_before_it() -> None:
+    """01:30 EST (fold=1) on New York's fall-back day is 06:30 UTC: the first occurrence is at or
+    after it (the next day's 01:30), never the day's first 01:30 (EDT, an hour earlier)."""
+    when = datetime(2027, 11, 7, 1, 30, fold=1, tzinfo=NEW_YORK)
+    _, first = new_series("FREQ=DAILY", when)
+    assert first >= when
+    assert first == datetime(2027, 11, 8, 6, 30, tzinfo=UTC)
+
+
+def test_an_rrule_with_an_aware_until_keeps_it_in_utc() -> None:
+    """rrule(until=09:00 UTC) in a New York series ends at 04:00 New York time (09:00 UTC): three
+    daily occurrences, as dateutil gives them, not four."""
+    rule = rrule(DAILY, dtstart=datetime(2030, 1, 1, 9, tzinfo=UTC), until=datetime(2030, 1, 3, 9, tzinfo=UTC))
+    found = occurrences(rule, datetime(2030, 1, 1, 4, tzinfo=NEW_YORK), 10)  # type: ignore[arg-type]
+    assert found == [datetime(2030, 1, d, 9, tzinfo=UTC) for d in (1, 2, 3)]
+
+
+def test_a_series_with_no_time_s3_can_name_is_a_value_error() -> None:
+    """A start at the very first instant Python knows cannot be read in UTC: ValueError, not OverflowError."""
+    with pytest.raises(ValueError, match="no time"):
+        new_series("FREQ=DAILY", datetime(1, 1, 1, tzinfo=NEW_YORK))
