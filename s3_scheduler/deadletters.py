@@ -28,8 +28,6 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any, Callable, Union
 
-from botocore.exceptions import ClientError
-
 from . import _s3, occurrences
 from .exceptions import EventExistsError, EventNotPendingError, InvalidKeyError
 from .keys import (
@@ -47,7 +45,6 @@ from .keys import (
 )
 from .outcomes import Due
 from .report import ScheduledEvent
-from .series import from_metadata
 from .targets import check_allowed
 from .utils import info
 
@@ -186,14 +183,7 @@ def listing(resource: Any, client: Any, bucket: str, prefix: str) -> Iterator[Sc
                 continue
 
 
-KEPT_ON_REQUEUE = (
-    "ContentType",
-    "ContentEncoding",
-    "ContentDisposition",
-    "ContentLanguage",
-    "CacheControl",
-    "Metadata",
-)
+KEPT_ON_REQUEUE = occurrences.KEPT_ON_MOVE
 """What `requeue` keeps of a dead letter besides its body (as `Scheduler.reschedule` keeps of an event)."""
 
 When = Union[datetime, timedelta, None]
@@ -265,25 +255,11 @@ def requeue(
     check_allowed(allowed, event.bucket, event.path)
     prefix = listing_prefix(path if shards == 1 else shard_path(path, shard_of(event.bucket, event.path, shards)))
     new_key = encode_key(prefix, due, event.bucket, event.path)
-    try:
-        got = client.get_object(Bucket=bucket, Key=key)
-    except ClientError as exc:
-        if _s3.is_missing(exc):
-            raise EventNotPendingError(_not_there(key)) from None
-        raise
-    with got["Body"] as stream:
-        body = stream.read()
-    extra = {name: got[name] for name in KEPT_ON_REQUEUE if got.get(name)}
-    if from_metadata(got.get("Metadata") or {}) is not None:  # an occurrence of a series: it goes on after
-        occurrences.mark(client, bucket, prefix, new_key)
-    put = _s3.put_new(client, bucket, new_key, body, **extra)
-    if put.state is _s3.Written.EXISTS:
+    moved = occurrences.move(client, bucket, key, new_key, old_prefix=None, new_prefix=prefix)
+    if moved is occurrences.Moved.TAKEN:
         msg = f"{new_key} is already pending: requeue would replace it; requeue at another time, or cancel it first"
         raise EventExistsError(msg)
-    gone = _s3.delete_if_match(client, bucket, key, got["ETag"])
-    if gone not in (_s3.Deleted.DELETED, _s3.Deleted.GONE_ON_RETRY):
-        # Requeued or purged by another call since it was read, or rewritten: take the event back.
-        _s3.delete_if_match(client, bucket, new_key, put.etag or _s3.content_etag(body), unquoted_too=True)
+    if moved is not occurrences.Moved.MOVED:  # gone; or requeued, purged or rewritten since it was read
         raise EventNotPendingError(_not_there(key))
     info("Requeued the dead letter %r as %r", key, new_key)
     return new_key

@@ -24,6 +24,7 @@ requests, in an order that never breaks a series and never forks it:
 
 from __future__ import annotations
 
+import enum
 import logging
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
@@ -383,3 +384,53 @@ def _delete_orphans(client: Any, bucket: str, markers: list[str]) -> None:
             logger.info("%d markers of gone events stay (%s)", len(batch), _s3.describe(exc))
             return
         logger.info("Deleted %d markers of gone events", len(batch))
+
+
+KEPT_ON_MOVE = ("ContentType", "ContentEncoding", "ContentDisposition", "ContentLanguage", "CacheControl", "Metadata")
+"""What a move (`Scheduler.reschedule`, `Scheduler.requeue`) keeps of an object besides its body."""
+
+
+class Moved(enum.Enum):
+    """What `move` came to."""
+
+    MOVED = "moved"
+    GONE = "gone"
+    """There was nothing to move: nothing written."""
+    TAKEN = "taken"
+    """An object holds the new name: nothing changed."""
+    CHANGED = "changed"
+    """The object was removed or rewritten while it was moved: the copy was taken back."""
+
+
+def move(client: Any, bucket: str, key: str, new_key: str, *, old_prefix: str | None, new_prefix: str) -> Moved:
+    """Move ``key`` to ``new_key``: read it, write it (body and `KEPT_ON_MOVE`, no tags) with
+    a conditional PUT (If-None-Match, which every store we test honours) so that nothing
+    written there meanwhile is replaced, then delete the old name naming the ETag read, so
+    that an object rewritten meanwhile stays (the copy is then taken back).
+
+    An occurrence of a series is marked at its new name (under ``new_prefix``) before it
+    is written there, and its old marker (under ``old_prefix``; None: it has none) deleted
+    after. A retried delete that finds the old name gone was an earlier attempt of it.
+    """
+    try:
+        got = client.get_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        if _s3.is_missing(exc):
+            return Moved.GONE
+        raise
+    with got["Body"] as stream:
+        body = stream.read()
+    extra = {name: got[name] for name in KEPT_ON_MOVE if got.get(name)}
+    series = from_metadata(got.get("Metadata") or {}) is not None
+    if series:
+        mark(client, bucket, new_prefix, new_key)
+    put = _s3.put_new(client, bucket, new_key, body, **extra)
+    if put.state is _s3.Written.EXISTS:
+        return Moved.TAKEN
+    gone = _s3.delete_if_match(client, bucket, key, got["ETag"])
+    if gone not in (_s3.Deleted.DELETED, _s3.Deleted.GONE_ON_RETRY):
+        _s3.delete_if_match(client, bucket, new_key, put.etag or _s3.content_etag(body), unquoted_too=True)
+        return Moved.CHANGED
+    if series and old_prefix is not None:
+        unmark(client, bucket, old_prefix, key)
+    return Moved.MOVED

@@ -23,7 +23,6 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any, BinaryIO, Callable, Union
 
-from botocore.exceptions import ClientError
 from dateutil.rrule import rrule
 
 from . import _s3, deadletters, delivery, occurrences, utils
@@ -56,7 +55,7 @@ from .keys import (
 )
 from .lease import CLOCK_SKEW, DEFAULT_LEASE_TTL, MAX_LEASE_TTL, MAX_UNTIL, MIN_LEASE_TTL, Lease, Outcome, RunLease
 from .report import CheckReport, HandleReport, ScheduledEvent
-from .series import check_metadata_size, from_metadata, new_series
+from .series import check_metadata_size, new_series
 from .settings import DEFAULT_DEAD_LETTER_ATTEMPTS, DEFAULT_MAX_WORKERS, MAX_WORKERS, MIN_MAX_LATENESS
 from .shards import SHARDS_AT_ONCE, Found, ShardSet
 from .targets import check_allowed, parse_allowed_targets
@@ -88,9 +87,6 @@ MOVE_REACH = MAX_UNTIL + CLOCK_SKEW
 """How far ahead an event may be in a running handler's hands: a run delivers the events
 due up to its ``until``, at most 15 minutes after it started, and clocks may differ by
 30 s. `Scheduler.reschedule` holds the lease to move an event due within this of now."""
-
-_KEPT_ON_MOVE = ("ContentType", "ContentEncoding", "ContentDisposition", "ContentLanguage", "CacheControl", "Metadata")
-"""What `Scheduler.reschedule` keeps of an event besides its body."""
 
 _MAX_TIMEOUT = timedelta(days=365 * 100)
 
@@ -854,39 +850,14 @@ def _replaced_move_file() -> Callable[[str, str, str, Any, str], None] | None:
 
 
 def _move(client: Any, bucket: str, key: str, new_key: str, prefixes: tuple[str, str]) -> None:
-    """Move the event ``key`` to ``new_key`` (`Scheduler.reschedule`); ``prefixes`` are the
-    two names' prefixes.
-
-    A conditional PUT of the new name (If-None-Match), which every store we test honours,
-    never replaces an event written there meanwhile; the delete of the old name names the
-    ETag read, so an event rewritten meanwhile stays. An occurrence of a series is marked
-    at its new name before it is written there, and its old marker deleted after.
-    """
-    try:
-        got = client.get_object(Bucket=bucket, Key=key)
-    except ClientError as exc:
-        if _s3.is_missing(exc):
-            raise EventNotPendingError(_not_pending(key)) from None
-        raise
-    with got["Body"] as stream:
-        body = stream.read()
-    extra = {name: got[name] for name in _KEPT_ON_MOVE if got.get(name)}
-    series = from_metadata(got.get("Metadata") or {}) is not None
-    if series:
-        occurrences.mark(client, bucket, prefixes[1], new_key)
-    put = _s3.put_new(client, bucket, new_key, body, **extra)
-    if put.state is _s3.Written.EXISTS:
+    """Move the event ``key`` to ``new_key`` (`Scheduler.reschedule`, by `occurrences.move`);
+    ``prefixes`` are the two names' prefixes."""
+    moved = occurrences.move(client, bucket, key, new_key, old_prefix=prefixes[0], new_prefix=prefixes[1])
+    if moved is occurrences.Moved.TAKEN:
         msg = f"{new_key} is already pending: reschedule would replace it"
         raise EventExistsError(msg)
-    gone = _s3.delete_if_match(client, bucket, key, got["ETag"])
-    if gone not in (_s3.Deleted.DELETED, _s3.Deleted.GONE_ON_RETRY):
-        # Delivered, cancelled or rewritten since it was read: take the copy back.
-        # (Gone after a retry is an earlier attempt of this delete, its reply lost.)
-        etag = put.etag or _s3.content_etag(body)
-        _s3.delete_if_match(client, bucket, new_key, etag, unquoted_too=True)
+    if moved is not occurrences.Moved.MOVED:  # gone; or delivered, cancelled or rewritten meanwhile
         raise EventNotPendingError(_not_pending(key))
-    if series:
-        occurrences.unmark(client, bucket, prefixes[0], key)
 
 
 def _move_holding(
