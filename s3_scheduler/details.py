@@ -166,8 +166,16 @@ def _read(client: Any, bucket: str, key: str, into: BinaryIO | None) -> dict[str
 
 def _failed_runs(client: Any, bucket: str, key: str, reply: Mapping[str, Any]) -> int | None:
     """Return the failed runs counted in the tags of ``key`` (0 when the reply says it has
-    none); None when its tags may not be read."""
+    none); None when its tags may not be read.
+
+    The count of tags is the reply's ``TagCount``, or its ``x-amz-tagging-count`` header
+    where the client's botocore does not parse it for a HEAD; S3 sends none for an object
+    without tags.
+    """
     count = reply.get("TagCount")
+    if count is None:
+        header = reply.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("x-amz-tagging-count")
+        count = int(header) if isinstance(header, str) and header.isdigit() else None
     if not isinstance(count, int) or count < 1:
         return 0
     try:
