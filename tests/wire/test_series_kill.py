@@ -9,7 +9,7 @@ written on moto's server, or on a real S3 server when one is set. One process at
 every lease, finishes. Then each series (by its id, from each pending event's metadata) has
 one pending occurrence, or none once its ``COUNT`` is spent: a run killed between writing
 the next occurrence and deleting the one it delivered never forks a series (two pending)
-nor breaks one (none). Sizes: 4 kills; ``S3_SCHEDULER_FULL_CAMPAIGNS=1``: 8.
+nor breaks one (none). Sizes: 2 kills; ``S3_SCHEDULER_FULL_CAMPAIGNS=1``: 5.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from s3_scheduler import Scheduler, keys
 from ..conftest import FULL_SIZE, S3, Endpoint
 
 CHILD = (sys.executable, str(Path(__file__).parents[1] / "run_in_subprocess.py"), "loop")
-KILLS = 8 if FULL_SIZE else 4
+KILLS = 5 if FULL_SIZE else 2
 SERIES = 20
 COUNTED = 5
 LEASE_TTL = 10.0

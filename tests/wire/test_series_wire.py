@@ -8,14 +8,14 @@ metadata replaced, and the next occurrence's copy without tags.
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Callable
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from s3_scheduler import keys
+from s3_scheduler import Scheduler, keys
 
-from ..conftest import S3, T0, Clock
+from ..conftest import S3, T0, Clock, Endpoint
 
 TARGET = "ü dir/a+b|c~d.json"
 """A target whose characters are quoted and escaped in the names of the events and the markers."""
@@ -128,3 +128,33 @@ def test_the_rule_cases_deliver_at_their_times_over_the_wire(wire: S3, clock: Cl
     assert delivered == expected
     if "COUNT" in rule or "UNTIL" in rule:
         assert list(sched.pending()) == []
+
+
+@pytest.mark.parametrize("at", range(1, 14))
+def test_cancel_racing_a_delivery_never_leaves_the_series_alive_over_the_wire(
+    endpoint: Endpoint, make_wire: Callable[..., S3], clock: Clock, at: int
+) -> None:
+    """cancel() of the due occurrence, by another client, made after each request of a run delivering it:
+    when it answers True nothing of the series is pending after the run; when False, exactly the next
+    occurrence is."""
+    wire = make_wire(endpoint)
+    other = make_wire(endpoint)  # a client of its own for the cancel (its buckets unused)
+    sched = wire.scheduler("race", clock=clock, sleep=lambda _: None)
+    canceller = Scheduler(wire.schedule_bucket, "race", s3_client=other.client, clock=clock)
+    key = sched.schedule(T0, wire.target_bucket, TARGET, "x", repeat="FREQ=HOURLY")
+    clock.now = T0 + timedelta(seconds=5)
+    answers: list[bool] = []
+    count = [0]
+
+    def maybe_cancel(**_: Any) -> None:
+        count[0] += 1
+        if count[0] == at and not answers:
+            answers.append(canceller.cancel(key))
+
+    wire.client.meta.events.register("after-call.s3", maybe_cancel)
+    sched.handle()
+    wire.client.meta.events.unregister("after-call.s3", maybe_cancel)
+    if not answers:
+        answers.append(canceller.cancel(key))
+    pending = [event.when for event in sched.pending()]
+    assert pending == ([] if answers[0] else [T0 + timedelta(hours=1)])

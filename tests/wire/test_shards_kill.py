@@ -39,7 +39,7 @@ copy leaves it, and the outcome of each copy and of each batch delete:
   without the lease (``exclusive=False``) fail this: their duplicates have no such cause.
 
 Sizes: 200 events, 1 phase of 3 kills; ``S3_SCHEDULER_FULL_CAMPAIGNS=1``: 2,000 events,
-4 phases of 3 kills. ``S3_SCHEDULER_CAMPAIGN_SEED`` sets the seed, printed with the figures.
+2 phases of 3 kills. ``S3_SCHEDULER_CAMPAIGN_SEED`` sets the seed, printed with the figures.
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ from ..conftest import FULL_SIZE, S3, T0, Endpoint
 
 SHARDS = 4
 EVENTS = 2000 if FULL_SIZE else 200
-PHASES = 4 if FULL_SIZE else 1
+PHASES = 2 if FULL_SIZE else 1
 KILLS_PER_PHASE = 3
 SEED = int(os.environ.get("S3_SCHEDULER_CAMPAIGN_SEED", "20261207"))
 
