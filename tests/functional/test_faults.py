@@ -8,7 +8,7 @@ test, moto's server with a run in a process of its own (`tests/run_in_subprocess
 No test sleeps: clocks are injected, botocore retries at once, and the only real waits
 are bounded waits for something that must happen.
 
-``S3_SCHEDULER_FULL_CAMPAIGNS=1`` runs the campaign at full size (100 rounds, 250
+``S3_SCHEDULER_FULL_CAMPAIGNS=1`` runs the campaign at full size (60 rounds, 120
 hypothesis examples: each round lists a bucket that holds every earlier round's objects,
 so rounds grow slower); ``S3_SCHEDULER_CAMPAIGN_SEED`` sets its seed.
 """
@@ -44,9 +44,9 @@ from ..faults import Call, Decide, Fault, Injector, delete_result
 
 LEASE = "jobs/.lease"
 FULL = os.environ.get("S3_SCHEDULER_FULL_CAMPAIGNS", "") not in ("", "0")
-ROUNDS = 100 if FULL else 20
+ROUNDS = 60 if FULL else 20
 SEED = int(os.environ.get("S3_SCHEDULER_CAMPAIGN_SEED", "20261127"))
-EXAMPLES = 250 if FULL else 50
+EXAMPLES = 120 if FULL else 50
 MISSING_BUCKET = "missing-bucket"
 
 

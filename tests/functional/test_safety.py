@@ -19,7 +19,7 @@ from s3_scheduler import Scheduler, TargetNotAllowedError, keys
 from ..conftest import S3, T0, Clock, honours_if_match_on_delete, pooled_client
 
 LEASE = "jobs/.lease"
-ROUNDS = 200 if os.environ.get("S3_SCHEDULER_FULL_CAMPAIGNS") else 25
+ROUNDS = 120 if os.environ.get("S3_SCHEDULER_FULL_CAMPAIGNS") else 25
 """Rounds of the fault campaign: 200 where CI asks for the full campaigns."""
 
 
