@@ -43,7 +43,7 @@ from s3_scheduler.settings import MAX_WORKERS_LIMIT
 from ..conftest import T0, Clock
 
 FULL = os.environ.get("S3_SCHEDULER_FULL_CAMPAIGNS", "") not in ("", "0")
-EXAMPLES = 120 if FULL else 60
+EXAMPLES = 80 if FULL else 60
 DOCUMENTED = (TypeError, ValueError, S3SchedulerError)
 """What the public API may raise."""
 
