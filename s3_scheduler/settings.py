@@ -194,11 +194,14 @@ def bucket_problem(name: str) -> str | None:
     suffixes (``-s3alias``, ``--ol-s3``, ``.mrap``, ``--x-s3``, ``--table-s3``) AWS keeps
     for itself. A name holding a capital or an underscore can only be an older bucket
     of us-east-1 (or of an S3-compatible store): those are let through up to 255
-    characters, as `s3_scheduler.keys.check_bucket_name` lets them. Access point ARNs
-    (``arn:...``) are passed on unchecked.
+    characters, as `s3_scheduler.keys.check_bucket_name` lets them. An ARN (``arn:...``)
+    must be one botocore takes for a bucket (an access point's or an Outposts access
+    point's), as botocore checks it before any request.
     """
     if name.startswith("arn:"):
-        return None
+        from botocore.handlers import VALID_S3_ARN
+
+        return None if VALID_S3_ARN.search(name) else f"{name!r} is not an access point ARN: use {BUCKET_RULE}"
     try:
         check_bucket_name(name)
     except ValueError:
@@ -298,11 +301,12 @@ class Environment:
         bucket = self._env.get(name, "").strip()
         if not bucket:
             return None
+        bucket = self._text(name, bucket)
         problem = bucket_problem(bucket)
         if problem:
             msg = f"{name}: {problem}"
             raise ConfigurationError(msg)
-        return self._text(name, bucket)
+        return bucket
 
     def prefix(self) -> str:
         """``S3_SCHEDULER_PREFIX``, the scheduler path, as it is (`DEFAULT_PREFIX` when unset; set but empty is

@@ -369,6 +369,7 @@ def lambda_environments(draw: st.DrawFn) -> dict[str, str]:
 @example(env={"S3_SCHEDULER_BUCKET": "sched", "AWS_ENDPOINT_URL_S3": "http://a b"})
 @example(env={"S3_SCHEDULER_BUCKET": "sched", "S3_SCHEDULER_MAX_WORKERS": "100000000000000000000"})
 @example(env={"S3_SCHEDULER_BUCKET": "sched", "S3_SCHEDULER_PREFIX": "\udcff"})
+@example(env={"S3_SCHEDULER_BUCKET": "arn:aws:s3:x"})  # an ARN botocore refuses, found by CI's hypothesis run
 def test_lambda_settings_answer_junk_with_a_configuration_error(env: dict[str, str]) -> None:
     """read_settings returns settings a Scheduler is built from and lists with, an endpoint boto3 takes, and a pool
     of at most 1,000 connections, or raises ConfigurationError naming a variable it was given."""

@@ -63,8 +63,8 @@ def refusal(method: str, env: dict[str, str]) -> str:
         ("bucket", {"S3_SCHEDULER_BUCKET": "Legacy_Bucket"}, "Legacy_Bucket"),
         (
             "bucket",
-            {"S3_SCHEDULER_BUCKET": "arn:aws:s3:eu-west-3:1:accesspoint/x"},
-            "arn:aws:s3:eu-west-3:1:accesspoint/x",
+            {"S3_SCHEDULER_BUCKET": "arn:aws:s3:eu-west-3:123456789012:accesspoint/x"},
+            "arn:aws:s3:eu-west-3:123456789012:accesspoint/x",
         ),
         ("prefix", {}, "jobs"),
         ("prefix", {"S3_SCHEDULER_PREFIX": ""}, ""),
@@ -365,7 +365,7 @@ def test_lambda_settings_refuse_a_max_lateness_under_a_minute() -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["my-bucket", "sched", "a.b-c", "Legacy_Bucket", "arn:aws:s3:eu-west-3:1:accesspoint/x"]
+    "name", ["my-bucket", "sched", "a.b-c", "Legacy_Bucket", "arn:aws:s3:eu-west-3:123456789012:accesspoint/x"]
 )
 def test_bucket_names_s3_may_hold_pass(name: str) -> None:
     """Names S3 (or an older us-east-1 bucket, or an access point) may hold are let through."""
