@@ -9,7 +9,7 @@ written on moto's server, or on a real S3 server when one is set. One process at
 every lease, finishes. Then each series (by its id, from each pending event's metadata) has
 one pending occurrence, or none once its ``COUNT`` is spent: a run killed between writing
 the next occurrence and deleting the one it delivered never forks a series (two pending)
-nor breaks one (none). Sizes: 2 kills; ``S3_SCHEDULER_FULL_CAMPAIGNS=1``: 5.
+nor breaks one (none). Marked slow (it runs with ``S3_SCHEDULER_FULL_CAMPAIGNS=1``, as CI runs it): 5 kills.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ WAIT = 30.0
 """Seconds a process may take to start, or to end once signalled, before the test fails."""
 
 
+@pytest.mark.slow
 def test_series_killed_at_random_moments_neither_fork_nor_break(
     endpoint: Endpoint, make_wire: Callable[..., S3], tmp_path: Path
 ) -> None:
