@@ -557,3 +557,22 @@ def client_spy(monkeypatch: pytest.MonkeyPatch) -> ClientSpy:
 
     monkeypatch.setattr(boto3.session.Session, "client", client)
     return spy
+
+
+def cancel_during_handle(client: Any, scheduler: Scheduler, canceller: Scheduler, key: str, at: int) -> bool:
+    """Run ``scheduler.handle()`` with ``canceller.cancel(key)`` made right after the ``at``-th
+    request of ``client`` (or after the run, when it makes fewer); return what cancel answered."""
+    answers: list[bool] = []
+    count = [0]
+
+    def maybe_cancel(**_: Any) -> None:
+        count[0] += 1
+        if count[0] == at and not answers:
+            answers.append(canceller.cancel(key))
+
+    client.meta.events.register("after-call.s3", maybe_cancel)
+    try:
+        scheduler.handle()
+    finally:
+        client.meta.events.unregister("after-call.s3", maybe_cancel)
+    return answers[0] if answers else canceller.cancel(key)

@@ -13,7 +13,7 @@ from botocore.exceptions import EndpointConnectionError
 
 from s3_scheduler import ScheduledEvent, Scheduler, keys, occurrences
 
-from ..conftest import FULL_SIZE, S3, T0, Clock
+from ..conftest import FULL_SIZE, S3, T0, Clock, cancel_during_handle
 
 UTC = timezone.utc
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -201,27 +201,15 @@ def test_cancel_racing_a_delivery_never_leaves_the_series_alive(s3: S3, clock: C
     key = sched.schedule(T0, s3.target_bucket, "t", "x", repeat="FREQ=HOURLY")
     clock.now = T0 + timedelta(seconds=5)
     canceller = scheduler(s3, clock)
-    answers: list[bool] = []
-    count = [0]
-
-    def maybe_cancel(**_: Any) -> None:
-        count[0] += 1
-        if count[0] == at and not answers:
-            answers.append(canceller.cancel(key))
-
-    s3.client.meta.events.register("after-call.s3", maybe_cancel)
-    sched.handle()
-    s3.client.meta.events.unregister("after-call.s3", maybe_cancel)
-    if not answers:
-        answers.append(canceller.cancel(key))
+    cancelled = cancel_during_handle(s3.client, sched, canceller, key, at)
     pending = list(sched.pending())
-    if answers[0]:
+    if cancelled:
         assert pending == []
     else:
         assert [event.when for event in pending] == [T0 + timedelta(hours=1)]
     clock.now += timedelta(hours=2)
     sched.handle()
-    assert len(list(sched.pending())) == (0 if answers[0] else 1)
+    assert len(list(sched.pending())) == (0 if cancelled else 1)
 
 
 def test_a_dead_lettered_occurrence_pauses_its_series_and_requeue_resumes_it(s3: S3, clock: Clock) -> None:

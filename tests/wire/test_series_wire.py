@@ -15,7 +15,7 @@ import pytest
 
 from s3_scheduler import Scheduler, keys
 
-from ..conftest import FULL_SIZE, S3, T0, Clock, Endpoint
+from ..conftest import FULL_SIZE, S3, T0, Clock, Endpoint, cancel_during_handle
 
 TARGET = "ü dir/a+b|c~d.json"
 """A target whose characters are quoted and escaped in the names of the events and the markers."""
@@ -143,18 +143,6 @@ def test_cancel_racing_a_delivery_never_leaves_the_series_alive_over_the_wire(
     canceller = Scheduler(wire.schedule_bucket, "race", s3_client=other.client, clock=clock)
     key = sched.schedule(T0, wire.target_bucket, TARGET, "x", repeat="FREQ=HOURLY")
     clock.now = T0 + timedelta(seconds=5)
-    answers: list[bool] = []
-    count = [0]
-
-    def maybe_cancel(**_: Any) -> None:
-        count[0] += 1
-        if count[0] == at and not answers:
-            answers.append(canceller.cancel(key))
-
-    wire.client.meta.events.register("after-call.s3", maybe_cancel)
-    sched.handle()
-    wire.client.meta.events.unregister("after-call.s3", maybe_cancel)
-    if not answers:
-        answers.append(canceller.cancel(key))
+    cancelled = cancel_during_handle(wire.client, sched, canceller, key, at)
     pending = [event.when for event in sched.pending()]
-    assert pending == ([] if answers[0] else [T0 + timedelta(hours=1)])
+    assert pending == ([] if cancelled else [T0 + timedelta(hours=1)])
