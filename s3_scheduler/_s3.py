@@ -43,6 +43,7 @@ from typing import Any, NamedTuple
 
 from botocore.exceptions import ClientError
 
+from . import _direct
 from .keys import MAX_KEY_BYTES, Window
 
 MISSING = frozenset({"NoSuchKey", "404", "NotFound"})
@@ -265,7 +266,7 @@ def fast_client(max_workers: int, *, timeout: float | None = None) -> Any:
     timeouts = {} if timeout is None else {"connect_timeout": timeout, "read_timeout": timeout}
     client = session.client("s3", config=Config(max_pool_connections=max_workers + POOL_EXTRA, **timeouts))
     client._s3_scheduler_session = session  # for bounded(): siblings with other timeouts
-    return client
+    return _direct.enable(client)
 
 
 class Written(enum.Enum):

@@ -1,0 +1,482 @@
+"""Delivery copies sent without botocore's per-call machinery, for the clients this package builds.
+
+A delivery is one CopyObject. Through botocore each call costs about 2 ms of client CPU on
+a 2-core machine (parameter validation, the event handlers, endpoint rules, serialising,
+signing, urllib3, parsing the reply): the limit of a handler's events per second, as the
+GIL runs one thread at a time. `DirectCopy` sends the same request for about a third of
+that. The URL of each target bucket and its signing region are taken from the first copy
+to it that botocore sends, so botocore's endpoint rules (path or virtual-host style, the
+region, a custom endpoint) decide them; each later copy is that URL and the key, the
+headers botocore sends, signed with SigV4 (`_Signer`, the signing key kept per day) with
+the client's credentials (refreshed as botocore refreshes them). The client's
+``before-send`` handlers see the request first, as botocore's would (moto's mock, a
+test's or a benchmark's hook): a reply from one is the reply. Otherwise it goes over a
+keep-alive connection of the copier thread (`_Connection`: HTTP/1.1, what a reply to
+CopyObject needs), with the client's timeouts,
+TCP_NODELAY and TLS verification (its CA bundle, or none where the client verifies
+none); a client with a proxy or a client certificate sends through its own HTTP session.
+
+It only ever answers "copied" for a reply botocore would take as success: status 200
+with a ``CopyObjectResult`` body (S3 can answer 200 with an error in the body). Any other
+reply, and any error before one, hands the copy to botocore: it sends it again, parses
+the error, retries as configured and raises what it always raises, so a copy answered
+with an error is sent once more, as botocore's own retry would send it. A redirect or an
+auth error (301, 307, 400) makes the bucket's copies go through botocore from then on.
+
+Only plain buckets are sent this way: a bucket name that is an ARN (access points,
+Outposts, Object Lambda), a directory bucket (``--x-s3``), a client that does not sign
+with SigV4 for service ``s3`` keep to botocore.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import logging
+import socket
+import ssl
+import threading
+import time
+from datetime import datetime, timezone
+from typing import Any, NamedTuple
+from urllib.parse import urlsplit
+
+logger = logging.getLogger(__name__)
+
+DIRECT = "_s3_scheduler_direct"
+"""The attribute of a client this package built that holds its `DirectCopy`."""
+
+_REDIRECTED = frozenset({301, 307, 400})
+"""Statuses after which a bucket's copies go through botocore (its region redirects and auth errors)."""
+
+EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+
+
+class _Target(NamedTuple):
+    base: str
+    """The URL of the bucket's objects, up to the key."""
+    region: str
+    """The signing region."""
+    scheme: str
+    host: str
+    """The ``Host`` header and the signed host: the default port dropped, as botocore does."""
+    netloc: str
+    path: str
+    """The URL's path up to the key."""
+
+
+class _Signer:
+    """SigV4 for a CopyObject, the signing key kept per (secret, day, region)."""
+
+    def __init__(self) -> None:
+        self._keys: dict[tuple[str, str, str], bytes] = {}
+        self._lock = threading.Lock()
+
+    def sign(self, credentials: Any, target: _Target, path: str, headers: dict[str, str], now: datetime) -> None:
+        """Add ``x-amz-date``, ``x-amz-content-sha256`` (an empty body's), the session token
+        where there is one, and ``Authorization`` to ``headers`` (all but ``User-Agent``
+        and ``Host`` lower-case), for a PUT of ``path`` (percent-encoded, as sent)."""
+        stamp = now.strftime("%Y%m%dT%H%M%SZ")
+        day = stamp[:8]
+        headers["x-amz-date"] = stamp
+        headers["x-amz-content-sha256"] = EMPTY_SHA256
+        if credentials.token:
+            headers["x-amz-security-token"] = credentials.token
+        signed = {name: " ".join(value.split()) for name, value in headers.items() if name != "User-Agent"}
+        signed["host"] = target.host
+        names = sorted(signed)
+        canonical = "\n".join(
+            ["PUT", path, "", *(f"{name}:{signed[name]}" for name in names), "", ";".join(names), EMPTY_SHA256]
+        )
+        scope = f"{day}/{target.region}/s3/aws4_request"
+        digest = hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+        to_sign = f"AWS4-HMAC-SHA256\n{stamp}\n{scope}\n{digest}"
+        signature = hmac.new(self._key(credentials.secret_key, day, target.region), to_sign.encode(), hashlib.sha256)
+        headers["Authorization"] = (
+            f"AWS4-HMAC-SHA256 Credential={credentials.access_key}/{scope}, "
+            f"SignedHeaders={';'.join(names)}, Signature={signature.hexdigest()}"
+        )
+
+    def _key(self, secret: str, day: str, region: str) -> bytes:
+        with self._lock:
+            found = self._keys.get((secret, day, region))
+        if found is not None:
+            return found
+        key = f"AWS4{secret}".encode()
+        for part in (day, region, "s3", "aws4_request"):
+            key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+        with self._lock:
+            if len(self._keys) > 16:
+                self._keys.clear()
+            self._keys[(secret, day, region)] = key
+        return key
+
+
+class _Connection:
+    """One keep-alive HTTP/1.1 connection: a PUT with an empty body, and its reply read.
+
+    Only what a CopyObject's reply needs: a status line, header fields, a body by
+    ``Content-Length``, chunked, or up to the close; interim (1xx) replies skipped. Anything
+    else raises, and the copy goes to botocore.
+    """
+
+    LIMIT = 1 << 20
+    """The most bytes of a reply's head or body read; a longer one raises."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self._buffer = b""
+        self.open = True
+
+    def put(self, head: bytes) -> tuple[int, bytes]:
+        """Send ``head`` (a PUT's request line and fields, Content-Length 0); return the
+        reply's status and body."""
+        self.sock.sendall(head)
+        while True:
+            version, status, fields = self._head()
+            if not 100 <= status < 200:
+                break
+        if status in (204, 304):
+            body = b""
+        elif "chunked" in fields.get("transfer-encoding", "").lower():
+            body = self._chunked()
+        elif "content-length" in fields:
+            body = self._exactly(int(fields["content-length"]))
+        else:
+            body = self._to_the_end()
+        if version != "HTTP/1.1" or "close" in fields.get("connection", "").lower():
+            self.close()
+        return status, body
+
+    def close(self) -> None:
+        self.open = False
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+    def _head(self) -> tuple[str, int, dict[str, str]]:
+        end = self._buffer.find(b"\r\n\r\n")
+        while end < 0:
+            self._receive()
+            end = self._buffer.find(b"\r\n\r\n")
+        lines = self._buffer[:end].decode("latin-1").split("\r\n")
+        self._buffer = self._buffer[end + 4 :]
+        version, status, _ = [*lines[0].split(" ", 2), "", ""][:3]
+        if not version.startswith("HTTP/1.") or not status.isdigit() or len(status) != 3:
+            msg = f"not an HTTP/1 status line: {lines[0][:80]!r}"
+            raise ValueError(msg)
+        fields: dict[str, str] = {}
+        for line in lines[1:]:
+            name, colon, value = line.partition(":")
+            if not colon:
+                msg = f"not a header field: {line[:80]!r}"
+                raise ValueError(msg)
+            fields[name.strip().lower()] = value.strip()
+        return version, int(status), fields
+
+    def _exactly(self, size: int) -> bytes:
+        if not 0 <= size <= self.LIMIT:
+            msg = f"a reply's body of {size} bytes"
+            raise ValueError(msg)
+        while len(self._buffer) < size:
+            self._receive()
+        body, self._buffer = self._buffer[:size], self._buffer[size:]
+        return body
+
+    def _line(self) -> bytes:
+        end = self._buffer.find(b"\r\n")
+        while end < 0:
+            self._receive()
+            end = self._buffer.find(b"\r\n")
+        line, self._buffer = self._buffer[:end], self._buffer[end + 2 :]
+        return line
+
+    def _chunked(self) -> bytes:
+        parts: list[bytes] = []
+        while True:
+            size = int(self._line().split(b";", 1)[0].strip(), 16)
+            if size == 0:
+                while self._line():  # trailer fields, to the empty line
+                    pass
+                return b"".join(parts)
+            parts.append(self._exactly(size))
+            if self._line():
+                msg = "a chunk not followed by CRLF"
+                raise ValueError(msg)
+            if sum(map(len, parts)) > self.LIMIT:
+                msg = "a chunked reply's body over the limit"
+                raise ValueError(msg)
+
+    def _to_the_end(self) -> bytes:
+        while True:
+            data = self.sock.recv(65536)
+            if not data:
+                body, self._buffer = self._buffer, b""
+                self.close()
+                return body
+            self._buffer += data
+            if len(self._buffer) > self.LIMIT:
+                msg = "a reply's body over the limit"
+                raise ValueError(msg)
+
+    def _receive(self) -> None:
+        data = self.sock.recv(65536)
+        if not data:
+            msg = "the connection closed before the reply was read"
+            raise ConnectionError(msg)
+        self._buffer += data
+        if len(self._buffer) > self.LIMIT:
+            msg = "a reply's head over the limit"
+            raise ValueError(msg)
+
+
+class _Connections:
+    """A keep-alive `_Connection` per copier thread and host."""
+
+    def __init__(self, client: Any) -> None:
+        config = client.meta.config
+        self._connect_timeout = float(config.connect_timeout)
+        self._read_timeout = float(config.read_timeout)
+        self._session = client._endpoint.http_session
+        self._verify = getattr(self._session, "_verify", True)
+        self._local = threading.local()
+        self._context: ssl.SSLContext | None = None
+
+    def usable_for(self, url: str) -> bool:
+        """Whether this sends to ``url``: not where the client has a proxy for it or a client certificate."""
+        proxies = getattr(self._session, "_proxy_config", None)
+        if proxies is not None and proxies.proxy_url_for(url):
+            return False
+        return getattr(self._session, "_cert_file", None) is None
+
+    def put(self, target: _Target, path: str, headers: dict[str, str]) -> tuple[int, bytes]:
+        """Send a PUT of ``path`` with an empty body; return the status and the body of the reply."""
+        lines = [f"PUT {path} HTTP/1.1", *(f"{name}: {value}" for name, value in headers.items())]
+        head = "\r\n".join([*lines, "Content-Length: 0", "", ""]).encode("ascii")
+        connection = self._connection(target)
+        try:
+            return connection.put(head)
+        except BaseException:
+            connection.close()
+            raise
+
+    def _connection(self, target: _Target) -> _Connection:
+        pool: dict[tuple[str, str], _Connection] = self._local.__dict__.setdefault("pool", {})
+        found = pool.get((target.scheme, target.netloc))
+        if found is None or not found.open:
+            found = self._open(target)
+            pool[(target.scheme, target.netloc)] = found
+        return found
+
+    def _open(self, target: _Target) -> _Connection:
+        parts = urlsplit(f"{target.scheme}://{target.netloc}")
+        host = parts.hostname or ""
+        port = parts.port or (443 if target.scheme == "https" else 80)
+        sock = socket.create_connection((host, port), timeout=self._connect_timeout)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if target.scheme == "https":
+                sock = self._tls().wrap_socket(sock, server_hostname=host)
+            sock.settimeout(self._read_timeout)
+        except BaseException:
+            sock.close()
+            raise
+        return _Connection(sock)
+
+    def _tls(self) -> ssl.SSLContext:
+        if self._context is None:
+            if self._verify is False:
+                context = ssl.create_default_context()
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
+            else:
+                from botocore.httpsession import get_cert_path
+
+                context = ssl.create_default_context(cafile=get_cert_path(self._verify))
+            self._context = context
+        return self._context
+
+
+class DirectCopy:
+    """Send the CopyObject requests of ``client`` without its per-call machinery (see the module)."""
+
+    def __init__(self, client: Any) -> None:
+        import botocore
+        from botocore.awsrequest import AWSPreparedRequest, HeadersDict
+        from botocore.utils import percent_encode
+
+        from . import __version__
+
+        self._client = client
+        self._prepared = AWSPreparedRequest
+        self._headers = HeadersDict
+        self._encode = percent_encode
+        self._signer = _Signer()
+        self._connections = _Connections(client)
+        self._targets: dict[str, _Target | None] = {}
+        self._lock = threading.Lock()
+        self.sent = 0
+        """Copies S3 answered as copied, sent this way."""
+        self.handed_over = 0
+        """Copies sent through botocore: the first to each bucket, and those not answered as copied."""
+        self._learning = threading.local()
+        self._agent = f"s3-scheduler/{__version__} botocore/{botocore.__version__}"
+        client.meta.events.register("before-send.s3.CopyObject", self._learn)
+
+    @classmethod
+    def of(cls, client: Any) -> DirectCopy | None:
+        """The `DirectCopy` of ``client``: only a client `_s3.fast_client` built has one."""
+        found = client.__dict__.get(DIRECT) if hasattr(client, "__dict__") else None
+        return found if isinstance(found, cls) else None
+
+    def copy(
+        self,
+        bucket: str,
+        key: str,
+        source_bucket: str,
+        source_key: str,
+        *,
+        if_match: str | None = None,
+        replace_tags: bool = False,
+    ) -> None:
+        """Copy ``source_bucket``/``source_key`` to ``bucket``/``key``, directly where S3
+        answers so, else through botocore; raise what botocore raises."""
+        target = self._target(bucket)
+        if target is not None and not _is_arn(source_bucket):
+            if self._direct(target, bucket, key, source_bucket, source_key, if_match, replace_tags):
+                with self._lock:
+                    self.sent += 1
+                return
+            target = None
+        with self._lock:
+            self.handed_over += 1
+        extra: dict[str, Any] = {}
+        if if_match:
+            extra["CopySourceIfMatch"] = if_match
+        if replace_tags:
+            extra["TaggingDirective"] = "REPLACE"
+        learn = target is None and bucket not in self._targets
+        if learn:
+            self._learning.key = (bucket, key)
+        try:
+            self._client.copy_object(
+                Bucket=bucket, Key=key, CopySource={"Bucket": source_bucket, "Key": source_key}, **extra
+            )
+        finally:
+            learned = self._learning.__dict__.pop("learned", None)
+            self._learning.__dict__.pop("key", None)
+        if learn:
+            with self._lock:
+                self._targets.setdefault(bucket, learned)
+
+    def _direct(
+        self,
+        target: _Target,
+        bucket: str,
+        key: str,
+        source_bucket: str,
+        source_key: str,
+        if_match: str | None,
+        replace_tags: bool,
+    ) -> bool:
+        headers = {
+            "x-amz-copy-source": self._encode(f"{source_bucket}/{source_key}", safe="-._~/"),
+            "User-Agent": self._agent,
+        }
+        if if_match:
+            headers["x-amz-copy-source-if-match"] = if_match
+        if replace_tags:
+            headers["x-amz-tagging-directive"] = "REPLACE"
+        started = time.monotonic()
+        try:
+            status, ok = self._send(target, key, headers)
+        except Exception as exc:  # noqa: BLE001 - botocore sends it again and raises what it raises
+            logger.debug("A direct copy to %s/%s failed (%r): sent through botocore", bucket, key, exc)
+            return False
+        if not ok:
+            logger.debug("A direct copy to %s/%s was answered %d: sent through botocore", bucket, key, status)
+            if status in _REDIRECTED:
+                with self._lock:
+                    self._targets[bucket] = None
+            return False
+        latency = self._client.__dict__.get("_s3_scheduler_latency")
+        if latency is not None:
+            latency.record(time.monotonic() - started)
+        return True
+
+    def _send(self, target: _Target, key: str, headers: dict[str, str]) -> tuple[int, bool]:
+        credentials = self._client._request_signer._credentials
+        if credentials is None:
+            return 0, False
+        path = target.path + self._encode(key, safe="/~")
+        self._signer.sign(credentials.get_frozen_credentials(), target, path, headers, datetime.now(timezone.utc))
+        headers["Host"] = target.host
+        url = f"{target.scheme}://{target.netloc}{path}"
+        request = self._prepared(method="PUT", url=url, headers=self._headers(headers), body=b"", stream_output=False)
+        for _, answer in self._client.meta.events.emit("before-send.s3.CopyObject", request=request):
+            if answer is not None:  # moto's mock, a test's or a benchmark's hook
+                status = int(answer.status_code)
+                return status, status == 200 and b"<CopyObjectResult" in answer.content
+        if not self._connections.usable_for(url):
+            answer = self._client._endpoint.http_session.send(request)
+            status = int(answer.status_code)
+            return status, status == 200 and b"<CopyObjectResult" in answer.content
+        status, body = self._connections.put(target, path, headers)
+        return status, status == 200 and b"<CopyObjectResult" in body
+
+    def _target(self, bucket: str) -> _Target | None:
+        with self._lock:
+            return self._targets.get(bucket)
+
+    def _learn(self, request: Any, **_: Any) -> None:
+        """botocore's ``before-send`` of a CopyObject: where this thread is learning a
+        bucket's URL, take it and the signing region from the request botocore made."""
+        wanted = getattr(self._learning, "key", None)
+        if wanted is None:
+            return
+        bucket, key = wanted
+        self._learning.learned = _target_of(request, bucket, self._encode(key, safe="/~"))
+
+
+def _target_of(request: Any, bucket: str, quoted_key: str) -> _Target | None:
+    """The URL of ``bucket``'s objects and the signing region, from a CopyObject request
+    botocore signed; None where copies to it must keep to botocore."""
+    if _is_arn(bucket) or bucket.endswith("--x-s3"):
+        return None
+    url = str(getattr(request, "url", ""))
+    parts = urlsplit(url)
+    if (
+        parts.scheme not in ("http", "https")
+        or parts.query
+        or parts.fragment
+        or not parts.path.endswith("/" + quoted_key)
+    ):
+        return None
+    authorization = request.headers.get("Authorization", b"")
+    if isinstance(authorization, bytes):
+        authorization = authorization.decode("ascii", "replace")
+    algorithm, _, rest = str(authorization).partition(" ")
+    credential = rest.split(",")[0].strip()
+    scope = credential[len("Credential=") :].split("/")
+    if algorithm != "AWS4-HMAC-SHA256" or not credential.startswith("Credential=") or len(scope) != 5:
+        return None
+    if scope[3] != "s3" or scope[4] != "aws4_request" or not parts.hostname:
+        return None
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    if parts.port is not None and parts.port != {"http": 80, "https": 443}[parts.scheme]:
+        host = f"{host}:{parts.port}"
+    path = parts.path[: -len(quoted_key)]
+    return _Target(url[: -len(quoted_key)], scope[2], parts.scheme, host, parts.netloc, path)
+
+
+def _is_arn(bucket: str) -> bool:
+    return bucket.startswith("arn:")
+
+
+def enable(client: Any) -> Any:
+    """Give ``client`` (one this package builds) a `DirectCopy`; return it."""
+    client.__dict__[DIRECT] = DirectCopy(client)
+    return client
+
+
+__all__ = ["DirectCopy", "enable"]

@@ -1,0 +1,177 @@
+"""Direct copies (`s3_scheduler._direct`) in-process: the client this package builds sends
+its deliveries without botocore's per-call machinery, and hands every copy S3 did not
+answer as copied to botocore, which sends it again."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any, Callable
+
+import pytest
+from botocore.awsrequest import AWSResponse
+from botocore.exceptions import ConnectionClosedError
+from moto.core.botocore_stubber import BotocoreStubber
+
+from s3_scheduler import Scheduler, _s3
+from s3_scheduler._direct import DirectCopy
+from tests.conftest import S3, T0, Clock
+
+KEYS = ["plain", "a b/é+%~|x", "/lead//x", "emoji 🎉", "dots/../x"]
+
+
+def _own(s3: S3, clock: Clock, **options: Any) -> tuple[Scheduler, Any, DirectCopy]:
+    client = _s3.fast_client(8)
+    direct = DirectCopy.of(client)
+    assert direct is not None
+    options.setdefault("max_workers", 1)
+    return Scheduler(s3.schedule_bucket, "jobs", s3_client=client, clock=clock, **options), client, direct
+
+
+def _is_direct(request: Any) -> bool:
+    agent = request.headers.get("User-Agent", b"")
+    return (agent.decode() if isinstance(agent, bytes) else str(agent)).startswith("s3-scheduler/")
+
+
+def _hook(client: Any, answer: Callable[[Any], Any]) -> list[Any]:
+    """Put ``answer`` before moto's stub for the direct copies; return the requests it saw."""
+    seen: list[Any] = []
+
+    def handler(request: Any, **_: Any) -> Any:
+        if not _is_direct(request):
+            return None
+        seen.append(request)
+        return answer(request)
+
+    client.meta.events.register_first("before-send.s3.CopyObject", handler)
+    return seen
+
+
+def _moto(request: Any) -> Any:
+    """What moto's in-process stub answers (it does the copy)."""
+    from moto.core.models import botocore_stubber
+
+    stub: BotocoreStubber = botocore_stubber
+    return stub(request=request, event_name="before-send.s3.CopyObject")
+
+
+def _reply(request: Any, status: int, body: bytes) -> AWSResponse:
+    class Raw:
+        def stream(self) -> Any:
+            yield body
+
+    return AWSResponse(request.url, status, {"Content-Length": str(len(body))}, Raw())
+
+
+def test_the_own_client_delivers_directly_what_botocore_would(s3: S3, clock: Clock) -> None:
+    scheduler, _, direct = _own(s3, clock)
+    for key in KEYS:
+        s3.client.put_object(Bucket=s3.schedule_bucket, Key="seed", Body=b"")  # the bucket exists
+        scheduler.schedule(T0, s3.target_bucket, key, f"body of {key}")
+    s3.client.create_bucket(Bucket="second-target")
+    scheduler.schedule(T0, "second-target", "k", "second")
+    report = scheduler.handle()
+    assert len(report.delivered) == len(KEYS) + 1
+    for key in KEYS:
+        assert s3.body(s3.target_bucket, key.removeprefix("/")) == f"body of {key}".encode()
+    assert s3.body("second-target", "k") == b"second"
+    assert (direct.handed_over, direct.sent) == (2, len(KEYS) - 1)  # botocore's first copy to each bucket
+    assert [k for k in s3.keys(s3.schedule_bucket) if k.startswith("jobs/|")] == []
+
+
+@pytest.mark.parametrize("dead_letters", [False, True])
+def test_tags_are_copied_or_left_behind_as_through_botocore(s3: S3, clock: Clock, dead_letters: bool) -> None:
+    options = {"dead_letter_after": timedelta(hours=1)} if dead_letters else {}
+    scheduler, _, direct = _own(s3, clock, **options)
+    names = [scheduler.schedule(T0, s3.target_bucket, f"k{i}", "x") for i in range(2)]
+    for name in names:
+        s3.client.put_object_tagging(
+            Bucket=s3.schedule_bucket, Key=name, Tagging={"TagSet": [{"Key": "team", "Value": "a"}]}
+        )
+    scheduler.handle()
+    assert direct.sent == 1
+    for i in range(2):  # k0 through botocore, k1 directly: alike
+        tags = s3.client.get_object_tagging(Bucket=s3.target_bucket, Key=f"k{i}")["TagSet"]
+        assert tags == ([] if dead_letters else [{"Key": "team", "Value": "a"}])
+
+
+def test_an_event_changed_after_it_was_listed_is_not_delivered(s3: S3, clock: Clock) -> None:
+    """The copy is conditional on the listed ETag; AWS refuses it (412) once the event
+    changed (moto and Ceph ignore the condition: the refusal is made here, to both the
+    direct copy and botocore's)."""
+    scheduler, client, direct = _own(s3, clock)
+    names = [scheduler.schedule(T0, s3.target_bucket, f"k{i}", "old") for i in range(2)]
+    listed = s3.client.head_object(Bucket=s3.schedule_bucket, Key=names[1])["ETag"]
+    conditions: list[str] = []
+
+    def refuse(request: Any, **_: Any) -> Any:
+        if not request.url.endswith("/k1"):
+            return None
+        conditions.append(request.headers["x-amz-copy-source-if-match"])
+        s3.client.put_object(Bucket=s3.schedule_bucket, Key=names[1], Body=b"new")  # a writer, meanwhile
+        return _reply(request, 412, b"<Error><Code>PreconditionFailed</Code></Error>")
+
+    client.meta.events.register_first("before-send.s3.CopyObject", refuse)
+    report = scheduler.handle()
+    assert [e.path for e in report.delivered] == ["k0"]
+    assert [e.key for e in report.deferred] == [names[1]]  # moto's stub copies all the same: not asserted
+    assert [c.decode() if isinstance(c, bytes) else c for c in conditions] == [listed, listed]  # direct, then botocore
+    assert s3.body(s3.schedule_bucket, names[1]) == b"new"  # pending, for the next run
+    assert (direct.sent, direct.handed_over) == (0, 2)
+
+
+@pytest.mark.parametrize(
+    ("fault", "copies"),
+    [
+        ("500", 1),
+        ("200 with an error", 1),
+        ("reply lost after the copy", 2),
+        ("connection refused", 1),
+    ],
+)
+def test_a_copy_not_answered_as_copied_goes_to_botocore(s3: S3, clock: Clock, fault: str, copies: int) -> None:
+    scheduler, client, direct = _own(s3, clock)
+    scheduler.schedule(T0, s3.target_bucket, "first", "1")
+    scheduler.schedule(T0, s3.target_bucket, "second", "2")
+    done: list[str] = []
+
+    def answer(request: Any) -> Any:
+        if fault == "500":
+            return _reply(request, 500, b"<Error><Code>InternalError</Code></Error>")
+        if fault == "200 with an error":
+            return _reply(request, 200, b"<?xml?><Error><Code>InternalError</Code></Error>")
+        if fault == "connection refused":
+            raise ConnectionRefusedError(111, "refused")
+        done.append(str(_moto(request).status_code))
+        raise ConnectionClosedError(endpoint_url=request.url)
+
+    botocore_copies: list[str] = []
+    client.meta.events.register(
+        "provide-client-params.s3.CopyObject", lambda params, **_: botocore_copies.append(params["Key"])
+    )
+    seen = _hook(client, answer)
+    report = scheduler.handle()
+    assert sorted(e.path for e in report.delivered) == ["first", "second"]
+    assert (s3.body(s3.target_bucket, "first"), s3.body(s3.target_bucket, "second")) == (b"1", b"2")
+    assert len(seen) == 1
+    assert botocore_copies == ["first", "second"]  # the first learns the bucket; the second is the handed-over one
+    assert len(done) == copies - 1  # a lost reply: S3 did the copy, and botocore does it again
+    assert (direct.sent, direct.handed_over) == (0, 2)
+
+
+def test_after_a_redirect_the_buckets_copies_keep_to_botocore(s3: S3, clock: Clock) -> None:
+    scheduler, client, direct = _own(s3, clock)
+    for i in range(4):
+        scheduler.schedule(T0, s3.target_bucket, f"k{i}", "x")
+    seen = _hook(client, lambda request: _reply(request, 301, b"<Error><Code>PermanentRedirect</Code></Error>"))
+    assert len(scheduler.handle().delivered) == 4
+    assert len(seen) == 1
+    assert (direct.sent, direct.handed_over) == (0, 4)
+
+
+def test_a_client_passed_in_sends_every_copy_through_botocore(s3: S3, clock: Clock) -> None:
+    scheduler = s3.scheduler(clock=clock)
+    for i in range(3):
+        scheduler.schedule(T0, s3.target_bucket, f"k{i}", "x")
+    assert DirectCopy.of(s3.client) is None
+    assert len(scheduler.handle().delivered) == 3
+    assert s3.counter.calls["CopyObject"] == 3

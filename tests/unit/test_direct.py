@@ -1,0 +1,180 @@
+"""The direct copies' parts with no S3 at all: SigV4 against botocore's signer, the reply
+reader on a socket pair, and what a request botocore signed says about its bucket."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from datetime import datetime, timezone
+from typing import Any
+from unittest import mock
+
+import pytest
+from botocore.auth import S3SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+from botocore.utils import percent_encode
+
+from s3_scheduler._direct import _Connection, _Signer, _Target, _target_of
+
+NOW = datetime(2026, 12, 7, 17, 5, 9, tzinfo=timezone.utc)
+
+
+def _target(url: str, region: str = "eu-west-3") -> _Target:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port not in (None, 80, 443):
+        host = f"{host}:{parts.port}"
+    return _Target(url, region, parts.scheme, host, parts.netloc, parts.path)
+
+
+def _botocore_authorization(credentials: Credentials, url: str, headers: dict[str, str], region: str) -> str:
+    request = AWSRequest(method="PUT", url=url, headers=dict(headers), data=b"")
+    with mock.patch("botocore.auth.get_current_datetime", return_value=NOW.replace(tzinfo=None)):
+        S3SigV4Auth(credentials, "s3", region).add_auth(request)
+    return str(request.headers["Authorization"])
+
+
+@pytest.mark.parametrize(
+    ("base", "key", "token", "extra"),
+    [
+        ("http://127.0.0.1:7480/target/", "out/1", None, {}),
+        ("https://target.s3.eu-west-3.amazonaws.com/", "a b/é+%~|x", None, {"x-amz-copy-source-if-match": '"ab"'}),
+        ("https://target.s3.eu-west-3.amazonaws.com/", "/lead//x", "TOKEN/=+", {"x-amz-tagging-directive": "REPLACE"}),
+        ("http://localhost:80/target/", "k", None, {"x-amz-copy-source-if-match": '"a  b"'}),
+    ],
+)
+def test_the_signature_is_botocores(base: str, key: str, token: str | None, extra: dict[str, str]) -> None:
+    credentials = Credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", token)
+    target = _target(base)
+    path = target.path + percent_encode(key, safe="/~")
+    headers = {"x-amz-copy-source": percent_encode("schedule/jobs/|2026|t|k", safe="-._~/"), **extra}
+    ours = {**headers, "User-Agent": "s3-scheduler/test"}
+    _Signer().sign(credentials.get_frozen_credentials(), target, path, ours, NOW)
+    theirs = dict(headers)
+    if token:
+        theirs["X-Amz-Security-Token"] = token  # botocore adds it while signing; set here to compare
+    expected = _botocore_authorization(credentials, f"{target.scheme}://{target.netloc}{path}", theirs, "eu-west-3")
+    assert ours["Authorization"] == expected
+    assert ours["x-amz-date"] == "20261207T170509Z"
+
+
+def test_the_signing_key_is_kept_per_day_and_region() -> None:
+    signer = _Signer()
+    first = signer._key("secret", "20261207", "us-east-1")
+    assert signer._key("secret", "20261207", "us-east-1") is first
+    assert signer._key("secret", "20261208", "us-east-1") != first
+    assert signer._key("other", "20261207", "us-east-1") != first
+
+
+def _serve(reply: bytes) -> tuple[_Connection, socket.socket, list[bytes]]:
+    ours, theirs = socket.socketpair()
+    ours.settimeout(5)
+    theirs.settimeout(5)
+    received: list[bytes] = []
+
+    def answer() -> None:
+        received.append(theirs.recv(65536))
+        theirs.sendall(reply)
+
+    threading.Thread(target=answer, daemon=True).start()
+    return _Connection(ours), theirs, received
+
+
+HEAD = b"PUT /t/k HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n"
+RESULT = b"<CopyObjectResult><ETag>x</ETag></CopyObjectResult>"
+
+
+def test_a_reply_by_content_length_keeps_the_connection() -> None:
+    connection, theirs, received = _serve(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(RESULT), RESULT))
+    assert connection.put(HEAD) == (200, RESULT)
+    assert connection.open
+    assert received == [HEAD]
+    theirs.close()
+
+
+def test_a_chunked_reply_with_an_interim_100_and_trailers() -> None:
+    reply = (
+        b"HTTP/1.1 100 Continue\r\n\r\n"
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"5;ext=1\r\n<Copy\r\n" + b"%x\r\n%s\r\n" % (len(RESULT) - 5, RESULT[5:]) + b"0\r\nX-Trailer: y\r\n\r\n"
+    )
+    connection, theirs, _ = _serve(reply)
+    assert connection.put(HEAD) == (200, RESULT)
+    theirs.close()
+
+
+def test_a_reply_to_the_close_and_connection_close() -> None:
+    connection, theirs, _ = _serve(b"HTTP/1.0 200 OK\r\n\r\n" + RESULT)
+    threading.Timer(0.2, theirs.close).start()  # the body ends at the close
+    assert connection.put(HEAD) == (200, RESULT)
+    assert not connection.open
+    connection, theirs, _ = _serve(b"HTTP/1.1 412 x\r\nConnection: close\r\nContent-Length: 2\r\n\r\nno")
+    assert connection.put(HEAD) == (412, b"no")
+    assert not connection.open
+    theirs.close()
+
+
+@pytest.mark.parametrize(
+    ("reply", "message"),
+    [
+        (b"SSH-2.0-OpenSSH\r\n\r\n", "not an HTTP/1 status line"),
+        (b"HTTP/1.1 2000 OK\r\n\r\n", "not an HTTP/1 status line"),
+        (b"HTTP/1.1 200 OK\r\nno colon\r\n\r\n", "not a header field"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 9999999\r\n\r\n", "body of 9999999 bytes"),
+    ],
+)
+def test_what_is_not_an_http_reply_raises(reply: bytes, message: str) -> None:
+    connection, theirs, _ = _serve(reply)
+    with pytest.raises(ValueError, match=message):
+        connection.put(HEAD)
+    theirs.close()
+
+
+def test_a_connection_closed_before_the_reply_raises() -> None:
+    ours, theirs = socket.socketpair()
+    ours.settimeout(5)
+    theirs.close()
+    with pytest.raises(ConnectionError):  # closed before the reply, or a broken pipe while sending
+        _Connection(ours).put(HEAD)
+
+
+class _Signed:
+    def __init__(self, url: str, authorization: Any) -> None:
+        self.url = url
+        self.headers = {"Authorization": authorization}
+
+
+AUTH = "AWS4-HMAC-SHA256 Credential=AK/20261207/eu-west-3/s3/aws4_request, SignedHeaders=host, Signature=ab"
+
+
+def test_a_bucket_url_and_region_from_the_request_botocore_signed() -> None:
+    found = _target_of(_Signed("https://t.s3.eu-west-3.amazonaws.com/a%20b", AUTH.encode()), "t", "a%20b")
+    host = "t.s3.eu-west-3.amazonaws.com"
+    assert found == _Target(f"https://{host}/", "eu-west-3", "https", host, host, "/")
+    found = _target_of(_Signed("http://[::1]:7480/t/k", AUTH), "t", "k")
+    assert found is not None
+    assert (found.host, found.path) == ("[::1]:7480", "/t/")
+    found = _target_of(_Signed("https://h:443/t/k", AUTH), "t", "k")
+    assert found is not None
+    assert found.host == "h"
+
+
+@pytest.mark.parametrize(
+    ("url", "bucket", "authorization"),
+    [
+        ("https://h/t/k?x-id=CopyObject", "t", AUTH),
+        ("https://h/t/other", "t", AUTH),
+        ("https://h/k", "arn:aws:s3:us-east-1:123456789012:accesspoint/a", AUTH),
+        ("https://h/k", "b--use1-az4--x-s3", AUTH),
+        ("https://h/t/k", "t", AUTH.replace("/s3/", "/s3-outposts/")),
+        ("https://h/t/k", "t", "AWS4-ECDSA-P256-SHA256 Credential=AK/20261207/s3/aws4_request, x"),
+        ("https://h/t/k", "t", "AWS AK:signature"),
+        ("https://h/t/k", "t", ""),
+        ("ftp://h/t/k", "t", AUTH),
+    ],
+)
+def test_buckets_whose_copies_keep_to_botocore(url: str, bucket: str, authorization: str) -> None:
+    assert _target_of(_Signed(url, authorization), bucket, "k") is None

@@ -1,0 +1,184 @@
+"""Direct copies over HTTP, on moto's server and on a real server when set: a real server
+checks the signature, so a copy it answers as copied was signed right. Each test counts
+the copies sent directly and those handed to botocore."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from s3_scheduler import Scheduler, _s3
+from s3_scheduler._direct import DirectCopy
+from tests.conftest import S3, T0, Clock, Endpoint
+
+ODD = ["plain", "a b/é+%~|x=y&z", "/lead//x", "emoji 🎉", "dots/../x", "semi;colon,comma*star"]
+
+
+def _own(monkeypatch: pytest.MonkeyPatch, endpoint: Endpoint, **config: Any) -> tuple[Any, DirectCopy]:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint.url)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", endpoint.access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", endpoint.secret_key)
+    client = _s3.fast_client(8, **config)
+    direct = DirectCopy.of(client)
+    assert direct is not None
+    return client, direct
+
+
+@pytest.mark.parametrize("dead_letters", [False, True])
+def test_odd_keys_are_delivered_directly(
+    wire: S3, endpoint: Endpoint, clock: Clock, monkeypatch: pytest.MonkeyPatch, dead_letters: bool
+) -> None:
+    client, direct = _own(monkeypatch, endpoint)
+    options = {"dead_letter_after": timedelta(hours=1)} if dead_letters else {}
+    scheduler = Scheduler(wire.schedule_bucket, "odd path/é", s3_client=client, clock=clock, max_workers=1, **options)
+    names = [
+        scheduler.schedule(T0 + timedelta(seconds=i), wire.target_bucket, key, f"body {i}")
+        for i, key in enumerate(ODD * 3)
+    ]
+    clock.advance(len(names))
+    report = scheduler.handle()
+    assert len(report.delivered) == len(names)
+    for i, key in enumerate(ODD * 3):
+        if i >= len(ODD) * 2:  # the last writes of each target
+            assert wire.body(wire.target_bucket, key.removeprefix("/")) == f"body {i}".encode()
+    assert (direct.handed_over, direct.sent) == (1, len(names) - 1)
+    assert not [k for k in wire.keys(wire.schedule_bucket) if "|" in k]
+
+
+def test_many_copier_threads_keep_their_connections(
+    wire: S3, endpoint: Endpoint, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, direct = _own(monkeypatch, endpoint)
+    scheduler = Scheduler(wire.schedule_bucket, "jobs", s3_client=client, clock=clock, max_workers=8)
+    wire.seed(scheduler, [(T0, wire.target_bucket, f"k{i}", "x") for i in range(200)])
+    assert len(scheduler.handle().delivered) == 200
+    assert len(wire.keys(wire.target_bucket)) == 200
+    assert direct.sent >= 200 - 8  # at most one botocore copy per copier thread, learning the bucket
+    assert direct.sent + direct.handed_over == 200
+
+
+def test_a_copy_signed_wrong_is_refused_and_botocore_delivers_it(
+    wire: S3, endpoint: Endpoint, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real server refuses a bad signature (moto's does not check it): each direct copy
+    signed with a wrong key is refused, handed to botocore, and delivered."""
+    if endpoint.name == "moto":
+        pytest.skip("moto's server does not check signatures")
+    client, direct = _own(monkeypatch, endpoint)
+    scheduler = Scheduler(wire.schedule_bucket, "jobs", s3_client=client, clock=clock, max_workers=1)
+    for i in range(3):
+        scheduler.schedule(T0, wire.target_bucket, f"k{i}", "x")
+    monkeypatch.setattr(direct._signer, "_key", lambda *_: b"wrong")
+    report = scheduler.handle()
+    assert len(report.delivered) == 3
+    assert sorted(wire.keys(wire.target_bucket)) == ["k0", "k1", "k2"]
+    assert (direct.sent, direct.handed_over) == (0, 3)
+
+
+def test_a_server_that_closes_each_connection_and_one_that_drops_the_reply(
+    wire: S3, endpoint: Endpoint, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through a proxy that closes the connection after each reply, and once, after the
+    server did the copy, before its reply: every event is delivered; the lost reply's
+    copy goes to botocore, which copies again (the bound on duplicates)."""
+    upstream = endpoint.url.split("//", 1)[1]
+    proxy = _Proxy(upstream)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", endpoint.access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", endpoint.secret_key)
+    client = _s3.fast_client(4)
+    direct = DirectCopy.of(client)
+    assert direct is not None
+    scheduler = Scheduler(wire.schedule_bucket, "jobs", s3_client=client, clock=clock, max_workers=1)
+    for i in range(6):
+        scheduler.schedule(T0, wire.target_bucket, f"k{i}", f"{i}")
+    proxy.drop_reply_of = 3  # the 3rd direct copy: done by the server, its reply lost
+    try:
+        report = scheduler.handle()
+    finally:
+        proxy.close()
+    assert sorted(e.path for e in report.delivered) == [f"k{i}" for i in range(6)]
+    assert [wire.body(wire.target_bucket, f"k{i}") for i in range(6)] == [f"{i}".encode() for i in range(6)]
+    assert (direct.sent, direct.handed_over) == (4, 2)
+    assert proxy.dropped == 1
+
+
+class _Proxy:
+    """A TCP proxy on 127.0.0.1 that serves one request per connection (it closes after
+    each reply), and can drop the reply to the n-th direct copy after the server did it."""
+
+    def __init__(self, upstream: str) -> None:
+        host, _, port = upstream.partition(":")
+        self._upstream = (host, int(port or 80))
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._server.getsockname()[1]}"
+        self.drop_reply_of = 0
+        self.dropped = 0
+        self._direct = 0
+        self._lock = threading.Lock()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def close(self) -> None:
+        self._server.close()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self._server.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
+
+    def _one(self, conn: socket.socket) -> None:
+        conn.settimeout(10)
+        with conn, socket.create_connection(self._upstream, timeout=10) as up:
+            request = _read_message(conn)
+            head = request.split(b"\r\n\r\n", 1)[0]
+            drop = False
+            if b"s3-scheduler/" in head and head.startswith(b"PUT "):
+                with self._lock:
+                    self._direct += 1
+                    drop = self._direct == self.drop_reply_of
+            head, _, body = request.partition(b"\r\n\r\n")
+            lines = [line for line in head.split(b"\r\n") if not line.lower().startswith(b"connection:")]
+            up.sendall(b"\r\n".join([*lines, b"Connection: close"]) + b"\r\n\r\n" + body)
+            reply = _read_to_close(up)
+            if drop:
+                with self._lock:
+                    self.dropped += 1
+                return
+            conn.sendall(reply)
+
+
+def _read_message(conn: socket.socket) -> bytes:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value.strip())
+    while len(rest) < length:
+        chunk = conn.recv(65536)
+        if not chunk:
+            break
+        rest += chunk
+    return head + b"\r\n\r\n" + rest
+
+
+def _read_to_close(up: socket.socket) -> bytes:
+    data = b""
+    while True:
+        chunk = up.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
