@@ -33,7 +33,7 @@ def test_odd_keys_are_delivered_directly(
     wire: S3, endpoint: Endpoint, clock: Clock, monkeypatch: pytest.MonkeyPatch, dead_letters: bool
 ) -> None:
     client, direct = _own(monkeypatch, endpoint)
-    options = {"dead_letter_after": timedelta(hours=1)} if dead_letters else {}
+    options: dict[str, Any] = {"dead_letter_after": timedelta(hours=1)} if dead_letters else {}
     scheduler = Scheduler(wire.schedule_bucket, "odd path/é", s3_client=client, clock=clock, max_workers=1, **options)
     names = [
         scheduler.schedule(T0 + timedelta(seconds=i), wire.target_bucket, key, f"body {i}")
