@@ -52,6 +52,9 @@ _REDIRECTED = frozenset({301, 307, 400})
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
+_FAILED = object()
+"""What a learning copy that failed learned: nothing, the next copy learns."""
+
 
 class _Target(NamedTuple):
     base: str
@@ -236,7 +239,7 @@ class _Connections:
     def __init__(self, client: Any) -> None:
         config = client.meta.config
         self._connect_timeout = float(config.connect_timeout)
-        self._read_timeout = float(config.read_timeout)
+        self.read_timeout = float(config.read_timeout)
         self._session = client._endpoint.http_session
         self._verify = getattr(self._session, "_verify", True)
         self._local = threading.local()
@@ -277,7 +280,7 @@ class _Connections:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if target.scheme == "https":
                 sock = self._tls().wrap_socket(sock, server_hostname=host)
-            sock.settimeout(self._read_timeout)
+            sock.settimeout(self.read_timeout)
         except BaseException:
             sock.close()
             raise
@@ -314,6 +317,7 @@ class DirectCopy:
         self._signer = _Signer()
         self._connections = _Connections(client)
         self._targets: dict[str, _Target | None] = {}
+        self._learners: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
         self.sent = 0
         """Copies S3 answered as copied, sent this way."""
@@ -341,13 +345,12 @@ class DirectCopy:
     ) -> None:
         """Copy ``source_bucket``/``source_key`` to ``bucket``/``key``, directly where S3
         answers so, else through botocore; raise what botocore raises."""
-        target = self._target(bucket)
-        if target is not None and not _is_arn(source_bucket):
-            if self._direct(target, bucket, key, source_bucket, source_key, if_match, replace_tags):
-                with self._lock:
-                    self.sent += 1
-                return
-            target = None
+        target, learn = self._target(bucket)
+        direct = target is not None and not _is_arn(source_bucket)
+        if direct and self._direct(target, bucket, key, source_bucket, source_key, if_match, replace_tags):
+            with self._lock:
+                self.sent += 1
+            return
         with self._lock:
             self.handed_over += 1
         extra: dict[str, Any] = {}
@@ -355,19 +358,19 @@ class DirectCopy:
             extra["CopySourceIfMatch"] = if_match
         if replace_tags:
             extra["TaggingDirective"] = "REPLACE"
-        learn = target is None and bucket not in self._targets
         if learn:
             self._learning.key = (bucket, key)
+        copied = False
         try:
             self._client.copy_object(
                 Bucket=bucket, Key=key, CopySource={"Bucket": source_bucket, "Key": source_key}, **extra
             )
+            copied = True
         finally:
             learned = self._learning.__dict__.pop("learned", None)
             self._learning.__dict__.pop("key", None)
-        if learn:
-            with self._lock:
-                self._targets.setdefault(bucket, learned)
+            if learn:
+                self._learned(bucket, learned if copied else _FAILED)
 
     def _direct(
         self,
@@ -424,9 +427,31 @@ class DirectCopy:
         status, body = self._connections.put(target, path, headers)
         return status, status == 200 and b"<CopyObjectResult" in body
 
-    def _target(self, bucket: str) -> _Target | None:
+    def _target(self, bucket: str) -> tuple[_Target | None, bool]:
+        """The bucket's target where it is known, and whether this thread is to learn it:
+        one thread learns a bucket at a time, by a copy through botocore, while the
+        others wait for it (at most the client's read timeout), so a run's first copies
+        do not all go through botocore."""
         with self._lock:
-            return self._targets.get(bucket)
+            if bucket in self._targets:
+                return self._targets[bucket], False
+            learning = self._learners.get(bucket)
+            if learning is None:
+                self._learners[bucket] = threading.Event()
+                return None, True
+        learning.wait(self._connections.read_timeout)
+        with self._lock:
+            return self._targets.get(bucket), False
+
+    def _learned(self, bucket: str, target: _Target | object | None) -> None:
+        """The learning copy to ``bucket`` ended: keep what it learned where it copied
+        (None: the bucket's copies keep to botocore); where it failed (`_FAILED`), the
+        next copy learns."""
+        with self._lock:
+            learning = self._learners.pop(bucket)
+            if target is None or isinstance(target, _Target):
+                self._targets[bucket] = target
+            learning.set()
 
     def _learn(self, request: Any, **_: Any) -> None:
         """botocore's ``before-send`` of a CopyObject: where this thread is learning a
