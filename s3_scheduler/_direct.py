@@ -38,9 +38,11 @@ import socket
 import ssl
 import threading
 import time
+from collections.abc import Iterator
 from datetime import datetime, timezone
-from typing import Any, NamedTuple
-from urllib.parse import urlsplit
+from typing import Any, NamedTuple, Optional
+from urllib.parse import quote, unquote_plus, urlsplit
+from xml.etree import ElementTree
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +53,11 @@ _REDIRECTED = frozenset({301, 307, 400})
 """Statuses after which a bucket's copies go through botocore (its region redirects and auth errors)."""
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+
+Item = tuple[str, Optional[str]]
+"""A listed object: its key and the ETag the listing gave."""
+Page = tuple[list[Item], bool, Optional[str]]
+"""A listing's page: its objects, whether it is truncated, its next continuation token."""
 
 _FAILED = object()
 """What a learning copy that failed learned: nothing, the next copy learns."""
@@ -70,16 +77,24 @@ class _Target(NamedTuple):
 
 
 class _Signer:
-    """SigV4 for a CopyObject, the signing key kept per (secret, day, region)."""
+    """SigV4 for a request with an empty body, the signing key kept per (secret, day, region)."""
 
     def __init__(self) -> None:
         self._keys: dict[tuple[str, str, str], bytes] = {}
         self._lock = threading.Lock()
 
-    def sign(self, credentials: Any, target: _Target, path: str, headers: dict[str, str], now: datetime) -> None:
+    def sign(
+        self,
+        credentials: Any,
+        request: tuple[str, _Target, str, str],
+        headers: dict[str, str],
+        now: datetime,
+    ) -> None:
         """Add ``x-amz-date``, ``x-amz-content-sha256`` (an empty body's), the session token
         where there is one, and ``Authorization`` to ``headers`` (all but ``User-Agent``
-        and ``Host`` lower-case), for a PUT of ``path`` (percent-encoded, as sent)."""
+        and ``Host`` lower-case), for ``request``: the method, the target, the path
+        (percent-encoded, as sent) and the query (canonical: sorted, encoded)."""
+        method, target, path, query = request
         stamp = now.strftime("%Y%m%dT%H%M%SZ")
         day = stamp[:8]
         headers["x-amz-date"] = stamp
@@ -90,7 +105,7 @@ class _Signer:
         signed["host"] = target.host
         names = sorted(signed)
         canonical = "\n".join(
-            ["PUT", path, "", *(f"{name}:{signed[name]}" for name in names), "", ";".join(names), EMPTY_SHA256]
+            [method, path, query, *(f"{name}:{signed[name]}" for name in names), "", ";".join(names), EMPTY_SHA256]
         )
         scope = f"{day}/{target.region}/s3/aws4_request"
         digest = hashlib.sha256(canonical.encode("utf-8")).hexdigest()
@@ -117,14 +132,14 @@ class _Signer:
 
 
 class _Connection:
-    """One keep-alive HTTP/1.1 connection: a PUT with an empty body, and its reply read.
+    """One keep-alive HTTP/1.1 connection: a request with an empty body, and its reply read.
 
-    Only what a CopyObject's reply needs: a status line, header fields, a body by
-    ``Content-Length``, chunked, or up to the close; interim (1xx) replies skipped. Anything
-    else raises, and the copy goes to botocore.
+    Only what the replies to CopyObject and ListObjectsV2 need: a status line, header
+    fields, a body by ``Content-Length``, chunked, or up to the close; interim (1xx)
+    replies skipped. Anything else raises, and the request goes to botocore.
     """
 
-    LIMIT = 1 << 20
+    LIMIT = 1 << 24
     """The most bytes of a reply's head or body read; a longer one raises."""
 
     def __init__(self, sock: socket.socket) -> None:
@@ -132,9 +147,9 @@ class _Connection:
         self._buffer = b""
         self.open = True
 
-    def put(self, head: bytes) -> tuple[int, bytes]:
-        """Send ``head`` (a PUT's request line and fields, Content-Length 0); return the
-        reply's status and body."""
+    def exchange(self, head: bytes) -> tuple[int, bytes]:
+        """Send ``head`` (a request line and its fields; no body); return the reply's
+        status and body."""
         self.sock.sendall(head)
         while True:
             version, status, fields = self._head()
@@ -234,7 +249,7 @@ class _Connection:
 
 
 class _Connections:
-    """A keep-alive `_Connection` per copier thread and host."""
+    """A keep-alive `_Connection` per thread (each copier's, the lister's) and host."""
 
     def __init__(self, client: Any) -> None:
         config = client.meta.config
@@ -252,13 +267,16 @@ class _Connections:
             return False
         return getattr(self._session, "_cert_file", None) is None
 
-    def put(self, target: _Target, path: str, headers: dict[str, str]) -> tuple[int, bytes]:
-        """Send a PUT of ``path`` with an empty body; return the status and the body of the reply."""
-        lines = [f"PUT {path} HTTP/1.1", *(f"{name}: {value}" for name, value in headers.items())]
-        head = "\r\n".join([*lines, "Content-Length: 0", "", ""]).encode("ascii")
+    def send(self, method: str, target: _Target, resource: str, headers: dict[str, str]) -> tuple[int, bytes]:
+        """Send ``method`` on ``resource`` (path and query) with an empty body; return the
+        status and the body of the reply."""
+        lines = [f"{method} {resource} HTTP/1.1", *(f"{name}: {value}" for name, value in headers.items())]
+        if method == "PUT":
+            lines.append("Content-Length: 0")
+        head = "\r\n".join([*lines, "", ""]).encode("ascii")
         connection = self._connection(target)
         try:
-            return connection.put(head)
+            return connection.exchange(head)
         except BaseException:
             connection.close()
             raise
@@ -323,9 +341,13 @@ class DirectCopy:
         """Copies S3 answered as copied, sent this way."""
         self.handed_over = 0
         """Copies sent through botocore: the first to each bucket, and those not answered as copied."""
+        self.listed = 0
+        """LIST pages read this way."""
         self._learning = threading.local()
         self._agent = f"s3-scheduler/{__version__} botocore/{botocore.__version__}"
+        self._listings: dict[str, _Target | None] = {}
         client.meta.events.register("before-send.s3.CopyObject", self._learn)
+        client.meta.events.register("before-send.s3.ListObjectsV2", self._learn_listing)
 
     @classmethod
     def of(cls, client: Any) -> DirectCopy | None:
@@ -346,8 +368,11 @@ class DirectCopy:
         """Copy ``source_bucket``/``source_key`` to ``bucket``/``key``, directly where S3
         answers so, else through botocore; raise what botocore raises."""
         target, learn = self._target(bucket)
-        direct = target is not None and not _is_arn(source_bucket)
-        if direct and self._direct(target, bucket, key, source_bucket, source_key, if_match, replace_tags):
+        if (
+            target is not None
+            and not _is_arn(source_bucket)
+            and self._direct(target, bucket, key, source_bucket, source_key, if_match, replace_tags)
+        ):
             with self._lock:
                 self.sent += 1
             return
@@ -371,6 +396,86 @@ class DirectCopy:
             self._learning.__dict__.pop("key", None)
             if learn:
                 self._learned(bucket, learned if copied else _FAILED)
+
+    def pages(self, bucket: str, prefix: str, start_after: str | None) -> Iterator[tuple[list[Item], bool]]:
+        """Yield the ListObjectsV2 pages of ``bucket`` under ``prefix`` (after ``start_after``)
+        as (key, ETag) pairs, each with whether S3 said more follow: each page directly
+        where the bucket's URL is known and S3 answers it, else through botocore (whose
+        first listing of the bucket gives its URL). Raises what botocore raises."""
+        token: str | None = None
+        while True:
+            page = None
+            target = self._listings.get(bucket)
+            if target is not None:
+                page = self._list_directly(target, bucket, prefix, start_after, token)
+            if page is None:
+                page = self._list_through_botocore(bucket, prefix, start_after, token)
+            listed, truncated, token = page
+            yield listed, truncated
+            if not truncated or token is None:
+                return
+
+    def _list_directly(
+        self, target: _Target, bucket: str, prefix: str, start_after: str | None, token: str | None
+    ) -> Page | None:
+        query = {"list-type": "2", "prefix": prefix, "encoding-type": "url"}
+        if start_after is not None:
+            query["start-after"] = start_after
+        if token is not None:
+            query["continuation-token"] = token
+        canonical = "&".join(f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}" for k, v in sorted(query.items()))
+        started = time.monotonic()
+        try:
+            status, body = self._exchange(
+                "ListObjectsV2", ("GET", target, target.path, canonical), {"User-Agent": self._agent}
+            )
+            page = _listing(body) if status == 200 else None
+        except Exception as exc:  # noqa: BLE001 - botocore lists it again and raises what it raises
+            logger.debug("A direct listing of %s failed (%r): listed through botocore", bucket, exc)
+            return None
+        if page is None:
+            logger.debug("A direct listing of %s was answered %d: listed through botocore", bucket, status)
+            if status in _REDIRECTED:
+                with self._lock:
+                    self._listings[bucket] = None
+            return None
+        self._record(time.monotonic() - started)
+        with self._lock:
+            self.listed += 1
+        return page
+
+    def _list_through_botocore(self, bucket: str, prefix: str, start_after: str | None, token: str | None) -> Page:
+        params = {"Bucket": bucket, "Prefix": prefix}
+        if start_after is not None:
+            params["StartAfter"] = start_after
+        if token is not None:
+            params["ContinuationToken"] = token
+        learn = bucket not in self._listings
+        if learn:
+            self._learning.listing = bucket
+        try:
+            response = self._client.list_objects_v2(**params)
+            learned = self._learning.__dict__.pop("learned_listing", None)
+            if learn:
+                with self._lock:
+                    self._listings[bucket] = learned
+        finally:
+            self._learning.__dict__.pop("learned_listing", None)
+            self._learning.__dict__.pop("listing", None)
+        listed = [(obj["Key"], obj.get("ETag")) for obj in response.get("Contents", ())]
+        return listed, bool(response.get("IsTruncated", False)), response.get("NextContinuationToken")
+
+    def _learn_listing(self, request: Any, **_: Any) -> None:
+        """botocore's ``before-send`` of a ListObjectsV2: where this thread is learning a
+        bucket's URL, take it and the signing region from the request botocore made."""
+        bucket = getattr(self._learning, "listing", None)
+        if bucket is not None:
+            self._learning.learned_listing = _listing_target_of(request, bucket)
+
+    def _record(self, seconds: float) -> None:
+        latency = self._client.__dict__.get("_s3_scheduler_latency")
+        if latency is not None:
+            latency.record(seconds)
 
     def _direct(
         self,
@@ -402,30 +507,37 @@ class DirectCopy:
                 with self._lock:
                     self._targets[bucket] = None
             return False
-        latency = self._client.__dict__.get("_s3_scheduler_latency")
-        if latency is not None:
-            latency.record(time.monotonic() - started)
+        self._record(time.monotonic() - started)
         return True
 
     def _send(self, target: _Target, key: str, headers: dict[str, str]) -> tuple[int, bool]:
+        status, body = self._exchange(
+            "CopyObject", ("PUT", target, target.path + self._encode(key, safe="/~"), ""), headers
+        )
+        return status, status == 200 and b"<CopyObjectResult" in body
+
+    def _exchange(
+        self, operation: str, request: tuple[str, _Target, str, str], headers: dict[str, str]
+    ) -> tuple[int, bytes]:
+        """Sign and send ``request`` (method, target, path, canonical query) of ``operation``;
+        return the reply's status and body. The client's ``before-send`` handlers see it
+        first, as they would botocore's; a reply from one is the reply."""
         credentials = self._client._request_signer._credentials
         if credentials is None:
-            return 0, False
-        path = target.path + self._encode(key, safe="/~")
-        self._signer.sign(credentials.get_frozen_credentials(), target, path, headers, datetime.now(timezone.utc))
+            return 0, b""
+        method, target, path, query = request
+        self._signer.sign(credentials.get_frozen_credentials(), request, headers, datetime.now(timezone.utc))
         headers["Host"] = target.host
-        url = f"{target.scheme}://{target.netloc}{path}"
-        request = self._prepared(method="PUT", url=url, headers=self._headers(headers), body=b"", stream_output=False)
-        for _, answer in self._client.meta.events.emit("before-send.s3.CopyObject", request=request):
+        resource = f"{path}?{query}" if query else path
+        url = f"{target.scheme}://{target.netloc}{resource}"
+        prepared = self._prepared(method=method, url=url, headers=self._headers(headers), body=b"", stream_output=False)
+        for _, answer in self._client.meta.events.emit(f"before-send.s3.{operation}", request=prepared):
             if answer is not None:  # moto's mock, a test's or a benchmark's hook
-                status = int(answer.status_code)
-                return status, status == 200 and b"<CopyObjectResult" in answer.content
+                return int(answer.status_code), bytes(answer.content)
         if not self._connections.usable_for(url):
-            answer = self._client._endpoint.http_session.send(request)
-            status = int(answer.status_code)
-            return status, status == 200 and b"<CopyObjectResult" in answer.content
-        status, body = self._connections.put(target, path, headers)
-        return status, status == 200 and b"<CopyObjectResult" in body
+            answer = self._client._endpoint.http_session.send(prepared)
+            return int(answer.status_code), bytes(answer.content)
+        return self._connections.send(method, target, resource, headers)
 
     def _target(self, bucket: str) -> tuple[_Target | None, bool]:
         """The bucket's target where it is known, and whether this thread is to learn it:
@@ -466,16 +578,30 @@ class DirectCopy:
 def _target_of(request: Any, bucket: str, quoted_key: str) -> _Target | None:
     """The URL of ``bucket``'s objects and the signing region, from a CopyObject request
     botocore signed; None where copies to it must keep to botocore."""
-    if _is_arn(bucket) or bucket.endswith("--x-s3"):
-        return None
     url = str(getattr(request, "url", ""))
     parts = urlsplit(url)
-    if (
-        parts.scheme not in ("http", "https")
-        or parts.query
-        or parts.fragment
-        or not parts.path.endswith("/" + quoted_key)
-    ):
+    if parts.query or not parts.path.endswith("/" + quoted_key):
+        return None
+    return _signed_target(request, bucket, parts.path[: -len(quoted_key)])
+
+
+def _listing_target_of(request: Any, bucket: str) -> _Target | None:
+    """The URL of ``bucket`` and the signing region, from a ListObjectsV2 request botocore
+    signed; None where its listings must keep to botocore."""
+    parts = urlsplit(str(getattr(request, "url", "")))
+    if "list-type=2" not in parts.query.split("&"):
+        return None
+    return _signed_target(request, bucket, parts.path)
+
+
+def _signed_target(request: Any, bucket: str, path: str) -> _Target | None:
+    """The target at ``path`` of the URL of ``request`` (signed by botocore), with the
+    region its SigV4 scope names; None for ARNs, directory buckets, another signature or
+    service, or a URL with a fragment."""
+    if _is_arn(bucket) or bucket.endswith("--x-s3"):
+        return None
+    parts = urlsplit(str(getattr(request, "url", "")))
+    if parts.scheme not in ("http", "https") or parts.fragment or not parts.hostname:
         return None
     authorization = request.headers.get("Authorization", b"")
     if isinstance(authorization, bytes):
@@ -485,13 +611,33 @@ def _target_of(request: Any, bucket: str, quoted_key: str) -> _Target | None:
     scope = credential[len("Credential=") :].split("/")
     if algorithm != "AWS4-HMAC-SHA256" or not credential.startswith("Credential=") or len(scope) != 5:
         return None
-    if scope[3] != "s3" or scope[4] != "aws4_request" or not parts.hostname:
+    if scope[3] != "s3" or scope[4] != "aws4_request":
         return None
     host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
     if parts.port is not None and parts.port != {"http": 80, "https": 443}[parts.scheme]:
         host = f"{host}:{parts.port}"
-    path = parts.path[: -len(quoted_key)]
-    return _Target(url[: -len(quoted_key)], scope[2], parts.scheme, host, parts.netloc, path)
+    return _Target(f"{parts.scheme}://{parts.netloc}{path}", scope[2], parts.scheme, host, parts.netloc, path)
+
+
+def _listing(body: bytes) -> Page:
+    """The (key, ETag) pairs of a ListObjectsV2 reply, whether it is truncated, and its
+    next continuation token; keys url-decoded where the reply says it encoded them (as
+    botocore does). Raises `ValueError` on what is not such a reply."""
+    root = ElementTree.fromstring(body)
+    ns = root.tag[: root.tag.index("}") + 1] if root.tag.startswith("{") else ""
+    if root.tag != f"{ns}ListBucketResult":
+        msg = f"not a listing: {root.tag!r}"
+        raise ValueError(msg)
+    encoded = root.findtext(f"{ns}EncodingType") == "url"
+    listed: list[Item] = []
+    for item in root.iterfind(f"{ns}Contents"):
+        key = item.findtext(f"{ns}Key")
+        if key is None:
+            msg = "a listed object without a key"
+            raise ValueError(msg)
+        listed.append((unquote_plus(key) if encoded else key, item.findtext(f"{ns}ETag")))
+    truncated = (root.findtext(f"{ns}IsTruncated") or "false").strip().lower() == "true"
+    return listed, truncated, root.findtext(f"{ns}NextContinuationToken")
 
 
 def _is_arn(bucket: str) -> bool:

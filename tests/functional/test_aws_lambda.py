@@ -10,6 +10,7 @@ import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import boto3
 import pytest
@@ -610,8 +611,11 @@ def test_one_shard_changes_nothing(
     handler = LambdaHandler(clock=clock, sleep=clock.advance)
     handler({}, ShardContext(60_000))  # builds the handler's client
     ((_, client),) = client_spy.made
-    listings: list[dict[str, Any]] = []
-    client.meta.events.register("before-parameter-build.s3.ListObjectsV2", lambda params, **_: listings.append(params))
+    listings: list[dict[str, Any]] = []  # every ListObjectsV2 sent, by botocore or directly (s3_scheduler._direct)
+    client.meta.events.register(
+        "before-send.s3.ListObjectsV2",
+        lambda request, **_: listings.append({k: v[0] for k, v in parse_qs(urlsplit(request.url).query).items()}),
+    )
     key = schedule(lambda_env, T0 - timedelta(minutes=1), "target", "k")
     other = Scheduler("sched", "jobs/0", s3_client=lambda_env).schedule(T0 - timedelta(minutes=1), "target", "x", "x")
 
@@ -621,7 +625,7 @@ def test_one_shard_changes_nothing(
     assert sorted(result) == fields
     assert [e["key"] for e in result["delivered"]] == [key]
     assert schedule_keys(lambda_env) == [other]
-    assert [(p["Prefix"], "Delimiter" in p) for p in listings] == [("jobs/|", False), ("jobs/.series/", False)]
+    assert [(p["prefix"], "delimiter" in p) for p in listings] == [("jobs/|", False), ("jobs/.series/", False)]
     assert {made.meta.service_model.service_name for _, made in client_spy.made} == {"s3"}
 
 

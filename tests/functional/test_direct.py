@@ -175,3 +175,48 @@ def test_a_client_passed_in_sends_every_copy_through_botocore(s3: S3, clock: Clo
     assert DirectCopy.of(s3.client) is None
     assert len(scheduler.handle().delivered) == 3
     assert s3.counter.calls["CopyObject"] == 3
+
+
+def _direct_lists(client: Any) -> list[str]:
+    """The direct ListObjectsV2 requests of ``client``, as the URLs they were sent to."""
+    seen: list[str] = []
+
+    def count(request: Any, **_: Any) -> None:
+        if _is_direct(request):
+            seen.append(request.url)
+
+    client.meta.events.register("before-send.s3.ListObjectsV2", count)
+    return seen
+
+
+def test_the_own_client_lists_directly_what_botocore_lists(s3: S3, clock: Clock) -> None:
+    scheduler, client, _ = _own(s3, clock)
+    reference = s3.scheduler(clock=clock)
+    later = T0 + timedelta(days=2)
+    s3.seed(reference, [(later + timedelta(seconds=i), s3.target_bucket, f"k{i} é+%|", "x") for i in range(2500)])
+    lists = _direct_lists(client)
+    assert [e.key for e in scheduler.pending()] == [e.key for e in reference.pending()]
+    assert len(lists) == 2  # the first page through botocore (it gives the URL), then directly
+    assert "continuation-token=" in lists[-1]
+    assert [e.key for e in scheduler.pending(until=later + timedelta(seconds=1500))] == [
+        e.key for e in reference.pending(until=later + timedelta(seconds=1500))
+    ]
+
+
+@pytest.mark.parametrize("status", [500, 403, 301])
+def test_a_listing_not_answered_is_listed_through_botocore(s3: S3, clock: Clock, status: int) -> None:
+    scheduler, client, _ = _own(s3, clock)
+    s3.seed(scheduler, [(T0 + timedelta(days=1, seconds=i), s3.target_bucket, f"k{i}", "x") for i in range(1200)])
+    list(scheduler.pending())  # learns the URL
+    refused: list[str] = []
+
+    def refuse(request: Any, **_: Any) -> Any:
+        if _is_direct(request):
+            refused.append(request.url)
+            return _reply(request, status, b"<Error><Code>X</Code></Error>")
+        return None
+
+    client.meta.events.register_first("before-send.s3.ListObjectsV2", refuse)
+    assert len(list(scheduler.pending())) == 1200
+    assert len(list(scheduler.pending())) == 1200
+    assert len(refused) == (1 if status == 301 else 4)  # after a redirect, the bucket's listings keep to botocore

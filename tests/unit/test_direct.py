@@ -8,6 +8,7 @@ import threading
 from datetime import datetime, timezone
 from typing import Any
 from unittest import mock
+from xml.etree import ElementTree
 
 import pytest
 from botocore.auth import S3SigV4Auth
@@ -15,7 +16,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from botocore.utils import percent_encode
 
-from s3_scheduler._direct import _Connection, _Signer, _Target, _target_of
+from s3_scheduler._direct import _Connection, _listing, _listing_target_of, _Signer, _Target, _target_of
 
 NOW = datetime(2026, 12, 7, 17, 5, 9, tzinfo=timezone.utc)
 
@@ -52,7 +53,7 @@ def test_the_signature_is_botocores(base: str, key: str, token: str | None, extr
     path = target.path + percent_encode(key, safe="/~")
     headers = {"x-amz-copy-source": percent_encode("schedule/jobs/|2026|t|k", safe="-._~/"), **extra}
     ours = {**headers, "User-Agent": "s3-scheduler/test"}
-    _Signer().sign(credentials.get_frozen_credentials(), target, path, ours, NOW)
+    _Signer().sign(credentials.get_frozen_credentials(), ("PUT", target, path, ""), ours, NOW)
     theirs = dict(headers)
     if token:
         theirs["X-Amz-Security-Token"] = token  # botocore adds it while signing; set here to compare
@@ -89,7 +90,7 @@ RESULT = b"<CopyObjectResult><ETag>x</ETag></CopyObjectResult>"
 
 def test_a_reply_by_content_length_keeps_the_connection() -> None:
     connection, theirs, received = _serve(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(RESULT), RESULT))
-    assert connection.put(HEAD) == (200, RESULT)
+    assert connection.exchange(HEAD) == (200, RESULT)
     assert connection.open
     assert received == [HEAD]
     theirs.close()
@@ -102,17 +103,17 @@ def test_a_chunked_reply_with_an_interim_100_and_trailers() -> None:
         b"5;ext=1\r\n<Copy\r\n" + b"%x\r\n%s\r\n" % (len(RESULT) - 5, RESULT[5:]) + b"0\r\nX-Trailer: y\r\n\r\n"
     )
     connection, theirs, _ = _serve(reply)
-    assert connection.put(HEAD) == (200, RESULT)
+    assert connection.exchange(HEAD) == (200, RESULT)
     theirs.close()
 
 
 def test_a_reply_to_the_close_and_connection_close() -> None:
     connection, theirs, _ = _serve(b"HTTP/1.0 200 OK\r\n\r\n" + RESULT)
     threading.Timer(0.2, theirs.close).start()  # the body ends at the close
-    assert connection.put(HEAD) == (200, RESULT)
+    assert connection.exchange(HEAD) == (200, RESULT)
     assert not connection.open
     connection, theirs, _ = _serve(b"HTTP/1.1 412 x\r\nConnection: close\r\nContent-Length: 2\r\n\r\nno")
-    assert connection.put(HEAD) == (412, b"no")
+    assert connection.exchange(HEAD) == (412, b"no")
     assert not connection.open
     theirs.close()
 
@@ -123,13 +124,13 @@ def test_a_reply_to_the_close_and_connection_close() -> None:
         (b"SSH-2.0-OpenSSH\r\n\r\n", "not an HTTP/1 status line"),
         (b"HTTP/1.1 2000 OK\r\n\r\n", "not an HTTP/1 status line"),
         (b"HTTP/1.1 200 OK\r\nno colon\r\n\r\n", "not a header field"),
-        (b"HTTP/1.1 200 OK\r\nContent-Length: 9999999\r\n\r\n", "body of 9999999 bytes"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 99999999\r\n\r\n", "body of 99999999 bytes"),
     ],
 )
 def test_what_is_not_an_http_reply_raises(reply: bytes, message: str) -> None:
     connection, theirs, _ = _serve(reply)
     with pytest.raises(ValueError, match=message):
-        connection.put(HEAD)
+        connection.exchange(HEAD)
     theirs.close()
 
 
@@ -138,7 +139,7 @@ def test_a_connection_closed_before_the_reply_raises() -> None:
     ours.settimeout(5)
     theirs.close()
     with pytest.raises(ConnectionError):  # closed before the reply, or a broken pipe while sending
-        _Connection(ours).put(HEAD)
+        _Connection(ours).exchange(HEAD)
 
 
 class _Signed:
@@ -178,3 +179,69 @@ def test_a_bucket_url_and_region_from_the_request_botocore_signed() -> None:
 )
 def test_buckets_whose_copies_keep_to_botocore(url: str, bucket: str, authorization: str) -> None:
     assert _target_of(_Signed(url, authorization), bucket, "k") is None
+
+
+def test_a_listings_signature_is_botocores() -> None:
+    from urllib.parse import quote
+
+    credentials = Credentials("AKIDEXAMPLE", "secret/+=", "TOKEN")
+    target = _target("http://127.0.0.1:7480/schedule")
+    query = {"list-type": "2", "prefix": "jobs é/|", "encoding-type": "url", "start-after": "jobs/|2026 +x"}
+    canonical = "&".join(f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}" for k, v in sorted(query.items()))
+    ours = {"User-Agent": "s3-scheduler/test"}
+    _Signer().sign(credentials.get_frozen_credentials(), ("GET", target, "/schedule", canonical), ours, NOW)
+    request = AWSRequest(method="GET", url="http://127.0.0.1:7480/schedule", params=query, headers={})
+    request.headers["X-Amz-Security-Token"] = "TOKEN"
+    with mock.patch("botocore.auth.get_current_datetime", return_value=NOW.replace(tzinfo=None)):
+        S3SigV4Auth(credentials, "s3", "eu-west-3").add_auth(request)
+    assert ours["Authorization"] == request.headers["Authorization"]
+
+
+NS = "http://s3.amazonaws.com/doc/2006-03-01/"
+
+
+def _page(items: str, *, encoded: bool = True, truncated: str = "false", token: str = "", ns: str = NS) -> bytes:
+    xmlns = f' xmlns="{ns}"' if ns else ""
+    encoding = "<EncodingType>url</EncodingType>" if encoded else ""
+    next_token = f"<NextContinuationToken>{token}</NextContinuationToken>" if token else ""
+    return (
+        f'<?xml version="1.0" encoding="UTF-8"?><ListBucketResult{xmlns}><Name>b</Name><Prefix>p</Prefix>'
+        f"{encoding}<KeyCount>2</KeyCount><IsTruncated>{truncated}</IsTruncated>{next_token}{items}</ListBucketResult>"
+    ).encode()
+
+
+def test_a_listing_is_read_as_botocore_reads_it() -> None:
+    items = (
+        "<Contents><Key>jobs/%7C2026+x%2B%C3%A9</Key><ETag>&quot;ab&quot;</ETag><Size>1</Size></Contents>"
+        "<Contents><Key>jobs/%25</Key></Contents>"
+    )
+    assert _listing(_page(items)) == ([("jobs/|2026 x+é", '"ab"'), ("jobs/%", None)], False, None)
+    plain = "<Contents><Key>jobs/a+b%7C</Key><ETag>e</ETag></Contents>"
+    assert _listing(_page(plain, encoded=False, truncated="true", token="t/1==")) == (
+        [("jobs/a+b%7C", "e")],
+        True,
+        "t/1==",
+    )
+    assert _listing(_page("", ns="")) == ([], False, None)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"<Error><Code>AccessDenied</Code></Error>", "not a listing"),
+        (_page("<Contents><ETag>e</ETag></Contents>"), "without a key"),
+    ],
+)
+def test_what_is_not_a_listing_raises(body: bytes, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        _listing(body)
+    with pytest.raises(ElementTree.ParseError):
+        _listing(b"<ListBucketResult")
+
+
+def test_a_buckets_listing_url_from_the_request_botocore_signed() -> None:
+    found = _listing_target_of(_Signed("http://127.0.0.1:7480/b?list-type=2&prefix=p&encoding-type=url", AUTH), "b")
+    assert found == _Target("http://127.0.0.1:7480/b", "eu-west-3", "http", "127.0.0.1:7480", "127.0.0.1:7480", "/b")
+    assert _listing_target_of(_Signed("https://b.s3.amazonaws.com/?list-type=2", AUTH), "b").path == "/"  # type: ignore[union-attr]
+    assert _listing_target_of(_Signed("https://h/b?prefix=p", AUTH), "b") is None  # not ListObjectsV2
+    assert _listing_target_of(_Signed("https://h/b?list-type=2", "AWS AK:x"), "b") is None

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import socket
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
@@ -182,3 +183,37 @@ def _read_to_close(up: socket.socket) -> bytes:
         if not chunk:
             return data
         data += chunk
+
+
+ODD_NAMES = ["a b", "é+%~|x=y&z", "semi;colon,comma*star", "plus+sign", "tab\there", "amp&lt;"]
+
+
+def test_a_direct_listing_is_botocores_listing(wire: S3, endpoint: Endpoint, monkeypatch: pytest.MonkeyPatch) -> None:
+    """1,100 odd names (two pages), from the start and after a name, with and without a
+    prefix: the same keys and ETags as botocore's paginator gives, and the second
+    listing's pages sent directly (the server checks their signatures)."""
+    client, direct = _own(monkeypatch, endpoint)
+    names = [f"odd é/{i:04d} {ODD_NAMES[i % len(ODD_NAMES)]}" for i in range(1100)]
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda n: wire.client.put_object(Bucket=wire.schedule_bucket, Key=n, Body=n.encode()), names))
+    wire.client.put_object(Bucket=wire.schedule_bucket, Key="other", Body=b"")
+    sent: list[str] = []
+    client.meta.events.register(
+        "before-send.s3.ListObjectsV2",
+        lambda request, **_: sent.append(request.url) if b"s3-scheduler/" in _agent(request) else None,
+    )
+    for prefix, after in [("odd é/", None), ("", None), ("odd é/", names[499]), ("odd é/0", "odd é/05")]:
+        expected = [
+            [(o["Key"], o.get("ETag")) for o in page.get("Contents", ())]
+            for page in wire.client.get_paginator("list_objects_v2").paginate(
+                Bucket=wire.schedule_bucket, Prefix=prefix, **({"StartAfter": after} if after else {})
+            )
+        ]
+        got = [items for items, _ in direct.pages(wire.schedule_bucket, prefix, after)]
+        assert got == expected
+    assert direct.listed == len(sent) == 5  # all pages but the first (through botocore: it gives the URL)
+
+
+def _agent(request: Any) -> bytes:
+    agent = request.headers.get("User-Agent", b"")
+    return agent if isinstance(agent, bytes) else str(agent).encode()
