@@ -1,31 +1,36 @@
-"""Delivery copies sent without botocore's per-call machinery, for the clients this package builds.
+"""The hot requests of the client this package builds, sent without botocore's per-call machinery.
 
-A delivery is one CopyObject. Through botocore each call costs about 2 ms of client CPU on
-a 2-core machine (parameter validation, the event handlers, endpoint rules, serialising,
-signing, urllib3, parsing the reply): the limit of a handler's events per second, as the
-GIL runs one thread at a time. `DirectCopy` sends the same request for about a third of
-that. The URL of each target bucket and its signing region are taken from the first copy
-to it that botocore sends, so botocore's endpoint rules (path or virtual-host style, the
-region, a custom endpoint) decide them; each later copy is that URL and the key, the
-headers botocore sends, signed with SigV4 (`_Signer`, the signing key kept per day) with
-the client's credentials (refreshed as botocore refreshes them). The client's
-``before-send`` handlers see the request first, as botocore's would (moto's mock, a
-test's or a benchmark's hook): a reply from one is the reply. Otherwise it goes over a
-keep-alive connection of the copier thread (`_Connection`: HTTP/1.1, what a reply to
-CopyObject needs), with the client's timeouts,
-TCP_NODELAY and TLS verification (its CA bundle, or none where the client verifies
-none); a client with a proxy or a client certificate sends through its own HTTP session.
+A delivery is one CopyObject, and a run reads its window in ListObjectsV2 pages of 1,000.
+Through botocore each request costs about 2 ms of client CPU (parameter validation, the
+event handlers, endpoint rules, serialising, signing, urllib3, parsing the reply; a
+page of 1,000 keys about 30 ms more to parse): the limit of a handler's events per
+second, as the GIL runs one thread at a time. `Direct` sends the same requests for a
+fraction of that:
 
-It only ever answers "copied" for a reply botocore would take as success: status 200
-with a ``CopyObjectResult`` body (S3 can answer 200 with an error in the body). Any other
-reply, and any error before one, hands the copy to botocore: it sends it again, parses
-the error, retries as configured and raises what it always raises, so a copy answered
-with an error is sent once more, as botocore's own retry would send it. A redirect or an
-auth error (301, 307, 400) makes the bucket's copies go through botocore from then on.
-
-Only plain buckets are sent this way: a bucket name that is an ARN (access points,
-Outposts, Object Lambda), a directory bucket (``--x-s3``), a client that does not sign
-with SigV4 for service ``s3`` keep to botocore.
+- **Where to.** The URL of each bucket and its signing region are taken from a request
+  botocore sent: the first copy to a target bucket, and a LIST of one key before the
+  first listing of a bucket; botocore's endpoint rules (path or virtual-host style, the
+  region, a custom endpoint) decide them.
+- **What.** Each later request is that URL with the key (a copy) or the query (a
+  listing), the headers botocore sends, signed with SigV4 (`_Signer`, the signing key
+  kept per day) with the client's credentials, refreshed as botocore refreshes them.
+- **How.** The client's ``before-send`` handlers see the request first, as they would
+  botocore's (moto's mock, a test's or a benchmark's hook): a reply from one is the
+  reply. Otherwise it goes over a keep-alive connection of the thread (`_Connection`:
+  HTTP/1.1, what these replies need), with the client's timeouts, TCP_NODELAY and TLS
+  verification (its CA bundle, or none where the client verifies none); a client with a
+  proxy or a client certificate sends through its own HTTP session.
+- **Only success is taken.** A copy is done only on a reply botocore takes as success:
+  status 200 with a ``CopyObjectResult`` body (S3 can answer 200 with an error in the
+  body); a listing on status 200 with a ``ListBucketResult``, read with ElementTree (keys
+  url-decoded as botocore decodes them). Any other reply, and any error before one, hands
+  the request to botocore: it sends it again, parses the error, retries as configured
+  and raises what it always raises, so a copy answered with an error is sent once more,
+  as botocore's own retry would send it. A redirect or an auth error (301, 307, 400)
+  makes the bucket's requests go through botocore from then on.
+- **Only plain buckets.** A bucket name that is an ARN (access points, Outposts, Object
+  Lambda), a directory bucket (``--x-s3``), a client that does not sign with SigV4 for
+  service ``s3`` keep to botocore.
 """
 
 from __future__ import annotations
@@ -47,7 +52,7 @@ from xml.etree import ElementTree
 logger = logging.getLogger(__name__)
 
 DIRECT = "_s3_scheduler_direct"
-"""The attribute of a client this package built that holds its `DirectCopy`."""
+"""The attribute of a client this package built that holds its `Direct`."""
 
 _REDIRECTED = frozenset({301, 307, 400})
 """Statuses after which a bucket's copies go through botocore (its region redirects and auth errors)."""
@@ -318,8 +323,9 @@ class _Connections:
         return self._context
 
 
-class DirectCopy:
-    """Send the CopyObject requests of ``client`` without its per-call machinery (see the module)."""
+class Direct:
+    """Send the CopyObject and ListObjectsV2 requests of ``client`` without its per-call
+    machinery (see the module); `of` finds it on a client `_s3.fast_client` built."""
 
     def __init__(self, client: Any) -> None:
         import botocore
@@ -350,8 +356,8 @@ class DirectCopy:
         client.meta.events.register("before-send.s3.ListObjectsV2", self._learn_listing)
 
     @classmethod
-    def of(cls, client: Any) -> DirectCopy | None:
-        """The `DirectCopy` of ``client``: only a client `_s3.fast_client` built has one."""
+    def of(cls, client: Any) -> Direct | None:
+        """The `Direct` of ``client``: only a client `_s3.fast_client` built has one."""
         found = client.__dict__.get(DIRECT) if hasattr(client, "__dict__") else None
         return found if isinstance(found, cls) else None
 
@@ -400,8 +406,12 @@ class DirectCopy:
     def pages(self, bucket: str, prefix: str, start_after: str | None) -> Iterator[tuple[list[Item], bool]]:
         """Yield the ListObjectsV2 pages of ``bucket`` under ``prefix`` (after ``start_after``)
         as (key, ETag) pairs, each with whether S3 said more follow: each page directly
-        where the bucket's URL is known and S3 answers it, else through botocore (whose
-        first listing of the bucket gives its URL). Raises what botocore raises."""
+        where the bucket's URL is known and S3 answers it, else through botocore. The
+        first listing of a bucket learns its URL from a LIST of one key through botocore
+        (`_learn_bucket`), so that no page of 1,000 is read by botocore's parser. Raises
+        what botocore raises."""
+        if bucket not in self._listings:
+            self._learn_bucket(bucket, prefix)
         token: str | None = None
         while True:
             page = None
@@ -414,6 +424,19 @@ class DirectCopy:
             yield listed, truncated
             if not truncated or token is None:
                 return
+
+    def _learn_bucket(self, bucket: str, prefix: str) -> None:
+        """Learn ``bucket``'s URL and signing region from a ListObjectsV2 of at most one
+        key under ``prefix`` sent through botocore (what botocore raises, it raises)."""
+        self._learning.listing = bucket
+        try:
+            self._client.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1)
+            learned = self._learning.__dict__.pop("learned_listing", None)
+            with self._lock:
+                self._listings[bucket] = learned
+        finally:
+            self._learning.__dict__.pop("learned_listing", None)
+            self._learning.__dict__.pop("listing", None)
 
     def _list_directly(
         self, target: _Target, bucket: str, prefix: str, start_after: str | None, token: str | None
@@ -450,18 +473,7 @@ class DirectCopy:
             params["StartAfter"] = start_after
         if token is not None:
             params["ContinuationToken"] = token
-        learn = bucket not in self._listings
-        if learn:
-            self._learning.listing = bucket
-        try:
-            response = self._client.list_objects_v2(**params)
-            learned = self._learning.__dict__.pop("learned_listing", None)
-            if learn:
-                with self._lock:
-                    self._listings[bucket] = learned
-        finally:
-            self._learning.__dict__.pop("learned_listing", None)
-            self._learning.__dict__.pop("listing", None)
+        response = self._client.list_objects_v2(**params)
         listed = [(obj["Key"], obj.get("ETag")) for obj in response.get("Contents", ())]
         return listed, bool(response.get("IsTruncated", False)), response.get("NextContinuationToken")
 
@@ -645,9 +657,9 @@ def _is_arn(bucket: str) -> bool:
 
 
 def enable(client: Any) -> Any:
-    """Give ``client`` (one this package builds) a `DirectCopy`; return it."""
-    client.__dict__[DIRECT] = DirectCopy(client)
+    """Give ``client`` (one this package builds) a `Direct`; return it."""
+    client.__dict__[DIRECT] = Direct(client)
     return client
 
 
-__all__ = ["DirectCopy", "enable"]
+__all__ = ["Direct", "enable"]

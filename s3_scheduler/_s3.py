@@ -168,7 +168,7 @@ def _pages(
         return
     if resource is not None:
         client = resource.meta.client
-    direct = _direct.DirectCopy.of(client)
+    direct = _direct.Direct.of(client)
     if direct is not None:  # the client this package built: the same listing, for less client CPU
         for items, more in direct.pages(bucket, prefix, start_after):
             yield [Listed(key, etag) for key, etag in items], more

@@ -47,7 +47,7 @@ from botocore.exceptions import ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from . import _s3, occurrences
-from ._direct import DirectCopy
+from ._direct import Direct
 from .deadletters import DeadLetters
 from .exceptions import InvalidKeyError
 from .keys import Window, is_reserved, series_marker, sorts_late
@@ -442,7 +442,7 @@ class _Run:
         self.order = itertools.count()
         self.listing_done = False
         self.listing_error: BaseException | None = None
-        self.direct = DirectCopy.of(settings.client)
+        self.direct = Direct.of(settings.client)
         """Where the client is one this package built: its copies without botocore's per-call machinery."""
 
     def go(self) -> HandleReport:

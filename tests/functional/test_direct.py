@@ -13,15 +13,15 @@ from botocore.exceptions import ConnectionClosedError
 from moto.core.botocore_stubber import BotocoreStubber
 
 from s3_scheduler import Scheduler, _s3
-from s3_scheduler._direct import DirectCopy
+from s3_scheduler._direct import Direct
 from tests.conftest import S3, T0, Clock
 
 KEYS = ["plain", "a b/é+%~|x", "/lead//x", "emoji 🎉", "dots/../x"]
 
 
-def _own(s3: S3, clock: Clock, **options: Any) -> tuple[Scheduler, Any, DirectCopy]:
+def _own(s3: S3, clock: Clock, **options: Any) -> tuple[Scheduler, Any, Direct]:
     client = _s3.fast_client(8)
-    direct = DirectCopy.of(client)
+    direct = Direct.of(client)
     assert direct is not None
     options.setdefault("max_workers", 1)
     return Scheduler(s3.schedule_bucket, "jobs", s3_client=client, clock=clock, **options), client, direct
@@ -172,7 +172,7 @@ def test_a_client_passed_in_sends_every_copy_through_botocore(s3: S3, clock: Clo
     scheduler = s3.scheduler(clock=clock)
     for i in range(3):
         scheduler.schedule(T0, s3.target_bucket, f"k{i}", "x")
-    assert DirectCopy.of(s3.client) is None
+    assert Direct.of(s3.client) is None
     assert len(scheduler.handle().delivered) == 3
     assert s3.counter.calls["CopyObject"] == 3
 
@@ -196,7 +196,7 @@ def test_the_own_client_lists_directly_what_botocore_lists(s3: S3, clock: Clock)
     s3.seed(reference, [(later + timedelta(seconds=i), s3.target_bucket, f"k{i} é+%|", "x") for i in range(2500)])
     lists = _direct_lists(client)
     assert [e.key for e in scheduler.pending()] == [e.key for e in reference.pending()]
-    assert len(lists) == 2  # the first page through botocore (it gives the URL), then directly
+    assert len(lists) == 3  # every page directly, after a LIST of one key through botocore gave the URL
     assert "continuation-token=" in lists[-1]
     assert [e.key for e in scheduler.pending(until=later + timedelta(seconds=1500))] == [
         e.key for e in reference.pending(until=later + timedelta(seconds=1500))

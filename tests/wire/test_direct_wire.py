@@ -4,6 +4,7 @@ the copies sent directly and those handed to botocore."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -13,18 +14,18 @@ from typing import Any
 import pytest
 
 from s3_scheduler import Scheduler, _s3
-from s3_scheduler._direct import DirectCopy
+from s3_scheduler._direct import Direct
 from tests.conftest import S3, T0, Clock, Endpoint
 
 ODD = ["plain", "a b/é+%~|x=y&z", "/lead//x", "emoji 🎉", "dots/../x", "semi;colon,comma*star"]
 
 
-def _own(monkeypatch: pytest.MonkeyPatch, endpoint: Endpoint, **config: Any) -> tuple[Any, DirectCopy]:
+def _own(monkeypatch: pytest.MonkeyPatch, endpoint: Endpoint, **config: Any) -> tuple[Any, Direct]:
     monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint.url)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", endpoint.access_key)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", endpoint.secret_key)
     client = _s3.fast_client(8, **config)
-    direct = DirectCopy.of(client)
+    direct = Direct.of(client)
     assert direct is not None
     return client, direct
 
@@ -92,7 +93,7 @@ def test_a_server_that_closes_each_connection_and_one_that_drops_the_reply(
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", endpoint.access_key)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", endpoint.secret_key)
     client = _s3.fast_client(4)
-    direct = DirectCopy.of(client)
+    direct = Direct.of(client)
     assert direct is not None
     scheduler = Scheduler(wire.schedule_bucket, "jobs", s3_client=client, clock=clock, max_workers=1)
     for i in range(6):
@@ -190,8 +191,8 @@ ODD_NAMES = ["a b", "é+%~|x=y&z", "semi;colon,comma*star", "plus+sign", "tab\th
 
 def test_a_direct_listing_is_botocores_listing(wire: S3, endpoint: Endpoint, monkeypatch: pytest.MonkeyPatch) -> None:
     """1,100 odd names (two pages), from the start and after a name, with and without a
-    prefix: the same keys and ETags as botocore's paginator gives, and the second
-    listing's pages sent directly (the server checks their signatures)."""
+    prefix: the same keys and ETags as botocore's paginator gives, every page sent
+    directly (the server checks their signatures)."""
     client, direct = _own(monkeypatch, endpoint)
     names = [f"odd é/{i:04d} {ODD_NAMES[i % len(ODD_NAMES)]}" for i in range(1100)]
     with ThreadPoolExecutor(8) as pool:
@@ -211,9 +212,131 @@ def test_a_direct_listing_is_botocores_listing(wire: S3, endpoint: Endpoint, mon
         ]
         got = [items for items, _ in direct.pages(wire.schedule_bucket, prefix, after)]
         assert got == expected
-    assert direct.listed == len(sent) == 5  # all pages but the first (through botocore: it gives the URL)
+    assert direct.listed == len(sent) == 6  # every page (a LIST of one key through botocore gave the URL)
 
 
 def _agent(request: Any) -> bytes:
     agent = request.headers.get("User-Agent", b"")
     return agent if isinstance(agent, bytes) else str(agent).encode()
+
+
+def test_over_tls_with_the_clients_ca_bundle(
+    wire: S3, endpoint: Endpoint, clock: Clock, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    """Through a TLS front (a certificate for localhost that the client's CA bundle,
+    AWS_CA_BUNDLE, trusts): the copies and the listing are sent directly over TLS. With
+    other CAs, the direct copy's TLS check refuses the front, and botocore delivers it."""
+    certificate = _self_signed(tmp_path)
+    front = _TlsFront(endpoint.url.split("//", 1)[1], certificate)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"https://localhost:{front.port}")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", endpoint.access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", endpoint.secret_key)
+    monkeypatch.setenv("AWS_CA_BUNDLE", str(certificate[0]))
+    try:
+        client = _s3.fast_client(4)
+        direct = Direct.of(client)
+        assert direct is not None
+        scheduler = Scheduler(wire.schedule_bucket, "jobs", s3_client=client, clock=clock, max_workers=2)
+        for i in range(6):
+            scheduler.schedule(T0, wire.target_bucket, f"k{i}", f"{i}")
+        assert len(scheduler.handle().delivered) == 6
+        assert [wire.body(wire.target_bucket, f"k{i}") for i in range(6)] == [f"{i}".encode() for i in range(6)]
+        assert direct.sent >= 4
+        assert direct.listed == 1
+        assert front.connections >= 2
+        import ssl
+
+        direct._connections._context = ssl.create_default_context()  # the machine's CAs: not the front's
+        direct._connections._local.__dict__.clear()  # new connections, verified against those
+        handed_over = direct.handed_over
+        scheduler.schedule(T0, wire.target_bucket, "untrusted", "u")
+        assert len(scheduler.handle().delivered) == 1  # refused by our TLS check; botocore trusts the bundle
+        assert direct.handed_over == handed_over + 1
+    finally:
+        front.close()
+
+
+def _self_signed(folder: Any) -> tuple[Any, Any]:
+    """A certificate for localhost (and 127.0.0.1) and its key, as PEM files in ``folder``."""
+    import ipaddress
+    from datetime import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = dt.now(tz=T0.tzinfo)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = folder / "cert.pem", folder / "key.pem"
+    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_file, key_file
+
+
+class _TlsFront:
+    """TLS on 127.0.0.1 in front of ``upstream`` (plain HTTP): bytes pumped both ways."""
+
+    def __init__(self, upstream: str, certificate: tuple[Any, Any]) -> None:
+        import ssl
+
+        host, _, port = upstream.partition(":")
+        self._upstream = (host, int(port or 80))
+        self._context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self._context.load_cert_chain(str(certificate[0]), str(certificate[1]))
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.port = self._server.getsockname()[1]
+        self.connections = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def close(self) -> None:
+        self._server.close()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self._server.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
+
+    def _one(self, conn: socket.socket) -> None:
+        try:
+            secure = self._context.wrap_socket(conn, server_side=True)
+        except OSError:
+            conn.close()
+            return
+        up = socket.create_connection(self._upstream, timeout=10)
+        threading.Thread(target=_pump, args=(up, secure), daemon=True).start()
+        _pump(secure, up)
+
+
+def _pump(source: socket.socket, sink: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        while True:
+            data = source.recv(65536)
+            if not data:
+                break
+            sink.sendall(data)
+    for end in (source, sink):
+        with contextlib.suppress(OSError):
+            end.close()
