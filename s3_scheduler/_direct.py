@@ -26,8 +26,14 @@ fraction of that:
   url-decoded as botocore decodes them). Any other reply, and any error before one, hands
   the request to botocore: it sends it again, parses the error, retries as configured
   and raises what it always raises, so a copy answered with an error is sent once more,
-  as botocore's own retry would send it. A redirect or an auth error (301, 307, 400)
-  makes the bucket's requests go through botocore from then on.
+  as botocore's own retry would send it. A redirect (301, 307), or a 400 saying the
+  bucket is elsewhere, makes the bucket's requests go through botocore from then on; a
+  reply of 500 or more, for `_COOL_DOWN` seconds (botocore's backoff and rate limiting
+  in charge while S3 is busy), and the refused request waits as botocore's first retry
+  would before botocore sends it. A header value with a control character goes to
+  botocore (which refuses it) and is never written raw; a connection with bytes after a
+  reply is closed, never read for the next request; a listing whose next token repeats
+  raises botocore's ``PaginationError``, as its paginator does.
 - **Only plain buckets.** A bucket name that is an ARN (access points, Outposts, Object
   Lambda), a directory bucket (``--x-s3``), a client that does not sign with SigV4 for
   service ``s3`` keep to botocore.
@@ -39,11 +45,15 @@ import contextlib
 import hashlib
 import hmac
 import logging
+import os
+import random
+import re
+import select
 import socket
 import ssl
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from typing import Any, NamedTuple, Optional
 from urllib.parse import quote, unquote_plus, urlsplit
@@ -54,8 +64,8 @@ logger = logging.getLogger(__name__)
 DIRECT = "_s3_scheduler_direct"
 """The attribute of a client this package built that holds its `Direct`."""
 
-_REDIRECTED = frozenset({301, 307, 400})
-"""Statuses after which a bucket's copies go through botocore (its region redirects and auth errors)."""
+_REDIRECTED = frozenset({301, 307})
+"""Statuses after which a bucket's requests go through botocore (its region redirects)."""
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
@@ -63,6 +73,16 @@ Item = tuple[str, Optional[str]]
 """A listed object: its key and the ETag the listing gave."""
 Page = tuple[list[Item], bool, Optional[str]]
 """A listing's page: its objects, whether it is truncated, its next continuation token."""
+
+_UNSAFE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+"""Control characters (but tab): a header value with one goes to botocore, which refuses it."""
+
+_BAD_REGION = frozenset({"AuthorizationHeaderMalformed", "IllegalLocationConstraintException"})
+"""The codes of a 400 that mean the bucket is elsewhere: its requests keep to botocore from then on."""
+
+_COOL_DOWN = 5.0
+"""Seconds a bucket's requests go through botocore after S3 answered 500 or more (botocore's
+backoff, retry quota and rate limiter in charge while S3 is busy)."""
 
 _FAILED = object()
 """What a learning copy that failed learned: nothing, the next copy learns."""
@@ -154,7 +174,12 @@ class _Connection:
 
     def exchange(self, head: bytes) -> tuple[int, bytes]:
         """Send ``head`` (a request line and its fields; no body); return the reply's
-        status and body."""
+        status and body. Nothing is pipelined: bytes left from an earlier reply close the
+        connection and raise, and so do bytes left after this one."""
+        if self._buffer:
+            self.close()
+            msg = "bytes left on the connection from an earlier reply"
+            raise ValueError(msg)
         self.sock.sendall(head)
         while True:
             version, status, fields = self._head()
@@ -170,7 +195,21 @@ class _Connection:
             body = self._to_the_end()
         if version != "HTTP/1.1" or "close" in fields.get("connection", "").lower():
             self.close()
+        elif self._buffer:
+            self.close()
+            msg = "bytes after the reply"
+            raise ValueError(msg)
         return status, body
+
+    def stale(self) -> bool:
+        """Whether bytes (or the end) came after the last reply: the server closed the idle
+        connection, or sent what no request asked for. Either way it is not used again."""
+        if self._buffer:
+            return True
+        if isinstance(self.sock, ssl.SSLSocket) and self.sock.pending():
+            return True
+        readable, _, _ = select.select([self.sock], [], [], 0)
+        return bool(readable)
 
     def close(self) -> None:
         self.open = False
@@ -289,6 +328,8 @@ class _Connections:
     def _connection(self, target: _Target) -> _Connection:
         pool: dict[tuple[str, str], _Connection] = self._local.__dict__.setdefault("pool", {})
         found = pool.get((target.scheme, target.netloc))
+        if found is not None and found.open and found.stale():
+            found.close()
         if found is None or not found.open:
             found = self._open(target)
             pool[(target.scheme, target.netloc)] = found
@@ -318,7 +359,11 @@ class _Connections:
             else:
                 from botocore.httpsession import get_cert_path
 
-                context = ssl.create_default_context(cafile=get_cert_path(self._verify))
+                bundle = get_cert_path(self._verify)
+                if os.path.isdir(bundle):
+                    context = ssl.create_default_context(capath=bundle)
+                else:
+                    context = ssl.create_default_context(cafile=bundle)
             self._context = context
         return self._context
 
@@ -342,6 +387,11 @@ class Direct:
         self._connections = _Connections(client)
         self._targets: dict[str, _Target | None] = {}
         self._learners: dict[str, threading.Event] = {}
+        self._cooling: dict[str, float] = {}
+        self.sleep: Callable[[float], None] = time.sleep
+        """How a request refused by a busy S3 waits before botocore sends it again (a test's fake)."""
+        self.clock: Callable[[], float] = time.monotonic
+        """The clock of the cool-downs (a test's fake)."""
         self._lock = threading.Lock()
         self.sent = 0
         """Copies S3 answered as copied, sent this way."""
@@ -374,6 +424,8 @@ class Direct:
         """Copy ``source_bucket``/``source_key`` to ``bucket``/``key``, directly where S3
         answers so, else through botocore; raise what botocore raises."""
         target, learn = self._target(bucket)
+        if target is not None:
+            target = self._usable(self._targets, bucket)
         if (
             target is not None
             and not _is_arn(source_bucket)
@@ -415,15 +467,20 @@ class Direct:
         token: str | None = None
         while True:
             page = None
-            target = self._listings.get(bucket)
+            target = self._usable(self._listings, bucket)
             if target is not None:
                 page = self._list_directly(target, bucket, prefix, start_after, token)
             if page is None:
                 page = self._list_through_botocore(bucket, prefix, start_after, token)
-            listed, truncated, token = page
+            listed, truncated, next_token = page
             yield listed, truncated
-            if not truncated or token is None:
+            if not truncated or not next_token:
                 return
+            if next_token == token:  # as botocore's paginator: a listing that would never end
+                from botocore.exceptions import PaginationError
+
+                raise PaginationError(message=f"The same next token was received twice: {token!r}")
+            token = next_token
 
     def _learn_bucket(self, bucket: str, prefix: str) -> None:
         """Learn ``bucket``'s URL and signing region from a ListObjectsV2 of at most one
@@ -458,9 +515,7 @@ class Direct:
             return None
         if page is None:
             logger.debug("A direct listing of %s was answered %d: listed through botocore", bucket, status)
-            if status in _REDIRECTED:
-                with self._lock:
-                    self._listings[bucket] = None
+            self._refused(self._listings, bucket, status, body)
             return None
         self._record(time.monotonic() - started)
         with self._lock:
@@ -509,24 +564,35 @@ class Direct:
             headers["x-amz-tagging-directive"] = "REPLACE"
         started = time.monotonic()
         try:
-            status, ok = self._send(target, key, headers)
+            status, ok, body = self._send(target, key, headers)
         except Exception as exc:  # noqa: BLE001 - botocore sends it again and raises what it raises
             logger.debug("A direct copy to %s/%s failed (%r): sent through botocore", bucket, key, exc)
             return False
         if not ok:
             logger.debug("A direct copy to %s/%s was answered %d: sent through botocore", bucket, key, status)
-            if status in _REDIRECTED:
-                with self._lock:
-                    self._targets[bucket] = None
+            self._refused(self._targets, bucket, status, body)
             return False
         self._record(time.monotonic() - started)
         return True
 
-    def _send(self, target: _Target, key: str, headers: dict[str, str]) -> tuple[int, bool]:
+    def _refused(self, where: dict[str, _Target | None], bucket: str, status: int, body: bytes) -> None:
+        """S3 answered a direct request to ``bucket`` with ``status`` (not a success): after a
+        redirect, or a 400 saying the bucket is elsewhere, its requests keep to botocore;
+        after 500 or more they go through botocore for `_COOL_DOWN` seconds, and this one
+        waits as botocore's first retry would (up to half a second) before it is sent again."""
+        if status in _REDIRECTED or (status == 400 and _error_code(body) in _BAD_REGION):
+            with self._lock:
+                where[bucket] = None
+        elif status >= 500:
+            with self._lock:
+                self._cooling[bucket] = self.clock() + _COOL_DOWN
+            self.sleep(random.uniform(0.0, 0.5))
+
+    def _send(self, target: _Target, key: str, headers: dict[str, str]) -> tuple[int, bool, bytes]:
         status, body = self._exchange(
             "CopyObject", ("PUT", target, target.path + self._encode(key, safe="/~"), ""), headers
         )
-        return status, status == 200 and b"<CopyObjectResult" in body
+        return status, status == 200 and _root(body) == "CopyObjectResult", body
 
     def _exchange(
         self, operation: str, request: tuple[str, _Target, str, str], headers: dict[str, str]
@@ -538,6 +604,9 @@ class Direct:
         if credentials is None:
             return 0, b""
         method, target, path, query = request
+        if any(_UNSAFE.search(value) for value in headers.values()):
+            msg = "a header value with a control character: botocore refuses it"
+            raise ValueError(msg)
         self._signer.sign(credentials.get_frozen_credentials(), request, headers, datetime.now(timezone.utc))
         headers["Host"] = target.host
         resource = f"{path}?{query}" if query else path
@@ -550,6 +619,16 @@ class Direct:
             answer = self._client._endpoint.http_session.send(prepared)
             return int(answer.status_code), bytes(answer.content)
         return self._connections.send(method, target, resource, headers)
+
+    def _usable(self, where: dict[str, _Target | None], bucket: str) -> _Target | None:
+        """``bucket``'s target in ``where``, unless its requests cool down after an error of S3's."""
+        with self._lock:
+            until = self._cooling.get(bucket)
+            if until is not None:
+                if self.clock() < until:
+                    return None
+                del self._cooling[bucket]
+            return where.get(bucket)
 
     def _target(self, bucket: str) -> tuple[_Target | None, bool]:
         """The bucket's target where it is known, and whether this thread is to learn it:
@@ -631,25 +710,62 @@ def _signed_target(request: Any, bucket: str, path: str) -> _Target | None:
     return _Target(f"{parts.scheme}://{parts.netloc}{path}", scope[2], parts.scheme, host, parts.netloc, path)
 
 
+def _parse(body: bytes) -> ElementTree.Element:
+    """The XML of a reply, read as UTF-8 whatever it declares (as botocore reads it)."""
+    parser = ElementTree.XMLParser(encoding="utf-8")
+    parser.feed(body)
+    return parser.close()
+
+
+def _local(tag: str) -> str:
+    """An element's name without its namespace (botocore's parser ignores namespaces)."""
+    return tag.rsplit("}", 1)[-1]
+
+
+def _root(body: bytes) -> str | None:
+    """The local name of a reply's root element; None where it is not XML."""
+    try:
+        return _local(_parse(body).tag)
+    except ElementTree.ParseError:
+        return None
+
+
+def _error_code(body: bytes) -> str | None:
+    """The ``Code`` of an S3 error reply; None where there is none."""
+    try:
+        root = _parse(body)
+    except ElementTree.ParseError:
+        return None
+    return next((child.text for child in root if _local(child.tag) == "Code"), None)
+
+
 def _listing(body: bytes) -> Page:
     """The (key, ETag) pairs of a ListObjectsV2 reply, whether it is truncated, and its
-    next continuation token; keys url-decoded where the reply says it encoded them (as
-    botocore does). Raises `ValueError` on what is not such a reply."""
-    root = ElementTree.fromstring(body)
-    ns = root.tag[: root.tag.index("}") + 1] if root.tag.startswith("{") else ""
-    if root.tag != f"{ns}ListBucketResult":
+    next continuation token, read as botocore reads them: by local names, keys
+    url-decoded where the reply says it encoded them, truncated only on ``true``. Raises
+    `ValueError` (or ElementTree's ``ParseError``) on what is not such a reply."""
+    root = _parse(body)
+    if _local(root.tag) != "ListBucketResult":
         msg = f"not a listing: {root.tag!r}"
         raise ValueError(msg)
-    encoded = root.findtext(f"{ns}EncodingType") == "url"
+    fields: dict[str, str | None] = {}
+    contents: list[ElementTree.Element] = []
+    for child in root:
+        name = _local(child.tag)
+        if name == "Contents":
+            contents.append(child)
+        else:
+            fields[name] = child.text
+    encoded = fields.get("EncodingType") == "url"
     listed: list[Item] = []
-    for item in root.iterfind(f"{ns}Contents"):
-        key = item.findtext(f"{ns}Key")
+    for item in contents:
+        parts = {_local(part.tag): part.text for part in item}
+        key = parts.get("Key")
         if key is None:
             msg = "a listed object without a key"
             raise ValueError(msg)
-        listed.append((unquote_plus(key) if encoded else key, item.findtext(f"{ns}ETag")))
-    truncated = (root.findtext(f"{ns}IsTruncated") or "false").strip().lower() == "true"
-    return listed, truncated, root.findtext(f"{ns}NextContinuationToken")
+        listed.append((unquote_plus(key) if encoded else key, parts.get("ETag")))
+    return listed, fields.get("IsTruncated") == "true", fields.get("NextContinuationToken")
 
 
 def _is_arn(bucket: str) -> bool:

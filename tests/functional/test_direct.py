@@ -158,14 +158,84 @@ def test_a_copy_not_answered_as_copied_goes_to_botocore(s3: S3, clock: Clock, fa
     assert (direct.sent, direct.handed_over) == (0, 2)
 
 
-def test_after_a_redirect_the_buckets_copies_keep_to_botocore(s3: S3, clock: Clock) -> None:
+@pytest.mark.parametrize(
+    ("status", "code", "refused"),
+    [
+        (301, "PermanentRedirect", 1),  # the bucket is elsewhere: its copies keep to botocore
+        (400, "AuthorizationHeaderMalformed", 1),
+        (400, "InvalidArgument", 3),  # one key's fault: the next copies are sent directly again
+        (503, "SlowDown", 1),  # S3 is busy: botocore's copies for a while (the clock stands still here)
+    ],
+)
+def test_what_a_refusal_means_for_the_buckets_next_copies(
+    s3: S3, clock: Clock, status: int, code: str, refused: int
+) -> None:
     scheduler, client, direct = _own(s3, clock)
+    waits: list[float] = []
+    direct.sleep = waits.append
+    direct.clock = lambda: 0.0  # stands still: a cool-down lasts the whole run
     for i in range(4):
         scheduler.schedule(T0, s3.target_bucket, f"k{i}", "x")
-    seen = _hook(client, lambda request: _reply(request, 301, b"<Error><Code>PermanentRedirect</Code></Error>"))
+    seen = _hook(client, lambda request: _reply(request, status, f"<Error><Code>{code}</Code></Error>".encode()))
     assert len(scheduler.handle().delivered) == 4
-    assert len(seen) == 1
+    assert len(seen) == refused
     assert (direct.sent, direct.handed_over) == (0, 4)
+    assert len(waits) == (1 if status == 503 else 0)  # as botocore's first retry waits
+    assert all(0 <= w <= 0.5 for w in waits)
+
+
+def test_a_cut_off_copy_reply_is_not_taken_as_copied(s3: S3, clock: Clock) -> None:
+    scheduler, client, direct = _own(s3, clock)
+    for i in range(2):
+        scheduler.schedule(T0, s3.target_bucket, f"k{i}", "x")
+    _hook(client, lambda request: _reply(request, 200, b"<CopyObjectResult><ETag>&quot;ab"))
+    assert len(scheduler.handle().delivered) == 2
+    assert (direct.sent, direct.handed_over) == (0, 2)
+
+
+def test_a_control_character_in_a_header_goes_to_botocore(s3: S3, clock: Clock) -> None:
+    """An ETag with CR LF (a broken or hostile store's listing) is never written raw into
+    a request: botocore gets the copy, and refuses it as it refuses such a header."""
+    _, client, direct = _own(s3, clock)
+    client.put_object(Bucket=s3.schedule_bucket, Key="src", Body=b"x")
+    direct.copy(s3.target_bucket, "learned", s3.schedule_bucket, "src")
+    with pytest.raises(ValueError, match=r"(?i)header"):
+        direct.copy(s3.target_bucket, "k", s3.schedule_bucket, "src", if_match='"a"\r\nX-Evil: 1')
+    assert (direct.sent, direct.handed_over) == (0, 2)
+
+
+def _listing_reply(token: str) -> bytes:
+    return (
+        '<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><IsTruncated>true</IsTruncated>'
+        f"<NextContinuationToken>{token}</NextContinuationToken>"
+        "<Contents><Key>jobs/x</Key><ETag>e</ETag></Contents></ListBucketResult>"
+    ).encode()
+
+
+def test_a_listing_that_repeats_its_token_raises_as_botocores_paginator(s3: S3, clock: Clock) -> None:
+    from botocore.exceptions import PaginationError
+
+    scheduler, client, _ = _own(s3, clock)
+    list(scheduler.pending())  # learns the URL
+    client.meta.events.register_first(
+        "before-send.s3.ListObjectsV2",
+        lambda request, **_: _reply(request, 200, _listing_reply("SAME")) if _is_direct(request) else None,
+    )
+    with pytest.raises(PaginationError, match="same next token"):
+        list(scheduler.pending())
+
+
+def test_a_truncated_listing_with_an_empty_token_ends(s3: S3, clock: Clock) -> None:
+    scheduler, client, direct = _own(s3, clock)
+    list(scheduler.pending())
+    client.meta.events.register_first(
+        "before-send.s3.ListObjectsV2",
+        lambda request, **_: _reply(request, 200, _listing_reply("")) if _is_direct(request) else None,
+    )
+    listed = direct.listed
+    assert [k for k, _ in next(iter(direct.pages(s3.schedule_bucket, "jobs/", None)))[0]] == ["jobs/x"]
+    assert list(direct.pages(s3.schedule_bucket, "jobs/", None)) == [([("jobs/x", "e")], True)]
+    assert direct.listed == listed + 2
 
 
 def test_a_client_passed_in_sends_every_copy_through_botocore(s3: S3, clock: Clock) -> None:
@@ -205,7 +275,9 @@ def test_the_own_client_lists_directly_what_botocore_lists(s3: S3, clock: Clock)
 
 @pytest.mark.parametrize("status", [500, 403, 301])
 def test_a_listing_not_answered_is_listed_through_botocore(s3: S3, clock: Clock, status: int) -> None:
-    scheduler, client, _ = _own(s3, clock)
+    scheduler, client, direct = _own(s3, clock)
+    direct.sleep = lambda _: None
+    direct.clock = lambda: 0.0  # stands still: a cool-down lasts the whole test
     s3.seed(scheduler, [(T0 + timedelta(days=1, seconds=i), s3.target_bucket, f"k{i}", "x") for i in range(1200)])
     list(scheduler.pending())  # learns the URL
     refused: list[str] = []
@@ -219,4 +291,5 @@ def test_a_listing_not_answered_is_listed_through_botocore(s3: S3, clock: Clock,
     client.meta.events.register_first("before-send.s3.ListObjectsV2", refuse)
     assert len(list(scheduler.pending())) == 1200
     assert len(list(scheduler.pending())) == 1200
-    assert len(refused) == (1 if status == 301 else 4)  # after a redirect, the bucket's listings keep to botocore
+    # after a redirect the bucket's listings keep to botocore; after a 500, for a while (the clock stands still)
+    assert len(refused) == (4 if status == 403 else 1)

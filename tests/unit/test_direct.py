@@ -245,3 +245,43 @@ def test_a_buckets_listing_url_from_the_request_botocore_signed() -> None:
     assert _listing_target_of(_Signed("https://b.s3.amazonaws.com/?list-type=2", AUTH), "b").path == "/"  # type: ignore[union-attr]
     assert _listing_target_of(_Signed("https://h/b?prefix=p", AUTH), "b") is None  # not ListObjectsV2
     assert _listing_target_of(_Signed("https://h/b?list-type=2", "AWS AK:x"), "b") is None
+
+
+def test_bytes_left_after_a_reply_close_the_connection() -> None:
+    """Nothing is pipelined: a reply followed by more bytes (a request split by a stray
+    CR LF, a confused server) is not taken, and the connection is closed; bytes that come
+    after a reply was read make the connection stale, and it is not used again."""
+    reply = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(RESULT), RESULT)
+    ours, theirs = socket.socketpair()
+    ours.settimeout(5)
+    theirs.sendall(reply + reply)  # both in ours' buffer before the request: one read takes both
+    connection = _Connection(ours)
+    with pytest.raises(ValueError, match="bytes after the reply"):
+        connection.exchange(HEAD)
+    assert not connection.open
+    ours, theirs = socket.socketpair()
+    ours.settimeout(5)
+    theirs.sendall(reply)
+    connection = _Connection(ours)
+    assert connection.exchange(HEAD) == (200, RESULT)
+    assert not connection.stale()
+    theirs.sendall(b"HTTP/1.1 200 OK\r\n")  # what no request asked for
+    assert connection.stale()
+    theirs.close()
+    ours, theirs = socket.socketpair()
+    theirs.sendall(reply)
+    connection = _Connection(ours)
+    connection.exchange(HEAD)
+    theirs.close()  # the server closes the idle connection
+    assert connection.stale()
+
+
+def test_a_listing_is_read_by_local_names_as_botocore_reads_it() -> None:
+    prefixed = (
+        b'<s3:ListBucketResult xmlns:s3="http://s3.amazonaws.com/doc/2006-03-01/">'
+        b"<IsTruncated>true</IsTruncated><NextContinuationToken>t</NextContinuationToken>"
+        b'<Contents xmlns="urn:other"><Key>k1</Key><ETag>"e"</ETag></Contents></s3:ListBucketResult>'
+    )
+    assert _listing(prefixed) == ([("k1", '"e"')], True, "t")
+    for odd in ("True", "true\n", "TRUE"):  # botocore takes "true" alone
+        assert _listing(_page("", truncated=odd, token="t"))[1] is False
