@@ -45,6 +45,8 @@ def _botocore_authorization(credentials: Credentials, url: str, headers: dict[st
         ("https://target.s3.eu-west-3.amazonaws.com/", "a b/é+%~|x", None, {"x-amz-copy-source-if-match": '"ab"'}),
         ("https://target.s3.eu-west-3.amazonaws.com/", "/lead//x", "TOKEN/=+", {"x-amz-tagging-directive": "REPLACE"}),
         ("http://localhost:80/target/", "k", None, {"x-amz-copy-source-if-match": '"a  b"'}),
+        ("https://t.s3.eu-west-3.amazonaws.com/", "~*'!()%2F 𝄞 tab\there #?&=\\<&\"", None, {}),
+        ("https://t.s3.eu-west-3.amazonaws.com/", "x" * 1024, "T", {}),
     ],
 )
 def test_the_signature_is_botocores(base: str, key: str, token: str | None, extra: dict[str, str]) -> None:
