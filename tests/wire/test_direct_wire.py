@@ -232,24 +232,29 @@ def test_over_tls_with_the_clients_ca_bundle(
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", endpoint.access_key)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", endpoint.secret_key)
     monkeypatch.setenv("AWS_CA_BUNDLE", str(certificate[0]))
+    # Over HTTPS, botocore 1.36+ sends a PutObject's checksum in an aws-chunked trailer,
+    # without Content-Length, which Ceph 16 refuses (MissingContentLength): the lease's PUT
+    # goes the way it goes over HTTP.
+    monkeypatch.setenv("AWS_REQUEST_CHECKSUM_CALCULATION", "when_required")
+    writer = Scheduler(wire.schedule_bucket, "jobs", s3_client=wire.client, clock=clock)
     try:
         client = _s3.fast_client(4)
         direct = Direct.of(client)
         assert direct is not None
         scheduler = Scheduler(wire.schedule_bucket, "jobs", s3_client=client, clock=clock, max_workers=2)
         for i in range(6):
-            scheduler.schedule(T0, wire.target_bucket, f"k{i}", f"{i}")
+            writer.schedule(T0, wire.target_bucket, f"k{i}", f"{i}")
         assert len(scheduler.handle().delivered) == 6
         assert [wire.body(wire.target_bucket, f"k{i}") for i in range(6)] == [f"{i}".encode() for i in range(6)]
         assert direct.sent >= 4
-        assert direct.listed == 1
+        assert direct.listed == 1, (direct._listings, direct._targets)
         assert front.connections >= 2
         import ssl
 
         direct._connections._context = ssl.create_default_context()  # the machine's CAs: not the front's
         direct._connections._local.__dict__.clear()  # new connections, verified against those
         handed_over = direct.handed_over
-        scheduler.schedule(T0, wire.target_bucket, "untrusted", "u")
+        writer.schedule(T0, wire.target_bucket, "untrusted", "u")
         assert len(scheduler.handle().delivered) == 1  # refused by our TLS check; botocore trusts the bundle
         assert direct.handed_over == handed_over + 1
     finally:
@@ -320,23 +325,36 @@ class _TlsFront:
             threading.Thread(target=self._one, args=(conn,), daemon=True).start()
 
     def _one(self, conn: socket.socket) -> None:
+        """Relay one connection in one thread: an SSL socket is not read and written from
+        two threads at once."""
+        import select
+        import ssl
+
+        conn.settimeout(10)
         try:
             secure = self._context.wrap_socket(conn, server_side=True)
         except OSError:
             conn.close()
             return
         up = socket.create_connection(self._upstream, timeout=10)
-        threading.Thread(target=_pump, args=(up, secure), daemon=True).start()
-        _pump(secure, up)
-
-
-def _pump(source: socket.socket, sink: socket.socket) -> None:
-    with contextlib.suppress(OSError):
-        while True:
-            data = source.recv(65536)
-            if not data:
-                break
-            sink.sendall(data)
-    for end in (source, sink):
-        with contextlib.suppress(OSError):
-            end.close()
+        with contextlib.suppress(OSError), secure, up:
+            while True:
+                if not secure.pending():
+                    readable, _, _ = select.select([secure, up], [], [], 10)
+                    if not readable:
+                        return
+                else:
+                    readable = [secure]
+                if secure in readable:
+                    try:
+                        data = secure.recv(65536)
+                    except ssl.SSLWantReadError:
+                        continue
+                    if not data:
+                        return
+                    up.sendall(data)
+                if up in readable:
+                    data = up.recv(65536)
+                    if not data:
+                        return
+                    secure.sendall(data)
