@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import socket
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any
 from unittest import mock
@@ -31,9 +33,27 @@ def _target(url: str, region: str = "eu-west-3") -> _Target:
     return _Target(url, region, parts.scheme, host, parts.netloc, parts.path)
 
 
+@contextmanager
+def _botocore_at(now: datetime) -> Iterator[None]:
+    """botocore's signer with its clock at ``now``: `get_current_datetime` where botocore
+    has it, ``datetime.datetime.utcnow()`` in its `auth` module before (1.35)."""
+    import botocore.auth
+
+    naive = now.replace(tzinfo=None)
+    if hasattr(botocore.auth, "get_current_datetime"):
+        with mock.patch("botocore.auth.get_current_datetime", return_value=naive):
+            yield
+        return
+
+    with mock.patch("botocore.auth.datetime") as module:
+        module.datetime.utcnow.return_value = naive
+        module.datetime.strptime = datetime.strptime
+        yield
+
+
 def _botocore_authorization(credentials: Credentials, url: str, headers: dict[str, str], region: str) -> str:
     request = AWSRequest(method="PUT", url=url, headers=dict(headers), data=b"")
-    with mock.patch("botocore.auth.get_current_datetime", return_value=NOW.replace(tzinfo=None)):
+    with _botocore_at(NOW):
         S3SigV4Auth(credentials, "s3", region).add_auth(request)
     return str(request.headers["Authorization"])
 
@@ -194,7 +214,7 @@ def test_a_listings_signature_is_botocores() -> None:
     _Signer().sign(credentials.get_frozen_credentials(), ("GET", target, "/schedule", canonical), ours, NOW)
     request = AWSRequest(method="GET", url="http://127.0.0.1:7480/schedule", params=query, headers={})
     request.headers["X-Amz-Security-Token"] = "TOKEN"
-    with mock.patch("botocore.auth.get_current_datetime", return_value=NOW.replace(tzinfo=None)):
+    with _botocore_at(NOW):
         S3SigV4Auth(credentials, "s3", "eu-west-3").add_auth(request)
     assert ours["Authorization"] == request.headers["Authorization"]
 
