@@ -16,7 +16,7 @@ fraction of that:
   kept per day) with the client's credentials, refreshed as botocore refreshes them.
 - **How.** The client's ``before-send`` handlers see the request first, as they would
   botocore's (moto's mock, a test's or a benchmark's hook): a reply from one is the
-  reply. Otherwise it goes over a keep-alive connection of the thread (`_Connection`:
+  reply. Otherwise it goes over a keep-alive connection (`_Connection`, kept for the client:
   HTTP/1.1, what these replies need), with the client's timeouts, TCP_NODELAY and TLS
   verification (its CA bundle, or none where the client verifies none); a client with a
   proxy or a client certificate sends through its own HTTP session.
@@ -293,16 +293,23 @@ class _Connection:
 
 
 class _Connections:
-    """A keep-alive `_Connection` per thread (each copier's, the lister's) and host."""
+    """Keep-alive `_Connection`s shared by the client's threads, per host: a thread takes an
+    idle one (or opens one) for each request and gives it back after the reply, so that
+    they outlive a run's threads (a warm Lambda's next run opens none), up to the client's
+    ``max_pool_connections`` kept idle per host."""
 
     def __init__(self, client: Any) -> None:
         config = client.meta.config
         self._connect_timeout = float(config.connect_timeout)
         self.read_timeout = float(config.read_timeout)
+        self._keep = int(getattr(config, "max_pool_connections", None) or 10)
         self._session = client._endpoint.http_session
         self._verify = getattr(self._session, "_verify", True)
-        self._local = threading.local()
+        self._idle: dict[tuple[str, str], list[_Connection]] = {}
+        self._lock = threading.Lock()
         self._context: ssl.SSLContext | None = None
+        self.opened = 0
+        """Connections opened so far."""
 
     def usable_for(self, url: str) -> bool:
         """Whether this sends to ``url``: not where the client has a proxy for it or a client certificate."""
@@ -318,28 +325,44 @@ class _Connections:
         if method == "PUT":
             lines.append("Content-Length: 0")
         head = "\r\n".join([*lines, "", ""]).encode("ascii")
-        connection = self._connection(target)
+        connection = self._take(target)
         try:
-            return connection.exchange(head)
+            reply = connection.exchange(head)
         except BaseException:
             connection.close()
             raise
+        self._give_back(target, connection)
+        return reply
 
-    def _connection(self, target: _Target) -> _Connection:
-        pool: dict[tuple[str, str], _Connection] = self._local.__dict__.setdefault("pool", {})
-        found = pool.get((target.scheme, target.netloc))
-        if found is not None and found.open and found.stale():
+    def _take(self, target: _Target) -> _Connection:
+        """An idle connection to ``target``'s host that nothing came on since its last
+        reply (the last given back first), else a new one."""
+        while True:
+            with self._lock:
+                idle = self._idle.get((target.scheme, target.netloc))
+                found = idle.pop() if idle else None
+            if found is None:
+                return self._open(target)
+            if found.open and not found.stale():
+                return found
             found.close()
-        if found is None or not found.open:
-            found = self._open(target)
-            pool[(target.scheme, target.netloc)] = found
-        return found
+
+    def _give_back(self, target: _Target, connection: _Connection) -> None:
+        if connection.open:
+            with self._lock:
+                idle = self._idle.setdefault((target.scheme, target.netloc), [])
+                if len(idle) < self._keep:
+                    idle.append(connection)
+                    return
+            connection.close()
 
     def _open(self, target: _Target) -> _Connection:
         parts = urlsplit(f"{target.scheme}://{target.netloc}")
         host = parts.hostname or ""
         port = parts.port or (443 if target.scheme == "https" else 80)
         sock = socket.create_connection((host, port), timeout=self._connect_timeout)
+        with self._lock:
+            self.opened += 1
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if target.scheme == "https":

@@ -61,6 +61,11 @@ def test_many_copier_threads_keep_their_connections(
     assert len(wire.keys(wire.target_bucket)) == 200
     assert direct.sent >= 200 - 8  # at most one botocore copy per copier thread, learning the bucket
     assert direct.sent + direct.handed_over == 200
+    opened = direct._connections.opened
+    assert opened <= 8 + 1 or endpoint.name == "moto"  # a copier's each and the lister's (moto's closes each)
+    wire.seed(scheduler, [(T0, wire.target_bucket, f"again{i}", "x") for i in range(20)])
+    assert len(scheduler.handle().delivered) == 20  # a next run's new threads take the kept connections
+    assert direct._connections.opened == opened or endpoint.name == "moto"
 
 
 def test_a_copy_signed_wrong_is_refused_and_botocore_delivers_it(
@@ -252,7 +257,7 @@ def test_over_tls_with_the_clients_ca_bundle(
         import ssl
 
         direct._connections._context = ssl.create_default_context()  # the machine's CAs: not the front's
-        direct._connections._local.__dict__.clear()  # new connections, verified against those
+        direct._connections._idle.clear()  # new connections, verified against those
         handed_over = direct.handed_over
         writer.schedule(T0, wire.target_bucket, "untrusted", "u")
         assert len(scheduler.handle().delivered) == 1  # refused by our TLS check; botocore trusts the bundle
