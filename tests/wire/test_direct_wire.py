@@ -114,19 +114,14 @@ def test_a_server_that_closes_each_connection_and_one_that_drops_the_reply(
     assert proxy.dropped == 1
 
 
-class _Proxy:
-    """A TCP proxy on 127.0.0.1 that serves one request per connection (it closes after
-    each reply), and can drop the reply to the n-th direct copy after the server did it."""
+class _Listener:
+    """A server on an ephemeral port of 127.0.0.1 that hands each connection to `_one` in a
+    thread of its own, and counts them."""
 
-    def __init__(self, upstream: str) -> None:
-        host, _, port = upstream.partition(":")
-        self._upstream = (host, int(port or 80))
+    def __init__(self) -> None:
         self._server = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self._server.getsockname()[1]}"
-        self.drop_reply_of = 0
-        self.dropped = 0
-        self._direct = 0
-        self._lock = threading.Lock()
+        self.port = self._server.getsockname()[1]
+        self.connections = 0
         threading.Thread(target=self._serve, daemon=True).start()
 
     def close(self) -> None:
@@ -138,7 +133,26 @@ class _Proxy:
                 conn, _ = self._server.accept()
             except OSError:
                 return
+            self.connections += 1
             threading.Thread(target=self._one, args=(conn,), daemon=True).start()
+
+    def _one(self, conn: socket.socket) -> None:
+        raise NotImplementedError
+
+
+class _Proxy(_Listener):
+    """A TCP proxy on 127.0.0.1 that serves one request per connection (it closes after
+    each reply), and can drop the reply to the n-th direct copy after the server did it."""
+
+    def __init__(self, upstream: str) -> None:
+        host, _, port = upstream.partition(":")
+        self._upstream = (host, int(port or 80))
+        self.drop_reply_of = 0
+        self.dropped = 0
+        self._direct = 0
+        self._lock = threading.Lock()
+        super().__init__()
+        self.url = f"http://127.0.0.1:{self.port}"
 
     def _one(self, conn: socket.socket) -> None:
         conn.settimeout(10)
@@ -302,7 +316,7 @@ def _self_signed(folder: Any) -> tuple[Any, Any]:
     return cert_file, key_file
 
 
-class _TlsFront:
+class _TlsFront(_Listener):
     """TLS on 127.0.0.1 in front of ``upstream`` (plain HTTP): bytes pumped both ways."""
 
     def __init__(self, upstream: str, certificate: tuple[Any, Any]) -> None:
@@ -312,22 +326,7 @@ class _TlsFront:
         self._upstream = (host, int(port or 80))
         self._context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self._context.load_cert_chain(str(certificate[0]), str(certificate[1]))
-        self._server = socket.create_server(("127.0.0.1", 0))
-        self.port = self._server.getsockname()[1]
-        self.connections = 0
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def close(self) -> None:
-        self._server.close()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self._server.accept()
-            except OSError:
-                return
-            self.connections += 1
-            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
+        super().__init__()
 
     def _one(self, conn: socket.socket) -> None:
         """Relay one connection in one thread: an SSL socket is not read and written from
