@@ -69,8 +69,8 @@ _REDIRECTED = frozenset({301, 307})
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
-Item = tuple[str, Optional[str]]
-"""A listed object: its key and the ETag the listing gave."""
+Item = tuple[str, Optional[str], Optional[str]]
+"""A listed object: its key, the ETag and the LastModified (ISO 8601, as S3 wrote it) the listing gave."""
 Page = tuple[list[Item], bool, Optional[str]]
 """A listing's page: its objects, whether it is truncated, its next continuation token."""
 
@@ -480,7 +480,7 @@ class Direct:
 
     def pages(self, bucket: str, prefix: str, start_after: str | None) -> Iterator[tuple[list[Item], bool]]:
         """Yield the ListObjectsV2 pages of ``bucket`` under ``prefix`` (after ``start_after``)
-        as (key, ETag) pairs, each with whether S3 said more follow: each page directly
+        as (key, ETag, LastModified) items, each with whether S3 said more follow: each page directly
         where the bucket's URL is known and S3 answers it, else through botocore. The
         first listing of a bucket learns its URL from a LIST of one key through botocore
         (`_learn_bucket`), so that no page of 1,000 is read by botocore's parser. Raises
@@ -552,7 +552,7 @@ class Direct:
         if token is not None:
             params["ContinuationToken"] = token
         response = self._client.list_objects_v2(**params)
-        listed = [(obj["Key"], obj.get("ETag")) for obj in response.get("Contents", ())]
+        listed = [(obj["Key"], obj.get("ETag"), _iso(obj.get("LastModified"))) for obj in response.get("Contents", ())]
         return listed, bool(response.get("IsTruncated", False)), response.get("NextContinuationToken")
 
     def _learn_listing(self, request: Any, **_: Any) -> None:
@@ -763,18 +763,20 @@ def _error_code(body: bytes) -> str | None:
 
 
 def _listing(body: bytes) -> Page:
-    """The (key, ETag) pairs of a ListObjectsV2 reply, whether it is truncated, and its
-    next continuation token, read as botocore reads them: by local names, keys
-    url-decoded where the reply says it encoded them, truncated only on ``true``. Raises
-    `ValueError` (or ElementTree's ``ParseError``) on what is not such a reply."""
+    """The (key, ETag, LastModified) items of a ListObjectsV2 reply, whether it is
+    truncated, and its next continuation token, read as botocore reads them: by local
+    names, keys url-decoded where the reply says it encoded them, truncated only on
+    ``true``. Raises `ValueError` (or ElementTree's ``ParseError``) on what is not such a
+    reply."""
     root = _parse(body)
+    local = _LOCAL_NAMES
     if _local(root.tag) != "ListBucketResult":
         msg = f"not a listing: {root.tag!r}"
         raise ValueError(msg)
     fields: dict[str, str | None] = {}
     contents: list[ElementTree.Element] = []
     for child in root:
-        name = _local(child.tag)
+        name = local.get(child.tag) or _remember(child.tag)
         if name == "Contents":
             contents.append(child)
         else:
@@ -782,13 +784,36 @@ def _listing(body: bytes) -> Page:
     encoded = fields.get("EncodingType") == "url"
     listed: list[Item] = []
     for item in contents:
-        parts = {_local(part.tag): part.text for part in item}
-        key = parts.get("Key")
+        key = etag = modified = None
+        for part in item:
+            name = local.get(part.tag) or _remember(part.tag)
+            if name == "Key":
+                key = part.text
+            elif name == "ETag":
+                etag = part.text
+            elif name == "LastModified":
+                modified = part.text
         if key is None:
             msg = "a listed object without a key"
             raise ValueError(msg)
-        listed.append((unquote_plus(key) if encoded else key, parts.get("ETag")))
+        listed.append((unquote_plus(key) if encoded else key, etag, modified))
     return listed, fields.get("IsTruncated") == "true", fields.get("NextContinuationToken")
+
+
+_LOCAL_NAMES: dict[str, str] = {}
+"""The local name of each element name seen in a listing (a few dozen at most: S3's own)."""
+
+
+def _remember(tag: str) -> str:
+    name = _local(tag)
+    if len(_LOCAL_NAMES) < 256:  # names a server makes up are not kept without end
+        _LOCAL_NAMES[tag] = name
+    return name
+
+
+def _iso(moment: Any) -> str | None:
+    """A LastModified botocore parsed (a datetime) as ISO 8601 text, as a listing holds it."""
+    return moment.isoformat() if isinstance(moment, datetime) else None
 
 
 def _is_arn(bucket: str) -> bool:

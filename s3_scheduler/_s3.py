@@ -39,9 +39,11 @@ import hashlib
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from datetime import datetime, timezone
 from typing import Any, NamedTuple
 
 from botocore.exceptions import ClientError
+from dateutil.parser import isoparse
 
 from . import _direct
 from .keys import MAX_KEY_BYTES, Window
@@ -171,12 +173,48 @@ def _pages(
     direct = _direct.Direct.of(client)
     if direct is not None:  # the client this package built: the same listing, for less client CPU
         for items, more in direct.pages(bucket, prefix, start_after):
-            yield [Listed(key, etag) for key, etag in items], more
+            yield [Listed(key, etag) for key, etag, _ in items], more
         return
     after = {} if start_after is None else {"StartAfter": start_after}
     for response in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, **after):
         listed = [Listed(obj["Key"], obj.get("ETag")) for obj in response.get("Contents", ())]
         yield listed, bool(response.get("IsTruncated", True))
+
+
+def list_modified(client: Any, bucket: str, prefix: str, start_after: str | None) -> Iterator[list[Modified]]:
+    """Yield the names under ``prefix`` (after ``start_after``, if given) in key order with
+    when each was last modified (None where the listing gave no time it could read), one
+    list per LIST page: directly for the client this package built (`_direct`), else
+    through botocore's paginator."""
+    direct = _direct.Direct.of(client)
+    if direct is not None:
+        for items, _ in direct.pages(bucket, prefix, start_after):
+            yield [Modified(key, _moment(modified)) for key, _, modified in items]
+        return
+    after = {} if start_after is None else {"StartAfter": start_after}
+    for response in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, **after):
+        yield [
+            Modified(obj["Key"], obj.get("LastModified") if isinstance(obj.get("LastModified"), datetime) else None)
+            for obj in response.get("Contents", ())
+        ]
+
+
+class Modified(NamedTuple):
+    """A name found by a listing, with when it was last modified (None: not known)."""
+
+    key: str
+    modified: datetime | None
+
+
+def _moment(text: str | None) -> datetime | None:
+    """A listing's LastModified (ISO 8601: ``2026-12-07T20:00:00.000Z``) as an aware datetime; None where unreadable."""
+    if not text:
+        return None
+    try:
+        moment = isoparse(text)
+    except (ValueError, OverflowError):
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
 
 
 def list_window(resource: Any, client: Any, bucket: str, prefix: str, window: Window) -> Iterator[Listed]:

@@ -347,24 +347,22 @@ def marked_in(
     or rejected; its marker stays.)
     """
     markers = series_marker_prefix(prefix)
-    start = {} if after is None else {"StartAfter": series_marker(prefix, after)}
+    start = None if after is None else series_marker(prefix, after)
     end = series_marker(prefix, last)
     marked: set[str] = set()
     orphans: list[str] = []
     checked = 0
-    paginator = client.get_paginator("list_objects_v2")
-    for page in paginator.paginate(Bucket=bucket, Prefix=markers, **start):
-        for item in page.get("Contents", ()):
-            if item["Key"] > end:
+    for page in _s3.list_modified(client, bucket, markers, start):
+        for item in page:
+            if item.key > end:
                 break
-            key = marked_event(prefix, item["Key"])
+            key = marked_event(prefix, item.key)
             if after is None and key < first:
-                modified = item.get("LastModified")
-                old = isinstance(modified, datetime) and modified < now - ORPHAN_AGE
+                old = item.modified is not None and item.modified < now - ORPHAN_AGE
                 if old and checked < ORPHANS_CHECKED:
                     checked += 1
                     if head(client, bucket, key) is None:
-                        orphans.append(item["Key"])
+                        orphans.append(item.key)
             else:
                 marked.add(key)
         else:

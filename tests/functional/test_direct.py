@@ -5,7 +5,7 @@ answer as copied to botocore, which sends it again."""
 from __future__ import annotations
 
 import contextlib
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
 import pytest
@@ -13,7 +13,7 @@ from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ConnectionClosedError
 from moto.core.botocore_stubber import BotocoreStubber
 
-from s3_scheduler import Scheduler, _s3
+from s3_scheduler import Scheduler, _s3, keys, occurrences
 from s3_scheduler._direct import Direct
 from tests.conftest import S3, T0, Clock
 
@@ -234,8 +234,8 @@ def test_a_truncated_listing_with_an_empty_token_ends(s3: S3, clock: Clock) -> N
         lambda request, **_: _reply(request, 200, _listing_reply("")) if _is_direct(request) else None,
     )
     listed = direct.listed
-    assert [k for k, _ in next(iter(direct.pages(s3.schedule_bucket, "jobs/", None)))[0]] == ["jobs/x"]
-    assert list(direct.pages(s3.schedule_bucket, "jobs/", None)) == [([("jobs/x", "e")], True)]
+    assert [k for k, _, _ in next(iter(direct.pages(s3.schedule_bucket, "jobs/", None)))[0]] == ["jobs/x"]
+    assert list(direct.pages(s3.schedule_bucket, "jobs/", None)) == [([("jobs/x", "e", None)], True)]
     assert direct.listed == listed + 2
 
 
@@ -294,3 +294,33 @@ def test_a_listing_not_answered_is_listed_through_botocore(s3: S3, clock: Clock,
     assert len(list(scheduler.pending())) == 1200
     # after a redirect the bucket's listings keep to botocore; after a 500, for a while (the clock stands still)
     assert len(refused) == (4 if status == 403 else 1)
+
+
+def test_markers_are_listed_directly_and_old_orphans_still_go(s3: S3, clock: Clock) -> None:
+    """The series markers' LIST of a run goes directly too, with the times S3 gave: a
+    marker of no event is kept while younger than ORPHAN_AGE and deleted once older; the
+    marker of a pending occurrence stays. botocore sends one LIST of one key (to learn
+    the bucket's URL) and no page."""
+    scheduler, client, direct = _own(s3, clock)
+    real = datetime.now(timezone.utc).replace(microsecond=0)  # moto's clock gives the markers' LastModified
+    series = scheduler.schedule(real + timedelta(hours=3), s3.target_bucket, "daily", "x", repeat="FREQ=DAILY")
+    orphan = keys.series_marker(scheduler.prefix, keys.encode_key(scheduler.prefix, real, s3.target_bucket, "gone"))
+    s3.client.put_object(Bucket=s3.schedule_bucket, Key=orphan, Body=b"")
+    through_botocore: list[str] = []
+    client.meta.events.register(
+        "before-send.s3.ListObjectsV2",
+        lambda request, **_: None if _is_direct(request) else through_botocore.append(request.url),
+    )
+
+    def markers() -> list[str]:
+        return [k for k in s3.keys(s3.schedule_bucket) if "/.series/" in k]
+
+    for minutes, name in [(1, "young"), (70, "old")]:
+        clock.now = real + timedelta(minutes=minutes)
+        due = scheduler.schedule(clock.now - timedelta(seconds=1), s3.target_bucket, name, "x")
+        assert [e.key for e in scheduler.handle().delivered] == [due]
+        expected = [orphan] if minutes < occurrences.ORPHAN_AGE.total_seconds() / 60 else []
+        assert sorted(markers()) == sorted([*expected, keys.series_marker(scheduler.prefix, series)])
+    assert len(through_botocore) == 1
+    assert "max-keys=1" in through_botocore[0]
+    assert direct.listed >= 4  # each run: a page of events and a page of markers

@@ -234,13 +234,18 @@ def _page(items: str, *, encoded: bool = True, truncated: str = "false", token: 
 
 def test_a_listing_is_read_as_botocore_reads_it() -> None:
     items = (
-        "<Contents><Key>jobs/%7C2026+x%2B%C3%A9</Key><ETag>&quot;ab&quot;</ETag><Size>1</Size></Contents>"
+        "<Contents><Key>jobs/%7C2026+x%2B%C3%A9</Key><LastModified>2026-12-07T20:01:02.345Z</LastModified>"
+        "<ETag>&quot;ab&quot;</ETag><Size>1</Size></Contents>"
         "<Contents><Key>jobs/%25</Key></Contents>"
     )
-    assert _listing(_page(items)) == ([("jobs/|2026 x+é", '"ab"'), ("jobs/%", None)], False, None)
+    assert _listing(_page(items)) == (
+        [("jobs/|2026 x+é", '"ab"', "2026-12-07T20:01:02.345Z"), ("jobs/%", None, None)],
+        False,
+        None,
+    )
     plain = "<Contents><Key>jobs/a+b%7C</Key><ETag>e</ETag></Contents>"
     assert _listing(_page(plain, encoded=False, truncated="true", token="t/1==")) == (
-        [("jobs/a+b%7C", "e")],
+        [("jobs/a+b%7C", "e", None)],
         True,
         "t/1==",
     )
@@ -304,6 +309,6 @@ def test_a_listing_is_read_by_local_names_as_botocore_reads_it() -> None:
         b"<IsTruncated>true</IsTruncated><NextContinuationToken>t</NextContinuationToken>"
         b'<Contents xmlns="urn:other"><Key>k1</Key><ETag>"e"</ETag></Contents></s3:ListBucketResult>'
     )
-    assert _listing(prefixed) == ([("k1", '"e"')], True, "t")
+    assert _listing(prefixed) == ([("k1", '"e"', None)], True, "t")
     for odd in ("True", "true\n", "TRUE"):  # botocore takes "true" alone
         assert _listing(_page("", truncated=odd, token="t"))[1] is False

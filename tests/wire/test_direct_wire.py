@@ -210,7 +210,7 @@ ODD_NAMES = ["a b", "é+%~|x=y&z", "semi;colon,comma*star", "plus+sign", "tab\th
 
 def test_a_direct_listing_is_botocores_listing(wire: S3, endpoint: Endpoint, monkeypatch: pytest.MonkeyPatch) -> None:
     """1,100 odd names (two pages), from the start and after a name, with and without a
-    prefix: the same keys and ETags as botocore's paginator gives, every page sent
+    prefix: the same keys, ETags and times as botocore's paginator gives, every page sent
     directly (the server checks their signatures)."""
     client, direct = _own(monkeypatch, endpoint)
     names = [f"odd é/{i:04d} {ODD_NAMES[i % len(ODD_NAMES)]}" for i in range(1100)]
@@ -224,12 +224,15 @@ def test_a_direct_listing_is_botocores_listing(wire: S3, endpoint: Endpoint, mon
     )
     for prefix, after in [("odd é/", None), ("", None), ("odd é/", names[499]), ("odd é/0", "odd é/05")]:
         expected = [
-            [(o["Key"], o.get("ETag")) for o in page.get("Contents", ())]
+            [(o["Key"], o.get("ETag"), o["LastModified"]) for o in page.get("Contents", ())]
             for page in wire.client.get_paginator("list_objects_v2").paginate(
                 Bucket=wire.schedule_bucket, Prefix=prefix, **({"StartAfter": after} if after else {})
             )
         ]
-        got = [items for items, _ in direct.pages(wire.schedule_bucket, prefix, after)]
+        got = [
+            [(key, etag, _s3._moment(modified)) for key, etag, modified in items]
+            for items, _ in direct.pages(wire.schedule_bucket, prefix, after)
+        ]
         assert got == expected
     assert direct.listed == len(sent) == 6  # every page (a LIST of one key through botocore gave the URL)
 
