@@ -1,6 +1,7 @@
 """The hot requests of the client this package builds, sent without botocore's per-call machinery.
 
-A delivery is one CopyObject, and a run reads its window in ListObjectsV2 pages of 1,000.
+A delivery is one CopyObject, a run reads its window in ListObjectsV2 pages of 1,000, and
+deletes what it delivered in DeleteObjects of up to 1,000 keys.
 Through botocore each request costs about 2 ms of client CPU (parameter validation, the
 event handlers, endpoint rules, serialising, signing, urllib3, parsing the reply; a
 page of 1,000 keys about 30 ms more to parse): the limit of a handler's events per
@@ -9,11 +10,12 @@ fraction of that:
 
 - **Where to.** The URL of each bucket and its signing region are taken from a request
   botocore sent: the first copy to a target bucket, and a LIST of one key before the
-  first listing of a bucket; botocore's endpoint rules (path or virtual-host style, the
-  region, a custom endpoint) decide them.
+  first listing of a bucket (its batch deletes then go to the same URL); botocore's
+  endpoint rules (path or virtual-host style, the region, a custom endpoint) decide them.
 - **What.** Each later request is that URL with the key (a copy) or the query (a
-  listing), the headers botocore sends, signed with SigV4 (`_Signer`, the signing key
-  kept per day) with the client's credentials, refreshed as botocore refreshes them.
+  listing, a batch delete), the headers botocore sends (a batch delete's body with its
+  ``Content-MD5``), signed with SigV4 (`_Signer`, the signing key kept per day) with the
+  client's credentials, refreshed as botocore refreshes them.
 - **How.** The client's ``before-send`` handlers see the request first, as they would
   botocore's (moto's mock, a test's or a benchmark's hook): a reply from one is the
   reply. Otherwise it goes over a keep-alive connection (`_Connection`, kept for the client:
@@ -23,7 +25,10 @@ fraction of that:
 - **Only success is taken.** A copy is done only on a reply botocore takes as success:
   status 200 with a ``CopyObjectResult`` body (S3 can answer 200 with an error in the
   body); a listing on status 200 with a ``ListBucketResult``, read with ElementTree (keys
-  url-decoded as botocore decodes them). Any other reply, and any error before one, hands
+  url-decoded as botocore decodes them); a batch delete on status 200 with a
+  ``DeleteResult``, whose ``Error`` elements are the keys not deleted. A batch with a key
+  or ETag XML 1.0 cannot carry as it is (a control character, a CR) goes to botocore.
+  Any other reply, and any error before one, hands
   the request to botocore: it sends it again, parses the error, retries as configured
   and raises what it always raises, so a copy answered with an error is sent once more,
   as botocore's own retry would send it. A redirect (301, 307), or a 400 saying the
@@ -41,6 +46,7 @@ fraction of that:
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import hmac
@@ -58,6 +64,7 @@ from datetime import datetime, timezone
 from typing import Any, NamedTuple, Optional
 from urllib.parse import quote, unquote_plus, urlsplit
 from xml.etree import ElementTree
+from xml.sax.saxutils import escape as xml_escape
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +75,8 @@ _REDIRECTED = frozenset({301, 307})
 """Statuses after which a bucket's requests go through botocore (its region redirects)."""
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+
+S3_NAMESPACE = "http://s3.amazonaws.com/doc/2006-03-01/"
 
 Item = tuple[str, Optional[str], Optional[str]]
 """A listed object: its key, the ETag and the LastModified (ISO 8601, as S3 wrote it) the listing gave."""
@@ -102,7 +111,7 @@ class _Target(NamedTuple):
 
 
 class _Signer:
-    """SigV4 for a request with an empty body, the signing key kept per (secret, day, region)."""
+    """SigV4 for a request, the signing key kept per (secret, day, region)."""
 
     def __init__(self) -> None:
         self._keys: dict[tuple[str, str, str], bytes] = {}
@@ -114,8 +123,10 @@ class _Signer:
         request: tuple[str, _Target, str, str],
         headers: dict[str, str],
         now: datetime,
+        payload: str = EMPTY_SHA256,
     ) -> None:
-        """Add ``x-amz-date``, ``x-amz-content-sha256`` (an empty body's), the session token
+        """Add ``x-amz-date``, ``x-amz-content-sha256`` (``payload``: the body's SHA-256, an
+        empty body's by default), the session token
         where there is one, and ``Authorization`` to ``headers`` (all but ``User-Agent``
         and ``Host`` lower-case), for ``request``: the method, the target, the path
         (percent-encoded, as sent) and the query (canonical: sorted, encoded)."""
@@ -123,14 +134,14 @@ class _Signer:
         stamp = now.strftime("%Y%m%dT%H%M%SZ")
         day = stamp[:8]
         headers["x-amz-date"] = stamp
-        headers["x-amz-content-sha256"] = EMPTY_SHA256
+        headers["x-amz-content-sha256"] = payload
         if credentials.token:
             headers["x-amz-security-token"] = credentials.token
         signed = {name: " ".join(value.split()) for name, value in headers.items() if name != "User-Agent"}
         signed["host"] = target.host
         names = sorted(signed)
         canonical = "\n".join(
-            [method, path, query, *(f"{name}:{signed[name]}" for name in names), "", ";".join(names), EMPTY_SHA256]
+            [method, path, query, *(f"{name}:{signed[name]}" for name in names), "", ";".join(names), payload]
         )
         scope = f"{day}/{target.region}/s3/aws4_request"
         digest = hashlib.sha256(canonical.encode("utf-8")).hexdigest()
@@ -157,9 +168,9 @@ class _Signer:
 
 
 class _Connection:
-    """One keep-alive HTTP/1.1 connection: a request with an empty body, and its reply read.
+    """One keep-alive HTTP/1.1 connection: a request, and its reply read.
 
-    Only what the replies to CopyObject and ListObjectsV2 need: a status line, header
+    Only what the replies to CopyObject, ListObjectsV2 and DeleteObjects need: a status line, header
     fields, a body by ``Content-Length``, chunked, or up to the close; interim (1xx)
     replies skipped. Anything else raises, and the request goes to botocore.
     """
@@ -173,7 +184,7 @@ class _Connection:
         self.open = True
 
     def exchange(self, head: bytes) -> tuple[int, bytes]:
-        """Send ``head`` (a request line and its fields; no body); return the reply's
+        """Send ``head`` (a request line, its fields and its body, if any); return the reply's
         status and body. Nothing is pipelined: bytes left from an earlier reply close the
         connection and raise, and so do bytes left after this one."""
         if self._buffer:
@@ -318,13 +329,15 @@ class _Connections:
             return False
         return getattr(self._session, "_cert_file", None) is None
 
-    def send(self, method: str, target: _Target, resource: str, headers: dict[str, str]) -> tuple[int, bytes]:
-        """Send ``method`` on ``resource`` (path and query) with an empty body; return the
+    def send(
+        self, method: str, target: _Target, resource: str, headers: dict[str, str], body: bytes = b""
+    ) -> tuple[int, bytes]:
+        """Send ``method`` on ``resource`` (path and query) with ``body``; return the
         status and the body of the reply."""
         lines = [f"{method} {resource} HTTP/1.1", *(f"{name}: {value}" for name, value in headers.items())]
-        if method == "PUT":
-            lines.append("Content-Length: 0")
-        head = "\r\n".join([*lines, "", ""]).encode("ascii")
+        if method != "GET":
+            lines.append(f"Content-Length: {len(body)}")
+        head = "\r\n".join([*lines, "", ""]).encode("ascii") + body
         connection = self._take(target)
         try:
             reply = connection.exchange(head)
@@ -422,6 +435,8 @@ class Direct:
         """Copies sent through botocore: the first to each bucket, and those not answered as copied."""
         self.listed = 0
         """LIST pages read this way."""
+        self.batches = 0
+        """Batch deletes S3 answered, sent this way."""
         self._learning = threading.local()
         self._agent = f"s3-scheduler/{__version__} botocore/{botocore.__version__}"
         self._listings: dict[str, _Target | None] = {}
@@ -555,6 +570,32 @@ class Direct:
         listed = [(obj["Key"], obj.get("ETag"), _iso(obj.get("LastModified"))) for obj in response.get("Contents", ())]
         return listed, bool(response.get("IsTruncated", False)), response.get("NextContinuationToken")
 
+    def delete(self, bucket: str, objects: list[tuple[str, str | None]]) -> list[dict[str, str]] | None:
+        """Delete ``objects`` (each a key, and the ETag it must have or None) of ``bucket``
+        in one quiet DeleteObjects sent directly; return the keys S3 did not delete, as
+        botocore's ``Errors``. None where it was not sent so or not answered with a
+        ``DeleteResult``: botocore is to send it (and raise what it raises)."""
+        target = self._usable(self._listings, bucket)
+        body = _delete_body(objects) if target is not None else None
+        if target is None or body is None:
+            return None
+        headers = {"content-md5": _md5(body), "User-Agent": self._agent}
+        try:
+            status, reply = self._exchange(
+                "DeleteObjects", ("POST", target, target.path, "delete="), headers, body, query="delete"
+            )
+            errors = _delete_errors(reply) if status == 200 else None
+        except Exception as exc:  # noqa: BLE001 - botocore sends it again and raises what it raises
+            logger.debug("A direct batch delete in %s failed (%r): sent through botocore", bucket, exc)
+            return None
+        if errors is None:
+            logger.debug("A direct batch delete in %s was answered %d: sent through botocore", bucket, status)
+            self._refused(self._listings, bucket, status, reply)
+            return None
+        with self._lock:
+            self.batches += 1
+        return errors
+
     def _learn_listing(self, request: Any, **_: Any) -> None:
         """botocore's ``before-send`` of a ListObjectsV2: where this thread is learning a
         bucket's URL, take it and the signing region from the request botocore made."""
@@ -618,30 +659,42 @@ class Direct:
         return status, status == 200 and _root(body) == "CopyObjectResult", body
 
     def _exchange(
-        self, operation: str, request: tuple[str, _Target, str, str], headers: dict[str, str]
+        self,
+        operation: str,
+        request: tuple[str, _Target, str, str],
+        headers: dict[str, str],
+        body: bytes = b"",
+        *,
+        query: str | None = None,
     ) -> tuple[int, bytes]:
-        """Sign and send ``request`` (method, target, path, canonical query) of ``operation``;
-        return the reply's status and body. The client's ``before-send`` handlers see it
-        first, as they would botocore's; a reply from one is the reply."""
+        """Sign and send ``request`` (method, target, path, canonical query) of ``operation``
+        with ``body``, its query sent as ``query`` where given (``delete`` for the
+        canonical ``delete=``); return the reply's status and body. The client's
+        ``before-send`` handlers see it first, as they would botocore's; a reply from one
+        is the reply."""
         credentials = self._client._request_signer._credentials
         if credentials is None:
             return 0, b""
-        method, target, path, query = request
+        method, target, path, canonical = request
         if any(_UNSAFE.search(value) for value in headers.values()):
             msg = "a header value with a control character: botocore refuses it"
             raise ValueError(msg)
-        self._signer.sign(credentials.get_frozen_credentials(), request, headers, datetime.now(timezone.utc))
+        payload = hashlib.sha256(body).hexdigest() if body else EMPTY_SHA256
+        self._signer.sign(credentials.get_frozen_credentials(), request, headers, datetime.now(timezone.utc), payload)
         headers["Host"] = target.host
+        query = canonical if query is None else query
         resource = f"{path}?{query}" if query else path
         url = f"{target.scheme}://{target.netloc}{resource}"
-        prepared = self._prepared(method=method, url=url, headers=self._headers(headers), body=b"", stream_output=False)
+        prepared = self._prepared(
+            method=method, url=url, headers=self._headers(headers), body=body, stream_output=False
+        )
         for _, answer in self._client.meta.events.emit(f"before-send.s3.{operation}", request=prepared):
             if answer is not None:  # moto's mock, a test's or a benchmark's hook
                 return int(answer.status_code), bytes(answer.content)
         if not self._connections.usable_for(url):
             answer = self._client._endpoint.http_session.send(prepared)
             return int(answer.status_code), bytes(answer.content)
-        return self._connections.send(method, target, resource, headers)
+        return self._connections.send(method, target, resource, headers, body)
 
     def _usable(self, where: dict[str, _Target | None], bucket: str) -> _Target | None:
         """``bucket``'s target in ``where``, unless its requests cool down after an error of S3's."""
@@ -798,6 +851,46 @@ def _listing(body: bytes) -> Page:
             raise ValueError(msg)
         listed.append((unquote_plus(key) if encoded else key, etag, modified))
     return listed, fields.get("IsTruncated") == "true", fields.get("NextContinuationToken")
+
+
+_XML_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\ud800-\udfff\ufffe\uffff]")
+"""What XML 1.0 text cannot carry as it is: control characters (a CR is read as a LF),
+surrogates and the two non-characters. A batch with one goes to botocore."""
+
+
+def _delete_body(objects: list[tuple[str, str | None]]) -> bytes | None:
+    """The body of a quiet DeleteObjects of ``objects`` (key, ETag or None), as botocore
+    writes it; None where a key or ETag cannot be written as XML text."""
+    parts = [f'<Delete xmlns="{S3_NAMESPACE}">']
+    for key, etag in objects:
+        if _XML_UNSAFE.search(key) or (etag and _XML_UNSAFE.search(etag)):
+            return None
+        condition = f"<ETag>{xml_escape(etag)}</ETag>" if etag else ""
+        parts.append(f"<Object><Key>{xml_escape(key)}</Key>{condition}</Object>")
+    parts.append("<Quiet>true</Quiet></Delete>")
+    return "".join(parts).encode("utf-8")
+
+
+def _delete_errors(body: bytes) -> list[dict[str, str]] | None:
+    """The ``Error`` elements of a DeleteObjects reply, as botocore gives them (``Key``,
+    ``Code``, ``Message``, ``VersionId`` where present); None where the reply is not a
+    ``DeleteResult`` (an error, or not XML)."""
+    try:
+        root = _parse(body)
+    except ElementTree.ParseError:
+        return None
+    if _local(root.tag) != "DeleteResult":
+        return None
+    errors: list[dict[str, str]] = []
+    for child in root:
+        if _local(child.tag) == "Error":
+            errors.append({_local(part.tag): part.text or "" for part in child})
+    return errors
+
+
+def _md5(body: bytes) -> str:
+    """The ``Content-MD5`` of ``body``: its MD5, base64."""
+    return base64.b64encode(hashlib.md5(body, usedforsecurity=False).digest()).decode("ascii")
 
 
 _LOCAL_NAMES: dict[str, str] = {}

@@ -43,7 +43,6 @@ from datetime import datetime, timezone
 from typing import Any, NamedTuple
 
 from botocore.exceptions import ClientError
-from dateutil.parser import isoparse
 
 from . import _direct
 from .keys import MAX_KEY_BYTES, Window
@@ -211,10 +210,30 @@ def _moment(text: str | None) -> datetime | None:
     if not text:
         return None
     try:
-        moment = isoparse(text)
-    except (ValueError, OverflowError):
-        return None
+        moment = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
+    except ValueError:
+        from dateutil.parser import isoparse  # not at import: a Lambda's cold start does without it
+
+        try:
+            moment = isoparse(text)
+        except (ValueError, OverflowError):
+            return None
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
+
+
+def delete_batch(client: Any, bucket: str, objects: list[dict[str, str]]) -> dict[str, Any]:
+    """Delete ``objects`` (each ``{"Key": ..., "ETag": ...}``, the ETag optional) of
+    ``bucket`` in one quiet DeleteObjects; return botocore's answer (its ``Errors``, the
+    keys not deleted). Directly for the client this package built (`_direct`), where S3
+    answers so; else, and for every other client, through botocore, which raises what it
+    raises."""
+    direct = _direct.Direct.of(client)
+    if direct is not None:
+        errors = direct.delete(bucket, [(o["Key"], o.get("ETag")) for o in objects])
+        if errors is not None:
+            return {"Errors": errors} if errors else {}
+    answer: dict[str, Any] = client.delete_objects(Bucket=bucket, Delete={"Objects": objects, "Quiet": True})
+    return answer
 
 
 def list_window(resource: Any, client: Any, bucket: str, prefix: str, window: Window) -> Iterator[Listed]:

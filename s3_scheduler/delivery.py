@@ -968,7 +968,7 @@ class _Deleter:
         objects = [{"Key": due.event.key, **({"ETag": due.etag} if due.etag else {})} for due in batch]
         objects += [{"Key": series_marker(self._s.prefix, due.event.key)} for due in batch if due.marked]
         try:
-            response = self._client.delete_objects(Bucket=self._s.bucket, Delete={"Objects": objects, "Quiet": True})
+            response = _s3.delete_batch(self._client, self._s.bucket, objects)
         except Exception as exc:  # noqa: BLE001 - falls back to one delete per key
             if isinstance(exc, (BotoConnectionError, HTTPClientError)):  # a timeout, a lost connection
                 return {due.event.key: exc for due in batch}  # the keys stay pending, reported

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
+from urllib.parse import quote
 
 import pytest
 from botocore.awsrequest import AWSResponse
@@ -33,8 +34,8 @@ def _is_direct(request: Any) -> bool:
     return (agent.decode() if isinstance(agent, bytes) else str(agent)).startswith("s3-scheduler/")
 
 
-def _hook(client: Any, answer: Callable[[Any], Any]) -> list[Any]:
-    """Put ``answer`` before moto's stub for the direct copies; return the requests it saw."""
+def _hook(client: Any, answer: Callable[[Any], Any], operation: str = "CopyObject") -> list[Any]:
+    """Put ``answer`` before moto's stub for the direct requests of ``operation``; return the requests it saw."""
     seen: list[Any] = []
 
     def handler(request: Any, **_: Any) -> Any:
@@ -43,16 +44,16 @@ def _hook(client: Any, answer: Callable[[Any], Any]) -> list[Any]:
         seen.append(request)
         return answer(request)
 
-    client.meta.events.register_first("before-send.s3.CopyObject", handler)
+    client.meta.events.register_first(f"before-send.s3.{operation}", handler)
     return seen
 
 
-def _moto(request: Any) -> Any:
-    """What moto's in-process stub answers (it does the copy)."""
+def _moto(request: Any, operation: str = "CopyObject") -> Any:
+    """What moto's in-process stub answers (it does the copy, or the delete)."""
     from moto.core.models import botocore_stubber
 
     stub: BotocoreStubber = botocore_stubber
-    return stub(request=request, event_name="before-send.s3.CopyObject")
+    return stub(request=request, event_name=f"before-send.s3.{operation}")
 
 
 def _reply(request: Any, status: int, body: bytes) -> AWSResponse:
@@ -324,3 +325,115 @@ def test_markers_are_listed_directly_and_old_orphans_still_go(s3: S3, clock: Clo
     assert len(through_botocore) == 1
     assert "max-keys=1" in through_botocore[0]
     assert direct.listed >= 4  # each run: a page of events and a page of markers
+
+
+def _botocore_deletes(client: Any) -> list[list[str]]:
+    """The keys of each DeleteObjects botocore is asked to send from now on."""
+    batches: list[list[str]] = []
+    client.meta.events.register(
+        "provide-client-params.s3.DeleteObjects",
+        lambda params, **_: batches.append([o["Key"] for o in params["Delete"]["Objects"]]),
+    )
+    return batches
+
+
+def test_a_runs_batch_delete_goes_directly(s3: S3, clock: Clock) -> None:
+    """The delivered events (odd names) and the marker of a delivered occurrence go in one
+    DeleteObjects sent directly; botocore sends none, and none of them is left."""
+    scheduler, client, direct = _own(s3, clock)
+    names = [scheduler.schedule(T0, s3.target_bucket, key, "x") for key in [*KEYS, "x<y>&\"z'&amp;"]]
+    occurrence = scheduler.schedule(T0, s3.target_bucket, "daily", "x", repeat="FREQ=DAILY")
+    through_botocore = _botocore_deletes(client)
+    clock.now = T0 + timedelta(seconds=1)
+    report = scheduler.handle()
+    assert sorted(e.key for e in report.delivered) == sorted([*names, occurrence])
+    assert report.failed == []
+    left = s3.keys(s3.schedule_bucket)
+    assert not {*names, occurrence, keys.series_marker(scheduler.prefix, occurrence)} & set(left)
+    assert [e.when for e in scheduler.pending()] == [T0 + timedelta(days=1)]  # the series goes on
+    assert (direct.batches, through_botocore) == (1, [])
+
+
+@pytest.mark.parametrize(
+    ("fault", "deletes"),
+    [
+        ("500", 1),
+        ("403", 1),
+        ("200 with an error", 1),
+        ("cut off", 1),
+        ("reply lost after the delete", 2),
+        ("connection refused", 1),
+    ],
+)
+def test_a_batch_delete_not_answered_goes_to_botocore(s3: S3, clock: Clock, fault: str, deletes: int) -> None:
+    """A direct DeleteObjects not answered with a DeleteResult is sent again by botocore:
+    every event delivered once and removed, the report clean."""
+    scheduler, client, direct = _own(s3, clock)
+    waits: list[float] = []
+    direct.sleep = waits.append
+    names = [scheduler.schedule(T0, s3.target_bucket, f"k{i}", "x") for i in range(3)]
+    done: list[int] = []
+
+    def answer(request: Any) -> Any:
+        if fault in ("500", "403"):
+            return _reply(request, int(fault), b"<Error><Code>X</Code></Error>")
+        if fault == "200 with an error":
+            return _reply(request, 200, b"<?xml?><Error><Code>InternalError</Code></Error>")
+        if fault == "cut off":
+            return _reply(request, 200, b"<DeleteResult><Error><Key>k0")
+        if fault == "connection refused":
+            raise ConnectionRefusedError(111, "refused")
+        done.append(_moto(request, "DeleteObjects").status_code)
+        raise ConnectionClosedError(endpoint_url=request.url)
+
+    seen = _hook(client, answer, "DeleteObjects")
+    through_botocore = _botocore_deletes(client)
+    clock.now = T0 + timedelta(seconds=1)
+    report = scheduler.handle()
+    assert sorted(e.key for e in report.delivered) == sorted(names)
+    assert report.failed == []
+    assert not set(names) & set(s3.keys(s3.schedule_bucket))
+    assert len(seen) == 1
+    assert through_botocore == [sorted(names)]
+    assert len(done) == deletes - 1  # a lost reply: S3 deleted them, and botocore deletes again
+    assert direct.batches == 0
+    assert len(waits) == (1 if fault == "500" else 0)
+
+
+def test_the_keys_a_direct_batch_delete_did_not_delete_stay_pending(s3: S3, clock: Clock) -> None:
+    """S3 answers a DeleteResult with an Error for one key: that event is reported as
+    delivered but not removed (failed), and it stays pending; the others go."""
+    scheduler, client, direct = _own(s3, clock)
+    names = [scheduler.schedule(T0, s3.target_bucket, f"k{i}", "x") for i in range(3)]
+
+    def answer(request: Any) -> Any:
+        body = request.body if isinstance(request.body, bytes) else b""
+        kept = names[1].encode()
+        assert body.count(b"<Object>") == 3
+        request.body = body.replace(b"<Key>" + kept + b"</Key>", b"<Key>elsewhere</Key>")  # moto's stub runs next
+        error = b"<Error><Key>" + kept + b"</Key><Code>AccessDenied</Code><Message>m</Message></Error>"
+        return _reply(request, 200, b'<DeleteResult xmlns="urn:x">' + error + b"</DeleteResult>")
+
+    _hook(client, answer, "DeleteObjects")
+    through_botocore = _botocore_deletes(client)
+    clock.now = T0 + timedelta(seconds=1)
+    report = scheduler.handle()
+    assert sorted(e.key for e in report.delivered) == sorted(names)
+    assert [f.event.key for f in report.failed] == [names[1]]
+    assert [k for k in s3.keys(s3.schedule_bucket) if "|" in k] == [names[1]]
+    assert (direct.batches, through_botocore) == (1, [])
+
+
+def test_a_batch_with_a_key_xml_cannot_carry_goes_to_botocore(s3: S3, clock: Clock) -> None:
+    """This package writes a CR in a name as %0D; a 0.0.3 name holds it raw, which XML would
+    read as a LF: that batch goes to botocore."""
+    scheduler, client, direct = _own(s3, clock)
+    scheduler.schedule(T0, s3.target_bucket, "plain", "x")
+    legacy = f"{scheduler.prefix}{quote(str(T0))}|{s3.target_bucket}|carriage\rreturn"
+    s3.client.put_object(Bucket=s3.schedule_bucket, Key=legacy, Body=b"x")
+    through_botocore = _botocore_deletes(client)
+    clock.now = T0 + timedelta(seconds=1)
+    assert len(scheduler.handle().delivered) == 2
+    assert direct.batches == 0
+    assert len(through_botocore) == 1
+    assert legacy in through_botocore[0]

@@ -18,7 +18,17 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from botocore.utils import percent_encode
 
-from s3_scheduler._direct import _Connection, _listing, _listing_target_of, _Signer, _Target, _target_of
+from s3_scheduler._direct import (
+    _Connection,
+    _delete_body,
+    _delete_errors,
+    _listing,
+    _listing_target_of,
+    _md5,
+    _Signer,
+    _Target,
+    _target_of,
+)
 
 NOW = datetime(2026, 12, 7, 17, 5, 9, tzinfo=timezone.utc)
 
@@ -312,3 +322,82 @@ def test_a_listing_is_read_by_local_names_as_botocore_reads_it() -> None:
     assert _listing(prefixed) == ([("k1", '"e"', None)], True, "t")
     for odd in ("True", "true\n", "TRUE"):  # botocore takes "true" alone
         assert _listing(_page("", truncated=odd, token="t"))[1] is False
+
+
+ODD_DELETES = [
+    ("jobs/|2026-12-07T10:00:00.000000+00:00|t|k", '"0123456789abcdef0123456789abcdef"'),
+    ("jobs/a&b<c>d\"e'f é 𝄞 tab\there", None),
+    ("jobs/line\nfeed ]]> &amp;", '"x"'),
+]
+
+
+def _botocore_delete(objects: list[tuple[str, str | None]]) -> dict[str, Any]:
+    """The request botocore's serializer makes of a quiet DeleteObjects of ``objects``."""
+    import botocore.session
+    from botocore.serialize import create_serializer
+
+    model = botocore.session.get_session().get_service_model("s3").operation_model("DeleteObjects")
+    delete = {"Objects": [{"Key": k, **({"ETag": e} if e else {})} for k, e in objects], "Quiet": True}
+    serialized: dict[str, Any] = create_serializer("rest-xml").serialize_to_request(
+        {"Bucket": "b", "Delete": delete}, model
+    )
+    return serialized
+
+
+def _tree(body: bytes) -> list[tuple[str, str | None]]:
+    return [(element.tag, element.text) for element in ElementTree.fromstring(body).iter()]
+
+
+def test_a_batch_delete_body_says_what_botocores_says() -> None:
+    """The same elements, names and texts as botocore's serializer writes (odd keys, ETag
+    conditions, the quiet flag), and its Content-MD5 is the body's."""
+    import base64
+    import hashlib
+
+    ours = _delete_body(ODD_DELETES)
+    assert ours is not None
+    assert _tree(ours) == _tree(_botocore_delete(ODD_DELETES)["body"])
+    assert _md5(ours) == base64.b64encode(hashlib.md5(ours).digest()).decode()
+
+
+@pytest.mark.parametrize("odd", ["carriage\rreturn", "bell\x07", "nul\x00", "\ud800", "\uffff"])
+def test_a_batch_with_what_xml_cannot_carry_goes_to_botocore(odd: str) -> None:
+    assert _delete_body([("jobs/fine", None), (f"jobs/{odd}", None)]) is None
+    assert _delete_body([("jobs/fine", odd)]) is None
+
+
+def test_a_batch_deletes_signature_is_botocores() -> None:
+    """A POST with a body: the payload's SHA-256 and the Content-MD5 signed as botocore signs them."""
+    import hashlib
+
+    credentials = Credentials("AKIDEXAMPLE", "secret/+=", None)
+    target = _target("http://127.0.0.1:7480/schedule")
+    body = _delete_body(ODD_DELETES)
+    assert body is not None
+    ours = {"content-md5": _md5(body), "User-Agent": "s3-scheduler/test"}
+    payload = hashlib.sha256(body).hexdigest()
+    _Signer().sign(credentials.get_frozen_credentials(), ("POST", target, "/schedule", "delete="), ours, NOW, payload)
+    request = AWSRequest(
+        method="POST", url="http://127.0.0.1:7480/schedule?delete", data=body, headers={"Content-MD5": _md5(body)}
+    )
+    with _botocore_at(NOW):
+        S3SigV4Auth(credentials, "s3", "eu-west-3").add_auth(request)
+    assert ours["x-amz-content-sha256"] == payload == request.headers["X-Amz-Content-SHA256"]
+    assert ours["Authorization"] == request.headers["Authorization"]
+
+
+def test_a_batch_deletes_reply_is_read_as_botocore_reads_it() -> None:
+    reply = (
+        f'<?xml version="1.0" encoding="UTF-8"?><DeleteResult xmlns="{NS}">'
+        "<Deleted><Key>a</Key></Deleted>"
+        "<Error><Key>b &amp; é</Key><Code>PreconditionFailed</Code><Message>At least one</Message></Error>"
+        "<Error><Key>c</Key><Code>AccessDenied</Code><Message/></Error></DeleteResult>"
+    ).encode()
+    assert _delete_errors(reply) == [
+        {"Key": "b & é", "Code": "PreconditionFailed", "Message": "At least one"},
+        {"Key": "c", "Code": "AccessDenied", "Message": ""},
+    ]
+    assert _delete_errors(f'<DeleteResult xmlns="{NS}"/>'.encode()) == []
+    assert _delete_errors(b"<Error><Code>SlowDown</Code></Error>") is None  # a 200 with an error
+    assert _delete_errors(b"<DeleteResult><Error>") is None  # cut off
+    assert _delete_errors(b"") is None

@@ -37,18 +37,24 @@ def test_odd_keys_are_delivered_directly(
     client, direct = _own(monkeypatch, endpoint)
     options: dict[str, Any] = {"dead_letter_after": timedelta(hours=1)} if dead_letters else {}
     scheduler = Scheduler(wire.schedule_bucket, "odd path/é", s3_client=client, clock=clock, max_workers=1, **options)
+    odd = [*ODD, "x<y>&\"z'&amp;"]
     names = [
         scheduler.schedule(T0 + timedelta(seconds=i), wire.target_bucket, key, f"body {i}")
-        for i, key in enumerate(ODD * 3)
+        for i, key in enumerate(odd * 3)
     ]
     clock.advance(len(names))
+    through_botocore: list[Any] = []
+    client.meta.events.register("provide-client-params.s3.DeleteObjects", lambda **_: through_botocore.append(1))
     report = scheduler.handle()
     assert len(report.delivered) == len(names)
-    for i, key in enumerate(ODD * 3):
-        if i >= len(ODD) * 2:  # the last writes of each target
+    assert report.failed == []
+    for i, key in enumerate(odd * 3):
+        if i >= len(odd) * 2:  # the last writes of each target
             assert wire.body(wire.target_bucket, key.removeprefix("/")) == f"body {i}".encode()
     assert (direct.handed_over, direct.sent) == (1, len(names) - 1)
     assert not [k for k in wire.keys(wire.schedule_bucket) if "|" in k]
+    assert direct.batches >= 1  # the server checked their signatures and their Content-MD5
+    assert through_botocore == []
 
 
 def test_many_copier_threads_keep_their_connections(
@@ -82,16 +88,20 @@ def test_a_copy_signed_wrong_is_refused_and_botocore_delivers_it(
     monkeypatch.setattr(direct._signer, "_key", lambda *_: b"wrong")
     report = scheduler.handle()
     assert len(report.delivered) == 3
+    assert report.failed == []
     assert sorted(wire.keys(wire.target_bucket)) == ["k0", "k1", "k2"]
     assert (direct.sent, direct.handed_over) == (0, 3)
+    assert direct.batches == 0  # refused too: botocore deleted them
+    assert not [k for k in wire.keys(wire.schedule_bucket) if "|" in k]
 
 
 def test_a_server_that_closes_each_connection_and_one_that_drops_the_reply(
     wire: S3, endpoint: Endpoint, clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Through a proxy that closes the connection after each reply, and once, after the
-    server did the copy, before its reply: every event is delivered; the lost reply's
-    copy goes to botocore, which copies again (the bound on duplicates)."""
+    server did the copy, before its reply, and after the server did the batch delete,
+    before its reply: every event is delivered and removed; the lost reply's copy goes to
+    botocore, which copies again (the bound on duplicates), and so does the batch delete."""
     upstream = endpoint.url.split("//", 1)[1]
     proxy = _Proxy(upstream)
     monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
@@ -104,14 +114,17 @@ def test_a_server_that_closes_each_connection_and_one_that_drops_the_reply(
     for i in range(6):
         scheduler.schedule(T0, wire.target_bucket, f"k{i}", f"{i}")
     proxy.drop_reply_of = 3  # the 3rd direct copy: done by the server, its reply lost
+    proxy.drop_post_reply_of = 1  # the batch delete: done by the server, its reply lost
     try:
         report = scheduler.handle()
     finally:
         proxy.close()
     assert sorted(e.path for e in report.delivered) == [f"k{i}" for i in range(6)]
+    assert report.failed == []  # the deletes botocore sent again found nothing left to refuse
     assert [wire.body(wire.target_bucket, f"k{i}") for i in range(6)] == [f"{i}".encode() for i in range(6)]
-    assert (direct.sent, direct.handed_over) == (4, 2)
-    assert proxy.dropped == 1
+    assert not [k for k in wire.keys(wire.schedule_bucket) if "|" in k]
+    assert (direct.sent, direct.handed_over, direct.batches) == (4, 2, 0)
+    assert proxy.dropped == 2
 
 
 class _Listener:
@@ -142,14 +155,17 @@ class _Listener:
 
 class _Proxy(_Listener):
     """A TCP proxy on 127.0.0.1 that serves one request per connection (it closes after
-    each reply), and can drop the reply to the n-th direct copy after the server did it."""
+    each reply), and can drop the reply to the n-th direct copy, or the n-th direct batch
+    delete, after the server did it."""
 
     def __init__(self, upstream: str) -> None:
         host, _, port = upstream.partition(":")
         self._upstream = (host, int(port or 80))
         self.drop_reply_of = 0
+        self.drop_post_reply_of = 0
         self.dropped = 0
         self._direct = 0
+        self._posts = 0
         self._lock = threading.Lock()
         super().__init__()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -164,6 +180,10 @@ class _Proxy(_Listener):
                 with self._lock:
                     self._direct += 1
                     drop = self._direct == self.drop_reply_of
+            elif b"s3-scheduler/" in head and head.startswith(b"POST "):
+                with self._lock:
+                    self._posts += 1
+                    drop = self._posts == self.drop_post_reply_of
             head, _, body = request.partition(b"\r\n\r\n")
             lines = [line for line in head.split(b"\r\n") if not line.lower().startswith(b"connection:")]
             up.sendall(b"\r\n".join([*lines, b"Connection: close"]) + b"\r\n\r\n" + body)
@@ -269,7 +289,7 @@ def test_over_tls_with_the_clients_ca_bundle(
         assert len(scheduler.handle().delivered) == 6
         assert [wire.body(wire.target_bucket, f"k{i}") for i in range(6)] == [f"{i}".encode() for i in range(6)]
         assert direct.sent >= 4
-        assert direct.listed == 1, (direct._listings, direct._targets)
+        assert (direct.listed, direct.batches) == (2, 1)  # the events' and the markers' pages; the delete
         assert front.connections >= 2
         import ssl
 
