@@ -17,6 +17,8 @@ from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from botocore.utils import percent_encode
+from hypothesis import given
+from hypothesis import strategies as st
 
 from s3_scheduler._direct import (
     _Connection,
@@ -25,6 +27,7 @@ from s3_scheduler._direct import (
     _listing,
     _listing_target_of,
     _md5,
+    _quote,
     _Signer,
     _Target,
     _target_of,
@@ -401,3 +404,15 @@ def test_a_batch_deletes_reply_is_read_as_botocore_reads_it() -> None:
     assert _delete_errors(b"<Error><Code>SlowDown</Code></Error>") is None  # a 200 with an error
     assert _delete_errors(b"<DeleteResult><Error>") is None  # cut off
     assert _delete_errors(b"") is None
+
+
+@given(st.text())
+@pytest.mark.parametrize("safe", ["/~", "-._~/"])
+def test_keys_are_percent_encoded_as_botocore_encodes_them(safe: str, text: str) -> None:
+    try:
+        expected = percent_encode(text, safe=safe)
+    except UnicodeEncodeError:
+        with pytest.raises(UnicodeEncodeError):
+            _quote(text, safe)
+        return
+    assert _quote(text, safe) == expected

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta, timezone
+from unittest import mock
 from urllib.parse import quote
 
 import pytest
@@ -296,3 +298,33 @@ def test_an_event_and_a_dead_letter_are_built_from_their_names() -> None:
     assert ScheduledEvent.from_dead_letter(letter, PREFIX) == ScheduledEvent(letter, when, "bkt", "in/k")
     with pytest.raises(InvalidKeyError):
         ScheduledEvent.from_key(letter, PREFIX)
+
+
+@given(st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30), timezones=st.just(timezone.utc)))
+def test_a_written_time_is_read_as_the_general_form_reads_it(when: datetime) -> None:
+    """The time part this package writes is read on a short path (`keys._WRITTEN`): the
+    same time as the general form's steps give."""
+    part = keys.encode_time(when)
+    assert keys._WRITTEN.fullmatch(part)
+    fast = keys.parse_time(part)
+    with mock.patch.object(keys, "_WRITTEN", re.compile("(?!)")):
+        assert keys.parse_time(part) == fast == when
+
+
+@pytest.mark.parametrize(
+    "part",
+    [
+        "2026-02-30%2010%3A00%3A00%2B00%3A00",  # no such day: the general form says so
+        "2026-13-01%2010%3A00%3A00%2B00%3A00",
+        "2026-12-07%2025%3A00%3A00%2B00%3A00",
+    ],
+)
+def test_a_written_form_of_no_time_is_refused(part: str) -> None:
+    with pytest.raises(InvalidKeyError, match="is not a time"):
+        keys.parse_time(part)
+
+
+def test_a_written_form_with_a_zero_fraction_is_the_same_time() -> None:
+    ten = datetime(2026, 12, 7, 10, tzinfo=timezone.utc)
+    assert keys.parse_time("2026-12-07%2010%3A00%3A00.000000%2B00%3A00") == ten
+    assert keys.parse_time("2026-12-07%2010%3A00%3A00.000001%2B00%3A00").microsecond == 1
