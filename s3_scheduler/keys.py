@@ -376,7 +376,8 @@ def parse_time(part: str) -> datetime:
     written = _WRITTEN.fullmatch(part)
     if written is not None:  # what this package writes: the same time as the general form gives
         with contextlib.suppress(ValueError):  # a day that does not exist: said below
-            return datetime(*(int(n or 0) for n in written.groups()), tzinfo=timezone.utc)
+            year, month, day, hour, minute, second, fraction = (int(n or 0) for n in written.groups())
+            return datetime(year, month, day, hour, minute, second, fraction, tzinfo=timezone.utc)
     text = unquote(part)
     match = _TIME.fullmatch(text)
     if match is None:
