@@ -18,10 +18,11 @@ fraction of that:
   client's credentials, refreshed as botocore refreshes them.
 - **How.** The client's ``before-send`` handlers see the request first, as they would
   botocore's (moto's mock, a test's or a benchmark's hook): a reply from one is the
-  reply. Otherwise it goes over a keep-alive connection (`_Connection`, kept for the client:
-  HTTP/1.1, what these replies need), with the client's timeouts, TCP_NODELAY and TLS
-  verification (its CA bundle, or none where the client verifies none); a client with a
-  proxy or a client certificate sends through its own HTTP session.
+  reply. Otherwise it goes over a keep-alive connection (`_Connection`, kept for the
+  client: HTTP/1.1, what these replies need), with the client's timeouts, its socket
+  options (TCP_NODELAY, and SO_KEEPALIVE with ``tcp_keepalive``) and its TLS verification
+  (its CA bundle, or none where the client verifies none); a client with a proxy or a
+  client certificate sends through its own HTTP session.
 - **Only success is taken.** A copy is done only on a reply botocore takes as success:
   status 200 with a ``CopyObjectResult`` body (S3 can answer 200 with an error in the
   body); a listing on status 200 with a ``ListBucketResult``, read with ElementTree (keys
@@ -303,6 +304,28 @@ class _Connection:
             raise ValueError(msg)
 
 
+_NO_DELAY = (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def _connect(host: str, port: int, timeout: float, options: list[tuple[int, int, Any]]) -> socket.socket:
+    """A TCP connection to ``host``:``port``, each of its addresses tried in turn, with
+    ``options`` set before it connects, as urllib3 sets botocore's."""
+    error: OSError | None = None
+    for family, kind, protocol, _, address in socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM):
+        sock = socket.socket(family, kind, protocol)
+        try:
+            for option in options:
+                sock.setsockopt(*option)
+            sock.settimeout(timeout)
+            sock.connect(address)
+        except OSError as exc:
+            sock.close()
+            error = exc
+            continue
+        return sock
+    raise error if error is not None else OSError(f"no address found for {host}")
+
+
 class _Connections:
     """Keep-alive `_Connection`s shared by the client's threads, per host: a thread takes an
     idle one (or opens one) for each request and gives it back after the reply, so that
@@ -316,6 +339,9 @@ class _Connections:
         self._keep = int(getattr(config, "max_pool_connections", None) or 10)
         self._session = client._endpoint.http_session
         self._verify = getattr(self._session, "_verify", True)
+        options = getattr(self._session, "_socket_options", None)
+        self._options: list[tuple[int, int, Any]] = list(options) if options else [_NO_DELAY]
+        """botocore's for the client (its HTTP session's): TCP_NODELAY, and SO_KEEPALIVE with ``tcp_keepalive``."""
         self._idle: dict[tuple[str, str], list[_Connection]] = {}
         self._lock = threading.Lock()
         self._context: ssl.SSLContext | None = None
@@ -373,11 +399,10 @@ class _Connections:
         parts = urlsplit(f"{target.scheme}://{target.netloc}")
         host = parts.hostname or ""
         port = parts.port or (443 if target.scheme == "https" else 80)
-        sock = socket.create_connection((host, port), timeout=self._connect_timeout)
+        sock = _connect(host, port, self._connect_timeout, self._options)
         with self._lock:
             self.opened += 1
         try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if target.scheme == "https":
                 sock = self._tls().wrap_socket(sock, server_hostname=host)
             sock.settimeout(self.read_timeout)

@@ -524,6 +524,28 @@ def test_the_tick_with_no_shard_found_invokes_nothing_and_still_reports(
     assert json.loads(capsys.readouterr().out)["Delivered"] == 0
 
 
+@pytest.mark.parametrize("unsharded", [None, 30])
+def test_the_precise_tick_lasts_only_as_long_as_the_unsharded_prefix_needs(
+    lambda_env: Any, clock: Clock, monkeypatch: pytest.MonkeyPatch, unsharded: int | None
+) -> None:
+    """In precise mode the tick invokes the shards first, then delivers the unsharded prefix
+    on the second: it returns at once when that prefix holds nothing in its window (no
+    55 s paid for an empty prefix), and after its last event when it holds some."""
+    monkeypatch.setenv("S3_SCHEDULER_SHARDS", "4")
+    monkeypatch.setenv("S3_SCHEDULER_PRECISE", "on")
+    sharded(lambda_env, 4, ["k0", "k6"], when=T0 + timedelta(seconds=20))
+    if unsharded is not None:
+        schedule(lambda_env, T0 + timedelta(seconds=unsharded), "target", "before-sharding")
+    lambdas = FakeLambda()
+    handler = LambdaHandler(clock=clock, sleep=clock.advance, lambda_client=lambdas)
+
+    result = handler({"source": "aws.events"}, ShardContext(90_000))
+
+    assert sorted(result["invoked"]) == [1, 2]
+    assert [e["path"] for e in result["unsharded"]["delivered"]] == ([] if unsharded is None else ["before-sharding"])
+    assert clock.now - T0 == timedelta(seconds=unsharded or 0)
+
+
 def test_a_failed_invoke_leaves_the_other_shards_invoked(
     lambda_env: Any, clock: Clock, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -416,3 +416,40 @@ def test_keys_are_percent_encoded_as_botocore_encodes_them(safe: str, text: str)
             _quote(text, safe)
         return
     assert _quote(text, safe) == expected
+
+
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        ({}, {(socket.IPPROTO_TCP, socket.TCP_NODELAY): 1, (socket.SOL_SOCKET, socket.SO_KEEPALIVE): 0}),
+        (
+            {"tcp_keepalive": True},
+            {(socket.IPPROTO_TCP, socket.TCP_NODELAY): 1, (socket.SOL_SOCKET, socket.SO_KEEPALIVE): 1},
+        ),
+    ],
+)
+def test_direct_connections_take_the_clients_socket_options(config: dict[str, Any], expected: dict[Any, int]) -> None:
+    """As botocore's own connections (urllib3 sets the options botocore computed for the
+    client): TCP_NODELAY, and SO_KEEPALIVE with ``tcp_keepalive``."""
+    import botocore.session
+    from botocore.config import Config
+
+    from s3_scheduler._direct import _Connections
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    client = botocore.session.get_session().create_client(
+        "s3",
+        region_name="us-east-1",
+        endpoint_url=f"http://127.0.0.1:{port}",
+        aws_access_key_id="a",
+        aws_secret_access_key="b",
+        config=Config(**config),
+    )
+    connection = _Connections(client)._open(_target(f"http://127.0.0.1:{port}/b/"))
+    try:
+        got = {(level, name): int(bool(connection.sock.getsockopt(level, name))) for level, name in expected}
+        assert got == expected
+    finally:
+        connection.close()
+        listener.close()
