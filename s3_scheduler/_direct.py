@@ -945,8 +945,11 @@ def _remember(tag: str) -> str:
 
 
 def _iso(moment: Any) -> str | None:
-    """A LastModified botocore parsed (a datetime) as ISO 8601 text, as a listing holds it."""
-    return moment.isoformat() if isinstance(moment, datetime) else None
+    """A LastModified botocore gave as ISO 8601 text, as a listing holds it: a datetime it
+    parsed, or the text itself (the client `_s3.fast_client` builds parses no timestamps)."""
+    if isinstance(moment, datetime):
+        return moment.isoformat()
+    return moment if isinstance(moment, str) else None
 
 
 def _is_arn(bucket: str) -> bool:

@@ -192,10 +192,7 @@ def list_modified(client: Any, bucket: str, prefix: str, start_after: str | None
         return
     after = {} if start_after is None else {"StartAfter": start_after}
     for response in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, **after):
-        yield [
-            Modified(obj["Key"], obj.get("LastModified") if isinstance(obj.get("LastModified"), datetime) else None)
-            for obj in response.get("Contents", ())
-        ]
+        yield [Modified(obj["Key"], _moment(obj.get("LastModified"))) for obj in response.get("Contents", ())]
 
 
 class Modified(NamedTuple):
@@ -205,9 +202,13 @@ class Modified(NamedTuple):
     modified: datetime | None
 
 
-def _moment(text: str | None) -> datetime | None:
-    """A listing's LastModified (ISO 8601: ``2026-12-07T20:00:00.000Z``) as an aware datetime; None where unreadable."""
-    if not text:
+def _moment(text: Any) -> datetime | None:
+    """A listing's LastModified as an aware datetime: one botocore parsed, or its text
+    (ISO 8601: ``2026-12-07T20:00:00.000Z``; `fast_client`'s botocore parses no
+    timestamps); None where there is none or it is unreadable."""
+    if isinstance(text, datetime):
+        return text if text.tzinfo is not None else text.replace(tzinfo=timezone.utc)
+    if not text or not isinstance(text, str):
         return None
     try:
         moment = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)

@@ -84,7 +84,10 @@ def loop(argv: list[str]) -> int:
     number: ``handle(shard=...)``; null: ``handle()`` over every shard), ``offset``
     (seconds: the process's clock is the real UTC time plus this, so processes given one
     offset share a clock), ``max_workers``, ``lease_ttl`` (seconds), ``pause`` (real
-    seconds between runs) and ``log`` (a file).
+    seconds between runs), ``log`` (a file) and ``client``: ``"boto3"`` (a boto3 client
+    passed in: every request through botocore) or ``"own"`` (none passed: the client the
+    package builds, ``fast_client``, which sends its copies, listings and batch deletes
+    directly; see `s3_scheduler._direct`).
 
     Each line of the log is a JSON object, written with one ``write`` to a file opened
     for appending, so a SIGKILL never leaves half a line, and each says when it was
@@ -98,8 +101,10 @@ def loop(argv: list[str]) -> int:
       ``{"call": n, "failed": target, "error": ...}`` once it answered or raised an error;
     - ``{"deleted": [keys]}`` and ``{"undeleted": [keys]}``: the events a DeleteObjects
       removed, and those it did not (refused, or the request failed);
-    - ``{"run": summary}`` after each run (``{"raised": error}`` after one that raised:
-      the loop goes on), ``{"stopped": true}`` after SIGTERM's run.
+    - ``{"run": summary}`` after each run, with ``"direct"``: the copies, batch deletes
+      and pages the client sent directly so far, where it is the package's own;
+      ``{"raised": error}`` after one that raised (the loop goes on);
+      ``{"stopped": true}`` after SIGTERM's run.
 
     On SIGTERM the run in progress stops as `Scheduler.handle`'s ``stop`` stops it
     (deletes sent, lease released) and the process exits with status 0.
@@ -112,16 +117,22 @@ def loop(argv: list[str]) -> int:
     from s3_scheduler import Scheduler
 
     log = DeliveryLog(spec["log"], timedelta(seconds=spec["offset"]))
-    client = boto3.client(
-        "s3",
-        endpoint_url=spec["endpoint"],
-        region_name="us-east-1",
-        config=Config(
-            s3={"addressing_style": "path"},
-            retries={"mode": "standard"},
-            max_pool_connections=spec["max_workers"] + 3 * (spec["shards"] + 1),
-        ),
-    )
+    if spec.get("client", "boto3") == "own":
+        from s3_scheduler._s3 import fast_client
+
+        os.environ.update(AWS_ENDPOINT_URL=spec["endpoint"], AWS_DEFAULT_REGION="us-east-1")
+        client = fast_client(spec["max_workers"] + 3 * (spec["shards"] + 1))
+    else:
+        client = boto3.client(
+            "s3",
+            endpoint_url=spec["endpoint"],
+            region_name="us-east-1",
+            config=Config(
+                s3={"addressing_style": "path"},
+                retries={"mode": "standard"},
+                max_pool_connections=spec["max_workers"] + 3 * (spec["shards"] + 1),
+            ),
+        )
     log.attach(client)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -141,10 +152,21 @@ def loop(argv: list[str]) -> int:
         except Exception as exc:  # noqa: BLE001 - logged, and the next run tries again
             log.write({"raised": repr(exc)})
         else:
-            log.write({"run": report.summary()})
+            log.write({"run": report.summary(), **_direct_counts(client)})
         stop.wait(spec["pause"])
     log.write({"stopped": True})
     return 0
+
+
+def _direct_counts(client: Any) -> dict[str, Any]:
+    """What the client has sent directly so far (`s3_scheduler._direct`), for the log: copies
+    answered as copied, batch deletes answered, pages read; nothing for a client passed in."""
+    from s3_scheduler._direct import Direct
+
+    direct = Direct.of(client)
+    if direct is None:
+        return {}
+    return {"direct": {"copies": direct.sent, "deletes": direct.batches, "pages": direct.listed}}
 
 
 _CALL = "s3-scheduler-tests-call"
@@ -180,13 +202,58 @@ class DeliveryLog:
         events.register("before-parameter-build.s3.DeleteObjects", self._delete_built)
         events.register("after-call.s3.DeleteObjects", self._delete_answered)
         events.register("after-call-error.s3.DeleteObjects", self._delete_raised)
+        from s3_scheduler._direct import Direct
 
-    def _copy_built(self, params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        direct = Direct.of(client)
+        if direct is not None:
+            self._attach_direct(direct)
+
+    def _attach_direct(self, direct: Any) -> None:
+        """Record the copies and batch deletes the client sends directly, as botocore's are
+        recorded: a copy is one call whatever carried its attempts (each direct attempt,
+        and botocore's where the direct one was not answered as copied, is a ``send`` line
+        from the ``before-send`` the direct path emits too), its outcome what the call
+        returned or raised; a batch delete answered directly names what it removed (one
+        handed to botocore is recorded by botocore's hooks)."""
+        copy, delete = direct.copy, direct.delete
+
+        def copied(bucket: str, key: str, source_bucket: str, source_key: str, **options: Any) -> None:
+            number = self._next_call()
+            self._local.call, self._local.attempts, self._local.direct = (number, key), 0, True
+            try:
+                copy(bucket, key, source_bucket, source_key, **options)
+            except Exception as exc:
+                response = getattr(exc, "response", None)
+                status = (
+                    response.get("ResponseMetadata", {}).get("HTTPStatusCode") if isinstance(response, dict) else None
+                )
+                self.write({"call": number, "failed": key, "error": status or type(exc).__name__})
+                raise
+            finally:
+                self._local.direct = False
+            self.write({"call": number, "copied": key})
+
+        def deleted(bucket: str, objects: list[tuple[str, Any]]) -> Any:
+            errors = delete(bucket, objects)
+            if errors is not None:
+                refused = [str(error.get("Key", "")) for error in errors]
+                self.write({"deleted": [key for key, _ in objects if key not in refused]})
+                if refused:
+                    self.write({"undeleted": refused})
+            return errors
+
+        direct.copy, direct.delete = copied, deleted
+
+    def _next_call(self) -> int:
         with self._lock:
             self._calls += 1
-            number = self._calls
+            return self._calls
+
+    def _copy_built(self, params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        if getattr(self._local, "direct", False):
+            return  # botocore sends a direct copy again: the same call
         # a call's attempts are sent from the thread that makes the call
-        context[_CALL] = self._local.call = (number, str(params["Key"]))
+        context[_CALL] = self._local.call = (self._next_call(), str(params["Key"]))
         self._local.attempts = 0
 
     def _copy_sent(self, **_: Any) -> None:
@@ -195,6 +262,8 @@ class DeliveryLog:
         self.write({"call": number, "send": target, "attempt": self._local.attempts})
 
     def _copy_answered(self, http_response: Any, parsed: Any, context: dict[str, Any], **_: Any) -> None:
+        if _CALL not in context:
+            return  # a direct copy's: its call records its outcome
         number, target = context[_CALL]
         if http_response.status_code == 200 and "Error" not in parsed:
             self.write({"call": number, "copied": target})
@@ -202,6 +271,8 @@ class DeliveryLog:
             self.write({"call": number, "failed": target, "error": http_response.status_code})
 
     def _copy_raised(self, exception: BaseException, context: dict[str, Any], **_: Any) -> None:
+        if _CALL not in context:
+            return  # a direct copy's: its call records its outcome
         number, target = context[_CALL]
         self.write({"call": number, "failed": target, "error": type(exception).__name__})
 

@@ -297,12 +297,15 @@ def test_a_listing_not_answered_is_listed_through_botocore(s3: S3, clock: Clock,
     assert len(refused) == (4 if status == 403 else 1)
 
 
-def test_markers_are_listed_directly_and_old_orphans_still_go(s3: S3, clock: Clock) -> None:
+@pytest.mark.parametrize("refused", [False, True], ids=["direct", "refused-to-botocore"])
+def test_markers_are_listed_directly_and_old_orphans_still_go(s3: S3, clock: Clock, refused: bool) -> None:
     """The series markers' LIST of a run goes directly too, with the times S3 gave: a
     marker of no event is kept while younger than ORPHAN_AGE and deleted once older; the
     marker of a pending occurrence stays. botocore sends one LIST of one key (to learn
-    the bucket's URL) and no page."""
+    the bucket's URL) and no page. Where S3 refuses the direct pages, botocore lists them,
+    its times unparsed (this client's botocore parses none): the same outcome."""
     scheduler, client, direct = _own(s3, clock)
+    direct.sleep = lambda _: None
     real = datetime.now(timezone.utc).replace(microsecond=0)  # moto's clock gives the markers' LastModified
     series = scheduler.schedule(real + timedelta(hours=3), s3.target_bucket, "daily", "x", repeat="FREQ=DAILY")
     orphan = keys.series_marker(scheduler.prefix, keys.encode_key(scheduler.prefix, real, s3.target_bucket, "gone"))
@@ -312,6 +315,8 @@ def test_markers_are_listed_directly_and_old_orphans_still_go(s3: S3, clock: Clo
         "before-send.s3.ListObjectsV2",
         lambda request, **_: None if _is_direct(request) else through_botocore.append(request.url),
     )
+    if refused:
+        _hook(client, lambda request: _reply(request, 403, b"<Error><Code>X</Code></Error>"), "ListObjectsV2")
 
     def markers() -> list[str]:
         return [k for k in s3.keys(s3.schedule_bucket) if "/.series/" in k]
@@ -322,9 +327,13 @@ def test_markers_are_listed_directly_and_old_orphans_still_go(s3: S3, clock: Clo
         assert [e.key for e in scheduler.handle().delivered] == [due]
         expected = [orphan] if minutes < occurrences.ORPHAN_AGE.total_seconds() / 60 else []
         assert sorted(markers()) == sorted([*expected, keys.series_marker(scheduler.prefix, series)])
-    assert len(through_botocore) == 1
     assert "max-keys=1" in through_botocore[0]
-    assert direct.listed >= 4  # each run: a page of events and a page of markers
+    if refused:
+        assert direct.listed == 0
+        assert len(through_botocore) == 5  # the learning LIST, and each run's two pages
+    else:
+        assert len(through_botocore) == 1
+        assert direct.listed >= 4  # each run: a page of events and a page of markers
 
 
 def _botocore_deletes(client: Any) -> list[list[str]]:

@@ -8,7 +8,10 @@ one the Guarantees page (docs/reference/guarantees.md) allows.
 How it runs. The events are written with ``schedule_many``: a quarter due at the start,
 each of the others in the window (a few seconds) of a phase picked at random. The
 processes (``tests/run_in_subprocess.py loop``) share a clock: the real UTC time plus an
-offset each is given at its start. The campaign runs in phases. In each, the five
+offset each is given at its start. The shard processes use the client the package builds
+(as the Lambda handler's shard invocations and ``run --shards`` do), which sends copies,
+listings and batch deletes directly (``s3_scheduler._direct``); the process over every shard
+is given a boto3 client, every request through botocore. The campaign runs in phases. In each, the five
 processes start as the phase's window opens, so its events fall due while they run;
 some are SIGKILLed, each once it has sent a random number of copies or after a random
 time (a second or two at most), whichever comes first, and started again at once; once
@@ -190,6 +193,7 @@ class Fleet:
             "lease_ttl": LEASE_TTL,
             "pause": PAUSE,
             "log": str(log),
+            "client": "boto3" if shard is None else "own",
         }
         with errors.open("wb") as sink:
             process = subprocess.Popen(
@@ -518,6 +522,17 @@ def phase_start(phase: int) -> datetime:
     return T0 + timedelta(seconds=phase * (WINDOW + JUMP))
 
 
+def sent_directly(workers: list[Worker]) -> Counter[str]:
+    """The copies, batch deletes and pages the processes sent directly, summed over the
+    processes (each log's last count: a process's counts only grow)."""
+    total: Counter[str] = Counter()
+    for worker in workers:
+        counts = [record["direct"] for record in worker.records() if "direct" in record]
+        if counts:
+            total.update(counts[-1])
+    return total
+
+
 def campaign(fleet: Fleet, wire: S3, rng: random.Random, last: datetime) -> tuple[list[Kill], bool]:
     """Run the phases, each with its kills until its window is over, then the last phase,
     its clock past every event's time, one process over every shard, until nothing is
@@ -568,6 +583,7 @@ def test_shards_killed_at_random_points_lose_nothing_deliver_nothing_early_and_d
 
     elapsed = time.monotonic() - started
     verdict = judge(events, target_versions(wire.client, wire.target_bucket), fleet.ended)
+    direct = sent_directly(fleet.ended)
     with capsys.disabled():
         print(
             f"\nshards kill campaign: {context}, {elapsed:.1f} s\n"
@@ -575,10 +591,13 @@ def test_shards_killed_at_random_points_lose_nothing_deliver_nothing_early_and_d
             f" and a last one; copies sent by {dict(sorted(verdict.sent_by.items()))}; runs raised {verdict.raised}\n"
             f"  {len(kills)} SIGKILLs: {[f'{k.role} after {k.sent} copies' for k in kills]};"
             f" events each left copied and not deleted {verdict.left}\n"
+            f"  sent directly by the shard processes: {direct}\n"
             f"  lost={len(verdict.lost)} early={len(verdict.early)} duplicates={verdict.duplicates}"
             f" (the Guarantees page allows {verdict.allowed}) by cause {dict(verdict.causes)}"
         )
     assert sorted(spread) == list(range(SHARDS)), context
+    assert direct["copies"] > 0, f"{context}: the shard processes sent no copy directly"
+    assert direct["deletes"] > 0, f"{context}: the shard processes sent no batch delete directly"
     assert drained, f"{context}: events still pending after {DRAIN_TIMEOUT} s: {pending_events(wire)[:10]}"
     assert verdict.lost == [], f"{context}: lost {verdict.lost[:20]}"
     assert verdict.early == [], f"{context}: copied before their time {verdict.early[:20]}"
