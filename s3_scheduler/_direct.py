@@ -604,6 +604,7 @@ class Direct:
         if target is None or body is None:
             return None
         headers = {"content-md5": _md5(body), "User-Agent": self._agent}
+        started = time.monotonic()
         try:
             status, reply = self._exchange(
                 "DeleteObjects", ("POST", target, target.path, "delete="), headers, body, query="delete"
@@ -616,6 +617,7 @@ class Direct:
             logger.debug("A direct batch delete in %s was answered %d: sent through botocore", bucket, status)
             self._refused(self._listings, bucket, status, reply)
             return None
+        self._record(time.monotonic() - started)  # a run's deadline budget counts its deletes too
         with self._lock:
             self.batches += 1
         return errors
@@ -887,8 +889,8 @@ def _delete_body(objects: list[tuple[str, str | None]]) -> bytes | None:
     writes it; None where a key or ETag cannot be written as XML text."""
     parts = [f'<Delete xmlns="{S3_NAMESPACE}">']
     for key, etag in objects:
-        if _XML_UNSAFE.search(key) or (etag and _XML_UNSAFE.search(etag)):
-            return None
+        if not key or etag == "" or _XML_UNSAFE.search(key) or (etag and _XML_UNSAFE.search(etag)):
+            return None  # botocore refuses an empty key, and writes an empty ETag as <ETag />
         condition = f"<ETag>{xml_escape(etag)}</ETag>" if etag else ""
         parts.append(f"<Object><Key>{xml_escape(key)}</Key>{condition}</Object>")
     parts.append("<Quiet>true</Quiet></Delete>")
@@ -908,8 +910,13 @@ def _delete_errors(body: bytes) -> list[dict[str, str]] | None:
     errors: list[dict[str, str]] = []
     for child in root:
         if _local(child.tag) == "Error":
-            errors.append({_local(part.tag): part.text or "" for part in child})
+            fields = ((_local(part.tag), part.text or "") for part in child)
+            errors.append({name: text for name, text in fields if name in _ERROR_FIELDS})
     return errors
+
+
+_ERROR_FIELDS = frozenset({"Key", "Code", "Message", "VersionId"})
+"""The fields of a DeleteObjects ``Error`` botocore's model knows (it drops the others)."""
 
 
 def _md5(body: bytes) -> str:

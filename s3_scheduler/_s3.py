@@ -226,10 +226,10 @@ def delete_batch(client: Any, bucket: str, objects: list[dict[str, str]]) -> dic
     """Delete ``objects`` (each ``{"Key": ..., "ETag": ...}``, the ETag optional) of
     ``bucket`` in one quiet DeleteObjects; return botocore's answer (its ``Errors``, the
     keys not deleted). Directly for the client this package built (`_direct`), where S3
-    answers so; else, and for every other client, through botocore, which raises what it
-    raises."""
+    answers so; else (objects with other fields, such as a ``VersionId``, too), and for
+    every other client, through botocore, which raises what it raises."""
     direct = _direct.Direct.of(client)
-    if direct is not None:
+    if direct is not None and all(set(o) <= {"Key", "ETag"} for o in objects):  # no VersionId: botocore's
         errors = direct.delete(bucket, [(o["Key"], o.get("ETag")) for o in objects])
         if errors is not None:
             return {"Errors": errors} if errors else {}

@@ -5,6 +5,7 @@ answer as copied to botocore, which sends it again."""
 from __future__ import annotations
 
 import contextlib
+import itertools
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 from urllib.parse import quote
@@ -446,3 +447,37 @@ def test_a_batch_with_a_key_xml_cannot_carry_goes_to_botocore(s3: S3, clock: Clo
     assert direct.batches == 0
     assert len(through_botocore) == 1
     assert legacy in through_botocore[0]
+
+
+def test_a_direct_batch_delete_counts_in_the_clients_latency(
+    s3: S3, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run's deadline budget reads the slowest request the client sent: a batch delete
+    sent directly is one of them, as it was through botocore."""
+    scheduler, client, direct = _own(s3, clock)
+    name = scheduler.schedule(T0, s3.target_bucket, "k", "x")
+    list(direct.pages(s3.schedule_bucket, "jobs/", None))  # the bucket's URL
+    latency = _s3.Latency.watch(client)
+    ticks = itertools.chain([100.0, 102.5], itertools.repeat(102.5))
+    monkeypatch.setattr("s3_scheduler._direct.time.monotonic", lambda: next(ticks))  # the delete's start, end
+    assert direct.delete(s3.schedule_bucket, [(name, None)]) == []
+    monkeypatch.undo()
+    assert latency.worst == 2.5
+    assert not [k for k in s3.keys(s3.schedule_bucket) if "|" in k]
+
+
+def test_a_batch_naming_a_version_goes_to_botocore(s3: S3, clock: Clock) -> None:
+    """The direct body names keys and ETags only: a batch with any other field (a version)
+    is botocore's, which writes it."""
+    _, client, direct = _own(s3, clock)
+    s3.client.put_bucket_versioning(Bucket=s3.schedule_bucket, VersioningConfiguration={"Status": "Enabled"})
+    first = s3.client.put_object(Bucket=s3.schedule_bucket, Key="jobs/v", Body=b"1")["VersionId"]
+    s3.client.put_object(Bucket=s3.schedule_bucket, Key="jobs/v", Body=b"2")
+    list(direct.pages(s3.schedule_bucket, "jobs/", None))
+    through_botocore = _botocore_deletes(client)
+    _s3.delete_batch(client, s3.schedule_bucket, [{"Key": "jobs/v", "VersionId": first}])
+    assert through_botocore == [["jobs/v"]]
+    assert direct.batches == 0
+    assert s3.body(s3.schedule_bucket, "jobs/v") == b"2"  # the version named went, the current one stays
+    versions = s3.client.list_object_versions(Bucket=s3.schedule_bucket, Prefix="jobs/v")["Versions"]
+    assert first not in [v["VersionId"] for v in versions]

@@ -369,6 +369,12 @@ def test_a_batch_with_what_xml_cannot_carry_goes_to_botocore(odd: str) -> None:
     assert _delete_body([("jobs/fine", odd)]) is None
 
 
+def test_a_batch_with_an_empty_key_or_etag_goes_to_botocore() -> None:
+    """botocore refuses an empty key and writes an empty ETag as ``<ETag />``: such a batch is its."""
+    assert _delete_body([("jobs/fine", None), ("", None)]) is None
+    assert _delete_body([("jobs/fine", "")]) is None
+
+
 def test_a_batch_deletes_signature_is_botocores() -> None:
     """A POST with a body: the payload's SHA-256 and the Content-MD5 signed as botocore signs them."""
     import hashlib
@@ -394,7 +400,7 @@ def test_a_batch_deletes_reply_is_read_as_botocore_reads_it() -> None:
         f'<?xml version="1.0" encoding="UTF-8"?><DeleteResult xmlns="{NS}">'
         "<Deleted><Key>a</Key></Deleted>"
         "<Error><Key>b &amp; é</Key><Code>PreconditionFailed</Code><Message>At least one</Message></Error>"
-        "<Error><Key>c</Key><Code>AccessDenied</Code><Message/></Error></DeleteResult>"
+        "<Error><Key>c</Key><Code>AccessDenied</Code><Message/><Foo>bar</Foo></Error></DeleteResult>"
     ).encode()
     assert _delete_errors(reply) == [
         {"Key": "b & é", "Code": "PreconditionFailed", "Message": "At least one"},
