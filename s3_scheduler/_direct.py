@@ -358,11 +358,10 @@ class _Connections:
     def send(
         self, method: str, target: _Target, resource: str, headers: dict[str, str], body: bytes = b""
     ) -> tuple[int, bytes]:
-        """Send ``method`` on ``resource`` (path and query) with ``body``; return the
-        status and the body of the reply."""
+        """Send ``method`` on ``resource`` (path and query) with ``headers`` (its
+        ``Content-Length`` among them, where it has a body) and ``body``; return the status
+        and the body of the reply."""
         lines = [f"{method} {resource} HTTP/1.1", *(f"{name}: {value}" for name, value in headers.items())]
-        if method != "GET":
-            lines.append(f"Content-Length: {len(body)}")
         head = "\r\n".join([*lines, "", ""]).encode("ascii") + body
         connection = self._take(target)
         try:
@@ -708,6 +707,8 @@ class Direct:
         payload = hashlib.sha256(body).hexdigest() if body else EMPTY_SHA256
         self._signer.sign(credentials.get_frozen_credentials(), request, headers, datetime.now(timezone.utc), payload)
         headers["Host"] = target.host
+        if method != "GET":
+            headers["Content-Length"] = str(len(body))  # not signed, as botocore signs none
         query = canonical if query is None else query
         resource = f"{path}?{query}" if query else path
         url = f"{target.scheme}://{target.netloc}{resource}"
