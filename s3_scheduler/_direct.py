@@ -168,6 +168,14 @@ class _Signer:
         return key
 
 
+_QUICK_ACK: int | None = getattr(socket, "TCP_QUICKACK", None)
+"""Linux's option to acknowledge what came at once. On a kept connection Linux delays its
+ACKs (up to 40 ms) where nothing goes back; a server that writes a reply's head and body
+in two segments without TCP_NODELAY (radosgw 16) then holds the body until that ACK
+comes: 45 ms a copy instead of 4.5 on radosgw, measured. Set before each read, it keeps
+each reply's segments coming (where the platform has it; elsewhere nothing is set)."""
+
+
 class _Connection:
     """One keep-alive HTTP/1.1 connection: a request, and its reply read.
 
@@ -183,6 +191,7 @@ class _Connection:
         self.sock = sock
         self._buffer = b""
         self.open = True
+        self._quick_ack = _QUICK_ACK is not None
 
     def exchange(self, head: bytes) -> tuple[int, bytes]:
         """Send ``head`` (a request line, its fields and its body, if any); return the reply's
@@ -294,6 +303,11 @@ class _Connection:
                 raise ValueError(msg)
 
     def _receive(self) -> None:
+        if self._quick_ack and _QUICK_ACK is not None:  # each read: Linux goes back to delayed ACKs
+            try:
+                self.sock.setsockopt(socket.IPPROTO_TCP, _QUICK_ACK, 1)
+            except OSError:  # not a TCP socket (a test's socket pair)
+                self._quick_ack = False
         data = self.sock.recv(65536)
         if not data:
             msg = "the connection closed before the reply was read"

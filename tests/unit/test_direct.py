@@ -459,3 +459,44 @@ def test_direct_connections_take_the_clients_socket_options(config: dict[str, An
     finally:
         connection.close()
         listener.close()
+
+
+@pytest.mark.skipif(not hasattr(socket, "TCP_QUICKACK"), reason="TCP_QUICKACK is Linux's")
+def test_each_read_of_a_reply_asks_for_quick_acks() -> None:
+    """On a kept connection Linux delays its ACKs, and a server that writes a reply's head and
+    body apart without TCP_NODELAY (radosgw 16) then holds the body up to 40 ms: TCP_QUICKACK
+    is set before each read of a TCP connection; a socket that is not TCP reads all the same."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    ours = socket.create_connection(listener.getsockname())
+    theirs, _ = listener.accept()
+    ours.settimeout(5)
+    reads: list[str] = []
+
+    class Watched:
+        def setsockopt(self, level: int, name: int, value: int) -> None:
+            reads.append(
+                "quickack" if (level, name, value) == (socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1) else "other"
+            )
+            ours.setsockopt(level, name, value)
+
+        def recv(self, size: int) -> bytes:
+            reads.append("recv")
+            return ours.recv(size)
+
+        def sendall(self, data: bytes) -> None:
+            ours.sendall(data)
+
+    reply = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(RESULT), RESULT)
+    try:
+        connection = _Connection(Watched())  # type: ignore[arg-type]
+        for _ in range(2):
+            theirs.sendall(reply)
+            assert connection.exchange(HEAD) == (200, RESULT)
+        assert reads.count("recv") >= 2
+        assert reads[0::2] == ["quickack"] * (len(reads) // 2)  # before each read
+        assert reads[1::2] == ["recv"] * (len(reads) // 2)
+    finally:
+        for sock in (ours, theirs, listener):
+            sock.close()
+    pair = _serve(reply)[0]  # a socket pair: not TCP, the option is refused once and not asked again
+    assert pair.exchange(HEAD) == (200, RESULT)
