@@ -15,7 +15,7 @@ from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ConnectionClosedError
 from moto.core.botocore_stubber import BotocoreStubber
 
-from s3_scheduler import Scheduler, _s3, keys, occurrences
+from s3_scheduler import Scheduler, _s3, delivery, keys, occurrences
 from s3_scheduler._direct import Direct
 from tests.conftest import S3, T0, Clock
 
@@ -337,6 +337,13 @@ def test_markers_are_listed_directly_and_old_orphans_still_go(s3: S3, clock: Clo
         assert direct.listed >= 4  # each run: a page of events and a page of markers
 
 
+@pytest.fixture
+def one_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run's deletes go in one batch, sent at its end, however slow the machine (none is
+    sent early for having waited `delivery.DELETE_FLUSH_SECONDS`)."""
+    monkeypatch.setattr(delivery, "DELETE_FLUSH_SECONDS", 600.0)
+
+
 def _botocore_deletes(client: Any) -> list[list[str]]:
     """The keys of each DeleteObjects botocore is asked to send from now on."""
     batches: list[list[str]] = []
@@ -347,7 +354,7 @@ def _botocore_deletes(client: Any) -> list[list[str]]:
     return batches
 
 
-def test_a_runs_batch_delete_goes_directly(s3: S3, clock: Clock) -> None:
+def test_a_runs_batch_delete_goes_directly(s3: S3, clock: Clock, one_batch: None) -> None:
     """The delivered events (odd names) and the marker of a delivered occurrence go in one
     DeleteObjects sent directly; botocore sends none, and none of them is left."""
     scheduler, client, direct = _own(s3, clock)
@@ -375,7 +382,9 @@ def test_a_runs_batch_delete_goes_directly(s3: S3, clock: Clock) -> None:
         ("connection refused", 1),
     ],
 )
-def test_a_batch_delete_not_answered_goes_to_botocore(s3: S3, clock: Clock, fault: str, deletes: int) -> None:
+def test_a_batch_delete_not_answered_goes_to_botocore(
+    s3: S3, clock: Clock, one_batch: None, fault: str, deletes: int
+) -> None:
     """A direct DeleteObjects not answered with a DeleteResult is sent again by botocore:
     every event delivered once and removed, the report clean."""
     scheduler, client, direct = _own(s3, clock)
@@ -410,7 +419,7 @@ def test_a_batch_delete_not_answered_goes_to_botocore(s3: S3, clock: Clock, faul
     assert len(waits) == (1 if fault == "500" else 0)
 
 
-def test_the_keys_a_direct_batch_delete_did_not_delete_stay_pending(s3: S3, clock: Clock) -> None:
+def test_the_keys_a_direct_batch_delete_did_not_delete_stay_pending(s3: S3, clock: Clock, one_batch: None) -> None:
     """S3 answers a DeleteResult with an Error for one key: that event is reported as
     delivered but not removed (failed), and it stays pending; the others go."""
     scheduler, client, direct = _own(s3, clock)
@@ -434,7 +443,7 @@ def test_the_keys_a_direct_batch_delete_did_not_delete_stay_pending(s3: S3, cloc
     assert (direct.batches, through_botocore) == (1, [])
 
 
-def test_a_batch_with_a_key_xml_cannot_carry_goes_to_botocore(s3: S3, clock: Clock) -> None:
+def test_a_batch_with_a_key_xml_cannot_carry_goes_to_botocore(s3: S3, clock: Clock, one_batch: None) -> None:
     """This package writes a CR in a name as %0D; a 0.0.3 name holds it raw, which XML would
     read as a LF: that batch goes to botocore."""
     scheduler, client, direct = _own(s3, clock)

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from s3_scheduler import Scheduler, _s3
+from s3_scheduler import Scheduler, _s3, delivery
 from s3_scheduler._direct import Direct
 from tests.conftest import S3, T0, Clock, Endpoint
 
@@ -102,6 +102,7 @@ def test_a_server_that_closes_each_connection_and_one_that_drops_the_reply(
     server did the copy, before its reply, and after the server did the batch delete,
     before its reply: every event is delivered and removed; the lost reply's copy goes to
     botocore, which copies again (the bound on duplicates), and so does the batch delete."""
+    monkeypatch.setattr(delivery, "DELETE_FLUSH_SECONDS", 600.0)  # one batch delete, at the run's end
     upstream = endpoint.url.split("//", 1)[1]
     proxy = _Proxy(upstream)
     monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
@@ -268,6 +269,7 @@ def test_over_tls_with_the_clients_ca_bundle(
     """Through a TLS front (a certificate for localhost that the client's CA bundle,
     AWS_CA_BUNDLE, trusts): the copies and the listing are sent directly over TLS. With
     other CAs, the direct copy's TLS check refuses the front, and botocore delivers it."""
+    monkeypatch.setattr(delivery, "DELETE_FLUSH_SECONDS", 600.0)  # one batch delete, at the run's end
     certificate = _self_signed(tmp_path)
     front = _TlsFront(endpoint.url.split("//", 1)[1], certificate)
     monkeypatch.setenv("AWS_ENDPOINT_URL", f"https://localhost:{front.port}")
