@@ -63,7 +63,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
-from typing import Any, NamedTuple, Optional
+from typing import Any, NamedTuple, Optional, TypeVar
 from urllib.parse import quote, unquote_plus, urlsplit
 from xml.etree import ElementTree
 from xml.sax.saxutils import escape as xml_escape
@@ -84,6 +84,9 @@ Item = tuple[str, Optional[str], Optional[str]]
 """A listed object: its key, the ETag and the LastModified (ISO 8601, as S3 wrote it) the listing gave."""
 Page = tuple[list[Item], bool, Optional[str]]
 """A listing's page: its objects, whether it is truncated, its next continuation token."""
+
+_Read = TypeVar("_Read")
+"""What a direct request's reader makes of S3's success: a copy's True, a page, a batch delete's errors."""
 
 _UNSAFE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 """Control characters (but tab): a header value with one goes to botocore, which refuses it."""
@@ -580,22 +583,15 @@ class Direct:
         if token is not None:
             query["continuation-token"] = token
         canonical = "&".join(f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}" for k, v in sorted(query.items()))
-        started = time.monotonic()
-        try:
-            status, body = self._exchange(
-                "ListObjectsV2", ("GET", target, target.path, canonical), {"User-Agent": self._agent}
-            )
-            page = _listing(body) if status == 200 else None
-        except Exception as exc:  # noqa: BLE001 - botocore lists it again and raises what it raises
-            logger.debug("A direct listing of %s failed (%r): listed through botocore", bucket, exc)
-            return None
-        if page is None:
-            logger.debug("A direct listing of %s was answered %d: listed through botocore", bucket, status)
-            self._refused(self._listings, bucket, status, body)
-            return None
-        self._record(time.monotonic() - started)
-        with self._lock:
-            self.listed += 1
+        page = self._attempt(
+            f"listing of {bucket}",
+            (self._listings, bucket),
+            ("ListObjectsV2", ("GET", target, target.path, canonical), {"User-Agent": self._agent}),
+            _listing,
+        )
+        if page is not None:
+            with self._lock:
+                self.listed += 1
         return page
 
     def _list_through_botocore(self, bucket: str, prefix: str, start_after: str | None, token: str | None) -> Page:
@@ -618,22 +614,17 @@ class Direct:
         if target is None or body is None:
             return None
         headers = {"content-md5": _md5(body), "User-Agent": self._agent}
-        started = time.monotonic()
-        try:
-            status, reply = self._exchange(
-                "DeleteObjects", ("POST", target, target.path, "delete="), headers, body, query="delete"
-            )
-            errors = _delete_errors(reply) if status == 200 else None
-        except Exception as exc:  # noqa: BLE001 - botocore sends it again and raises what it raises
-            logger.debug("A direct batch delete in %s failed (%r): sent through botocore", bucket, exc)
-            return None
-        if errors is None:
-            logger.debug("A direct batch delete in %s was answered %d: sent through botocore", bucket, status)
-            self._refused(self._listings, bucket, status, reply)
-            return None
-        self._record(time.monotonic() - started)  # a run's deadline budget counts its deletes too
-        with self._lock:
-            self.batches += 1
+        errors = self._attempt(
+            f"batch delete in {bucket}",
+            (self._listings, bucket),
+            ("DeleteObjects", ("POST", target, target.path, "delete="), headers),
+            _delete_errors,
+            body,
+            query="delete",
+        )
+        if errors is not None:
+            with self._lock:
+                self.batches += 1
         return errors
 
     def _learn_listing(self, request: Any, **_: Any) -> None:
@@ -666,18 +657,42 @@ class Direct:
             headers["x-amz-copy-source-if-match"] = if_match
         if replace_tags:
             headers["x-amz-tagging-directive"] = "REPLACE"
+        request = ("PUT", target, target.path + self._encode(key, safe="/~"), "")
+        return (
+            self._attempt(f"copy to {bucket}/{key}", (self._targets, bucket), ("CopyObject", request, headers), _copied)
+            is not None
+        )
+
+    def _attempt(
+        self,
+        what: str,
+        place: tuple[dict[str, _Target | None], str],
+        request: tuple[str, tuple[str, _Target, str, str], dict[str, str]],
+        read: Callable[[bytes], _Read | None],
+        body: bytes = b"",
+        *,
+        query: str | None = None,
+    ) -> _Read | None:
+        """Send ``request`` (the operation, its method, target, path and canonical query, its
+        headers) directly; return what ``read`` makes of a 200 reply's body (None, or a
+        raise: not S3's success). None where it is not taken: botocore is to send it, after
+        `_refused` learned what S3's answer means for the bucket in ``place`` (the dict of
+        its targets, the bucket). Its time counts in the client's latency, which a run's
+        deadline budget reads."""
+        operation, signed, headers = request
         started = time.monotonic()
         try:
-            status, ok, body = self._send(target, key, headers)
+            status, reply = self._exchange(operation, signed, headers, body, query=query)
+            result = read(reply) if status == 200 else None
         except Exception as exc:  # noqa: BLE001 - botocore sends it again and raises what it raises
-            logger.debug("A direct copy to %s/%s failed (%r): sent through botocore", bucket, key, exc)
-            return False
-        if not ok:
-            logger.debug("A direct copy to %s/%s was answered %d: sent through botocore", bucket, key, status)
-            self._refused(self._targets, bucket, status, body)
-            return False
+            logger.debug("A direct %s failed (%r): sent through botocore", what, exc)
+            return None
+        if result is None:
+            logger.debug("A direct %s was answered %d: sent through botocore", what, status)
+            self._refused(*place, status, reply)
+            return None
         self._record(time.monotonic() - started)
-        return True
+        return result
 
     def _refused(self, where: dict[str, _Target | None], bucket: str, status: int, body: bytes) -> None:
         """S3 answered a direct request to ``bucket`` with ``status`` (not a success): after a
@@ -691,12 +706,6 @@ class Direct:
             with self._lock:
                 self._cooling[bucket] = self.clock() + _COOL_DOWN
             self.sleep(random.uniform(0.0, 0.5))
-
-    def _send(self, target: _Target, key: str, headers: dict[str, str]) -> tuple[int, bool, bytes]:
-        status, body = self._exchange(
-            "CopyObject", ("PUT", target, target.path + self._encode(key, safe="/~"), ""), headers
-        )
-        return status, status == 200 and _root(body) == "CopyObjectResult", body
 
     def _exchange(
         self,
@@ -838,6 +847,11 @@ def _parse(body: bytes) -> ElementTree.Element:
 def _local(tag: str) -> str:
     """An element's name without its namespace (botocore's parser ignores namespaces)."""
     return tag.rsplit("}", 1)[-1]
+
+
+def _copied(body: bytes) -> bool | None:
+    """True where a 200 reply's body is a ``CopyObjectResult`` (S3 can answer 200 with an error)."""
+    return True if _root(body) == "CopyObjectResult" else None
 
 
 def _root(body: bytes) -> str | None:
