@@ -503,8 +503,6 @@ class Direct:
         """Copy ``source_bucket``/``source_key`` to ``bucket``/``key``, directly where S3
         answers so, else through botocore; raise what botocore raises."""
         target, learn = self._target(bucket)
-        if target is not None:
-            target = self._usable(self._targets, bucket)
         if (
             target is not None
             and not _is_arn(source_bucket)
@@ -750,28 +748,34 @@ class Direct:
     def _usable(self, where: dict[str, _Target | None], bucket: str) -> _Target | None:
         """``bucket``'s target in ``where``, unless its requests cool down after an error of S3's."""
         with self._lock:
-            until = self._cooling.get(bucket)
-            if until is not None:
-                if self.clock() < until:
-                    return None
-                del self._cooling[bucket]
-            return where.get(bucket)
+            return None if self._cooling_down(bucket) else where.get(bucket)
+
+    def _cooling_down(self, bucket: str) -> bool:
+        """Whether ``bucket``'s requests cool down after an error of S3's (the lock held)."""
+        until = self._cooling.get(bucket)
+        if until is None:
+            return False
+        if self.clock() < until:
+            return True
+        del self._cooling[bucket]
+        return False
 
     def _target(self, bucket: str) -> tuple[_Target | None, bool]:
-        """The bucket's target where it is known, and whether this thread is to learn it:
-        one thread learns a bucket at a time, by a copy through botocore, while the
-        others wait for it (at most the client's read timeout), so a run's first copies
-        do not all go through botocore."""
+        """The bucket's target where it is known and usable (None while its requests cool
+        down after an error of S3's), and whether this thread is to learn it: one thread
+        learns a bucket at a time, by a copy through botocore, while the others wait for it
+        (at most the client's read timeout), so a run's first copies do not all go through
+        botocore."""
         with self._lock:
             if bucket in self._targets:
-                return self._targets[bucket], False
+                return (None if self._cooling_down(bucket) else self._targets[bucket]), False
             learning = self._learners.get(bucket)
             if learning is None:
                 self._learners[bucket] = threading.Event()
                 return None, True
         learning.wait(self._connections.read_timeout)
         with self._lock:
-            return self._targets.get(bucket), False
+            return (None if self._cooling_down(bucket) else self._targets.get(bucket)), False
 
     def _learned(self, bucket: str, target: _Target | object | None) -> None:
         """The learning copy to ``bucket`` ended: keep what it learned where it copied

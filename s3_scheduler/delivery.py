@@ -50,7 +50,7 @@ from . import _s3, occurrences
 from ._direct import Direct
 from .deadletters import DeadLetters
 from .exceptions import InvalidKeyError
-from .keys import Window, is_reserved, series_marker, sorts_late
+from .keys import Window, is_reserved, is_reserved_in_shards, series_marker, sorts_late
 from .lease import Acquisition, Lease, Outcome, RunLease
 from .outcomes import Due, Listed, Recorder, Reject, Result, Skip, Step, StopReason
 from .outcomes import Outcome as StepOutcome
@@ -118,6 +118,10 @@ class Settings:
     through it (copy and delete in one call) instead of the copy and the batch delete."""
     max_lateness: timedelta | None = None
     legacy_offsets: bool = True
+    within: str | None = None
+    """The path of the sharded scheduler this run delivers a shard (or the unsharded
+    prefix) of: an event aimed at any of its shards' leases, dead letters or markers is
+    rejected as one aimed at this prefix's own (None: a scheduler of one prefix)."""
     series: bool = True
     """Whether the listing looks for series markers (not with 0.0.3's stand-in resources)."""
     notices: set[str] = field(default_factory=set)
@@ -348,8 +352,10 @@ class _Lister:
             return Skip(listed.key, str(exc))
         due = Due(event, listed.etag)
         s = self._settings
-        if is_reserved(s.prefix, s.bucket, event.bucket, event.path):
-            return Reject(due)  # an event aimed at the lease or a dead letter: never delivered
+        if is_reserved(s.prefix, s.bucket, event.bucket, event.path) or (
+            s.within is not None and is_reserved_in_shards(s.within, s.bucket, event.bucket, event.path)
+        ):
+            return Reject(due)  # an event aimed at a lease, a dead letter or a marker: never delivered
         if s.allowed is not None and not is_allowed(s.allowed, event.bucket, event.path):
             return Reject(due)
         return due

@@ -210,6 +210,9 @@ class Scheduler:
             )
         )
         self._shards: ShardSet | None = None
+        self._within: str | None = None
+        """The path of the sharded scheduler whose shard (or unsharded prefix) this one
+        delivers: its deliveries keep out of every shard's lease, dead letters and markers."""
         if shards > 1:  # each shard a scheduler with these options (allowed_targets as parsed: it may be an iterator)
             options = {name: value for name, value in locals().items() if name in _SHARD_OPTIONS}
             options["allowed_targets"] = None if self._allowed is None else [str(a) for a in self._allowed]
@@ -714,6 +717,7 @@ class Scheduler:
             move_file=_replaced_move_file(),
             max_lateness=self._max_lateness,
             legacy_offsets=self._legacy_offsets,
+            within=self._within,
             notices=self._notices,
             series=self._s3_resource is None or _s3.is_boto3_resource(self._s3_resource),
         )
@@ -922,7 +926,9 @@ def _shard_set(scheduler: Scheduler, path: str, shards: int, options: dict[str, 
     bucket, resource, client = scheduler.bucket, scheduler._s3_resource, scheduler._s3_client
 
     def make(shard_path: str, max_workers: int) -> Scheduler:
-        return Scheduler(bucket, shard_path, resource, client, max_workers=max_workers, **options)
+        made = Scheduler(bucket, shard_path, resource, client, max_workers=max_workers, **options)
+        made._within = path
+        return made
 
     return ShardSet(
         path=path,

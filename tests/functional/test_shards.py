@@ -199,6 +199,31 @@ def test_handle_shard_k_delivers_shard_k_alone_under_its_lease(s3: S3, clock: Cl
     assert len(s3.keys(s3.schedule_bucket)) == len(written) + 1 - len(in_one)
 
 
+def test_no_shard_delivers_to_another_shards_lease_dead_letters_or_markers(s3: S3, clock: Clock) -> None:
+    """Names forged in the unsharded prefix and in shard 0 (as a 0.0.3 writer or a scheduler
+    of one prefix could write them), aimed at shard 1's lease, shard 2's dead letters and
+    shard 3's series markers: a sharded handler rejects them all, every shard at once or
+    one shard alone, and writes none of those names."""
+    scheduler = s3.scheduler(clock=clock, shards=4)
+    aims = ["jobs/1/.lease", "jobs/2/.dead-letters/x", "jobs/3/.series/y"]
+    forged = [
+        keys.encode_key(keys.listing_prefix(path), T0 - seconds(1), s3.schedule_bucket, aim)
+        for path in ("jobs", "jobs/0")
+        for aim in aims
+    ]
+    for name in forged:
+        s3.client.put_object(Bucket=s3.schedule_bucket, Key=name, Body=b"x")
+
+    alone = scheduler.handle(shard=0)
+    every = scheduler.handle()
+
+    assert sorted(event.key for event in alone.rejected) == sorted(n for n in forged if n.startswith("jobs/0/"))
+    assert sorted(event.key for event in every.rejected) == sorted(forged)
+    assert every.delivered == []
+    assert alone.delivered == []
+    assert not set(aims) & set(s3.keys(s3.schedule_bucket))
+
+
 def test_each_shard_is_delivered_under_its_own_lease(s3: S3, clock: Clock) -> None:
     """handle() takes one lease per place with due events: '{path}/.lease' and '{path}/{s}/.lease'."""
     scheduler = s3.scheduler(clock=clock, shards=4)
