@@ -18,8 +18,10 @@ fraction of that:
   client's credentials, refreshed as botocore refreshes them.
 - **How.** The client's ``before-send`` handlers see the request first, as they would
   botocore's (moto's mock, a test's or a benchmark's hook): a reply from one is the
-  reply. Otherwise it goes over a keep-alive connection (`_Connection`, kept for the
-  client: HTTP/1.1, what these replies need), with the client's timeouts, its socket
+  reply, and a request one rewrites (its URL, headers or body) is sent as rewritten
+  through the client's HTTP session, as botocore sends it. Otherwise it goes over a
+  keep-alive connection (`_Connection`, kept for the client: HTTP/1.1, what these
+  replies need), with the client's timeouts, its socket
   options (TCP_NODELAY, and SO_KEEPALIVE with ``tcp_keepalive``; TCP_QUICKACK before
   each read, see `_QUICK_ACK`) and its TLS verification (its CA bundle, or none where
   the client verifies none); a client with a proxy or a client certificate sends
@@ -718,7 +720,8 @@ class Direct:
         with ``body``, its query sent as ``query`` where given (``delete`` for the
         canonical ``delete=``); return the reply's status and body. The client's
         ``before-send`` handlers see it first, as they would botocore's; a reply from one
-        is the reply."""
+        is the reply, and a request one rewrote (its URL, headers or body) is sent as
+        rewritten, through the client's HTTP session, as botocore would send it."""
         credentials = self._client._request_signer._credentials
         if credentials is None:
             return 0, b""
@@ -737,10 +740,12 @@ class Direct:
         prepared = self._prepared(
             method=method, url=url, headers=self._headers(headers), body=body, stream_output=False
         )
+        built = prepared.headers.items()
         for _, answer in self._client.meta.events.emit(f"before-send.s3.{operation}", request=prepared):
             if answer is not None:  # moto's mock, a test's or a benchmark's hook
                 return int(answer.status_code), bytes(answer.content)
-        if not self._connections.usable_for(url):
+        rewritten = prepared.url != url or prepared.body is not body or prepared.headers.items() != built
+        if rewritten or not self._connections.usable_for(url):
             answer = self._client._endpoint.http_session.send(prepared)
             return int(answer.status_code), bytes(answer.content)
         return self._connections.send(method, target, resource, headers, body)

@@ -94,7 +94,7 @@ from ._s3 import POOL_EXTRA, fast_client
 from .keys import shard_path
 from .metrics import emf_line
 from .report import HandleReport
-from .scheduler import Scheduler
+from .scheduler import Scheduler, within_shards
 from .settings import Settings, metrics_dimensions, read_settings
 from .shards import SHARDS_AT_ONCE
 from .utils import warn
@@ -214,7 +214,8 @@ class LambdaHandler:
         assert self._cached is not None  # scheduler() ran first
         made = self._places.get(path)
         if made is None:
-            made = self._places[path] = self._build(settings._replace(shards=1), self._cached.client, path)
+            made = self._build(settings._replace(shards=1), self._cached.client, path)
+            self._places[path] = made = within_shards(made, settings.prefix)
         return made
 
     def _build(self, settings: Settings, client: Any, path: str) -> Scheduler:

@@ -919,6 +919,14 @@ _SHARD_OPTIONS = frozenset(
 """The options of a sharded `Scheduler` that each shard's scheduler takes as they are."""
 
 
+def within_shards(scheduler: Scheduler, path: str) -> Scheduler:
+    """Return ``scheduler`` (of one prefix: a shard's, or the unsharded prefix's, of the
+    sharded scheduler at ``path``), made to reject as it delivers an event aimed at any
+    shard's lease, dead letters or series markers, not only its own prefix's."""
+    scheduler._within = path
+    return scheduler
+
+
 def _shard_set(scheduler: Scheduler, path: str, shards: int, options: dict[str, Any]) -> ShardSet:
     """Return the `ShardSet` of ``scheduler`` (at ``path``, with ``shards`` shards): the
     scheduler of each shard, or of the unsharded prefix, is a `Scheduler` at its path with
@@ -926,9 +934,7 @@ def _shard_set(scheduler: Scheduler, path: str, shards: int, options: dict[str, 
     bucket, resource, client = scheduler.bucket, scheduler._s3_resource, scheduler._s3_client
 
     def make(shard_path: str, max_workers: int) -> Scheduler:
-        made = Scheduler(bucket, shard_path, resource, client, max_workers=max_workers, **options)
-        made._within = path
-        return made
+        return within_shards(Scheduler(bucket, shard_path, resource, client, max_workers=max_workers, **options), path)
 
     return ShardSet(
         path=path,

@@ -509,6 +509,29 @@ def test_the_tick_fans_out_one_invocation_per_shard_and_delivers_the_unsharded_p
     assert (metrics["Prefix"], metrics["Delivered"]) == ("jobs", 1)
 
 
+def test_neither_the_tick_nor_a_shard_beyond_n_delivers_to_a_shards_lease_or_dead_letters(
+    lambda_env: Any, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With SHARDS=4, the unsharded prefix (delivered by the tick) and shard 7 (written with a larger N,
+    delivered by its invocation) hold names aimed at shard 1's lease and shard 2's dead letters, as a
+    scheduler of one prefix writes them: both are rejected, and neither target is written."""
+    monkeypatch.setenv("S3_SCHEDULER_SHARDS", "4")
+    in_unsharded = schedule(lambda_env, T0 - timedelta(minutes=1), "sched", "jobs/1/.lease")
+    in_seven = Scheduler("sched", "jobs/7", s3_client=lambda_env).schedule(
+        T0 - timedelta(minutes=1), "sched", "jobs/2/.dead-letters/x", "x"
+    )
+    lambdas = FakeLambda()
+    handler = LambdaHandler(clock=clock, sleep=clock.advance, lambda_client=lambdas)
+
+    tick = handler({}, ShardContext(60_000))
+    seven = handler({"shard": 7}, ShardContext(60_000))
+
+    assert lambdas.shards == [7]
+    assert [e["key"] for e in tick["unsharded"]["rejected"]] == [in_unsharded]
+    assert [e["key"] for e in seven["rejected"]] == [in_seven]
+    assert not {"jobs/1/.lease", "jobs/2/.dead-letters/x"} & set(schedule_keys(lambda_env))
+
+
 def test_the_tick_with_no_shard_found_invokes_nothing_and_still_reports(
     lambda_env: Any, clock: Clock, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -1769,6 +1769,20 @@ def test_run_shard_delivers_its_shard_and_shard_0_the_strays(
     ]
 
 
+def test_run_shard_0_rejects_a_stray_aimed_at_another_shards_lease(
+    aws: Any, capsys: pytest.CaptureFixture[str], clock: Clock, one_window: None
+) -> None:
+    """An event in the unsharded prefix aimed at shard 1's lease (a scheduler of one prefix takes it):
+    shard 0's worker, which delivers the strays, rejects it and leaves it pending."""
+    stray = scheduler(aws, clock).schedule(T0 - timedelta(seconds=1), "sched", "jobs/1/.lease", "x")
+
+    status, _, _ = run(capsys, "run", "--shards", "3", "--shard", "0", clock=clock)
+
+    assert status == 0
+    assert "jobs/1/.lease" not in keys(aws, "sched")
+    assert [key for key in keys(aws, "sched") if "|" in key] == [stray]
+
+
 class FakeWorker:
     """A worker process for `workers.Supervisor`: ends when told (``end``), on SIGTERM unless ``stubborn``."""
 

@@ -128,6 +128,30 @@ def test_a_server_that_closes_each_connection_and_one_that_drops_the_reply(
     assert proxy.dropped == 2
 
 
+def test_a_request_a_before_send_handler_rewrites_is_sent_as_rewritten(
+    moto_endpoint: Endpoint, make_wire: Any, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ``before-send`` handler that points each copy at another key (moto's server, which
+    checks no signature): every copy lands where the handler said, the direct ones too,
+    as botocore sends a rewritten request."""
+    wire = make_wire(moto_endpoint)
+    client, direct = _own(monkeypatch, moto_endpoint)
+
+    def rewrite(request: Any, **_: Any) -> None:
+        request.url = request.url.replace("/in/", "/rewritten/")
+
+    client.meta.events.register("before-send.s3.CopyObject", rewrite)
+    scheduler = Scheduler(wire.schedule_bucket, "jobs", s3_client=client, clock=clock, max_workers=1)
+    for i in range(5):
+        scheduler.schedule(T0, wire.target_bucket, f"in/k{i}", f"{i}")
+
+    report = scheduler.handle()
+
+    assert len(report.delivered) == 5
+    assert sorted(wire.keys(wire.target_bucket)) == [f"rewritten/k{i}" for i in range(5)]
+    assert (direct.sent, direct.handed_over) == (4, 1)  # the first copy learns the bucket through botocore
+
+
 class _Listener:
     """A server on an ephemeral port of 127.0.0.1 that hands each connection to `_one` in a
     thread of its own, and counts them."""
