@@ -18,7 +18,7 @@ fraction of that:
   client's credentials, refreshed as botocore refreshes them.
 - **How.** The client's ``before-send`` handlers see the request first, as they would
   botocore's (moto's mock, a test's or a benchmark's hook): a reply from one is the
-  reply, and a request one rewrites (its URL, headers or body) is sent as rewritten
+  reply, and a request one rewrites (its URL, method, headers or body) is sent as rewritten
   through the client's HTTP session, as botocore sends it. Otherwise it goes over a
   keep-alive connection (`_Connection`, kept for the client: HTTP/1.1, what these
   replies need), with the client's timeouts, its socket
@@ -720,7 +720,7 @@ class Direct:
         with ``body``, its query sent as ``query`` where given (``delete`` for the
         canonical ``delete=``); return the reply's status and body. The client's
         ``before-send`` handlers see it first, as they would botocore's; a reply from one
-        is the reply, and a request one rewrote (its URL, headers or body) is sent as
+        is the reply, and a request one rewrote (its URL, method, headers or body) is sent as
         rewritten, through the client's HTTP session, as botocore would send it."""
         credentials = self._client._request_signer._credentials
         if credentials is None:
@@ -740,11 +740,16 @@ class Direct:
         prepared = self._prepared(
             method=method, url=url, headers=self._headers(headers), body=body, stream_output=False
         )
-        built = prepared.headers.items()
+        built = list(prepared.headers.items())  # a copy: items() is a view of the headers
         for _, answer in self._client.meta.events.emit(f"before-send.s3.{operation}", request=prepared):
             if answer is not None:  # moto's mock, a test's or a benchmark's hook
                 return int(answer.status_code), bytes(answer.content)
-        rewritten = prepared.url != url or prepared.body is not body or prepared.headers.items() != built
+        rewritten = (
+            prepared.url != url
+            or prepared.method != method
+            or prepared.body is not body
+            or list(prepared.headers.items()) != built
+        )
         if rewritten or not self._connections.usable_for(url):
             answer = self._client._endpoint.http_session.send(prepared)
             return int(answer.status_code), bytes(answer.content)

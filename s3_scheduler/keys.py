@@ -313,8 +313,9 @@ def is_reserved(prefix: str, schedule_bucket: str, bucket: str, target: str) -> 
 
 
 def is_reserved_in_shards(path: str, schedule_bucket: str, bucket: str, target: str) -> bool:
-    """Whether ``bucket``/``target`` is the lease or a dead letter of the sharded scheduler
-    at ``path`` in ``schedule_bucket``, or of any of its shards (whatever their number)."""
+    """Whether ``bucket``/``target`` is the lease, a dead letter or a series marker of the
+    sharded scheduler at ``path`` in ``schedule_bucket``, or of any of its shards (whatever
+    their number)."""
     target = normalize_target(target)
     if is_reserved(listing_prefix(path), schedule_bucket, bucket, target):
         return True

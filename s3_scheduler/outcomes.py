@@ -49,7 +49,8 @@ class Skip(NamedTuple):
 
 
 class Reject(NamedTuple):
-    """A listed event aimed outside ``allowed_targets``, or at the scheduler's lease or dead letters."""
+    """A listed event aimed outside ``allowed_targets``, or at the scheduler's lease, dead
+    letters or series markers (with shards, any shard's)."""
 
     due: Due
 

@@ -41,7 +41,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from ._s3 import DENIED, NO_BUCKET, error_code
 from .keys import UNSHARDED
 from .report import HandleReport, ScheduledEvent
-from .scheduler import MAX_UNTIL, Scheduler
+from .scheduler import MAX_UNTIL, Scheduler, within_shards
 from .utils import warn
 
 FIRST_RETRY = 1.0
@@ -143,7 +143,8 @@ class ShardRun:
     threads of its own, the unsharded prefix ``{path}/|`` and every shard found numbered
     ``scheduler.shards`` or more (written by a writer with more shards): each window then
     starts with one LIST (`Scheduler.shards_found`), and each such place is delivered by
-    ``strays(its path)``, made once and kept. So the loops of shards 0 to N-1, the first
+    ``strays(its path)``, made once and kept, and made to reject an event aimed at any
+    shard's lease, dead letters or markers (`within_shards`). So the loops of shards 0 to N-1, the first
     one with ``strays``, leave nothing undelivered. ``on_delivery`` is then called from
     those threads, one call at a time; the window's report is the totals, with each place's
     report in ``shards``; an error of one place is raised once every place's run ended.
@@ -207,7 +208,7 @@ class ShardRun:
         for label, path in self._scheduler.shards_found().places(self._path):
             if label == UNSHARDED or int(label) >= count:
                 if path not in self._made:
-                    self._made[path] = self._strays(path)
+                    self._made[path] = within_shards(self._strays(path), self._path)
                 stray.append((label, self._made[path]))
         return stray
 

@@ -128,17 +128,22 @@ def test_a_server_that_closes_each_connection_and_one_that_drops_the_reply(
     assert proxy.dropped == 2
 
 
+@pytest.mark.parametrize("part", ["url", "headers"])
 def test_a_request_a_before_send_handler_rewrites_is_sent_as_rewritten(
-    moto_endpoint: Endpoint, make_wire: Any, clock: Clock, monkeypatch: pytest.MonkeyPatch
+    moto_endpoint: Endpoint, make_wire: Any, clock: Clock, monkeypatch: pytest.MonkeyPatch, part: str
 ) -> None:
-    """A ``before-send`` handler that points each copy at another key (moto's server, which
-    checks no signature): every copy lands where the handler said, the direct ones too,
-    as botocore sends a rewritten request."""
+    """A ``before-send`` handler that points each copy at another key, or changes its headers
+    in place (moto's server checks no signature): every copy is what the handler made of it,
+    the direct ones too, as botocore sends a rewritten request."""
     wire = make_wire(moto_endpoint)
     client, direct = _own(monkeypatch, moto_endpoint)
 
     def rewrite(request: Any, **_: Any) -> None:
-        request.url = request.url.replace("/in/", "/rewritten/")
+        if part == "url":
+            request.url = request.url.replace("/in/", "/rewritten/")
+        else:
+            request.headers["x-amz-metadata-directive"] = "REPLACE"
+            request.headers["x-amz-meta-note"] = "rewritten"
 
     client.meta.events.register("before-send.s3.CopyObject", rewrite)
     scheduler = Scheduler(wire.schedule_bucket, "jobs", s3_client=client, clock=clock, max_workers=1)
@@ -148,7 +153,13 @@ def test_a_request_a_before_send_handler_rewrites_is_sent_as_rewritten(
     report = scheduler.handle()
 
     assert len(report.delivered) == 5
-    assert sorted(wire.keys(wire.target_bucket)) == [f"rewritten/k{i}" for i in range(5)]
+    landed = sorted(wire.keys(wire.target_bucket))
+    if part == "url":
+        assert landed == [f"rewritten/k{i}" for i in range(5)]
+    else:
+        assert [wire.client.head_object(Bucket=wire.target_bucket, Key=k)["Metadata"] for k in landed] == [
+            {"note": "rewritten"}
+        ] * 5
     assert (direct.sent, direct.handed_over) == (4, 1)  # the first copy learns the bucket through botocore
 
 

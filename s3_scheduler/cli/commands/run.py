@@ -18,7 +18,7 @@ from typing import TextIO
 from ..._s3 import error_code
 from ...report import HandleReport
 from ...runner import FATAL_AT_START, RETRIED, Handler, ShardRun, run_until_stopped, stop_on_signals
-from ...scheduler import MAX_UNTIL, Scheduler, within_shards
+from ...scheduler import MAX_UNTIL, Scheduler
 from ...settings import format_duration
 from ..argtypes import parse_duration, parse_shard
 from ..errors import Failure, UsageError
@@ -63,12 +63,7 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         return _supervise(args, scheduler)
     handler: Handler = scheduler
     if shard is not None and args.shards > 1:
-        strays = None
-        if shard == 0:  # the first shard's worker also delivers what no other worker does
-
-            def strays(path: str) -> Scheduler:
-                return within_shards(scheduler_for(args, path=path, shards=1), args.prefix)
-
+        strays = (lambda path: scheduler_for(args, path=path, shards=1)) if shard == 0 else None
         handler = ShardRun(scheduler, args.prefix, shard, strays=strays)
 
     def on_report(report: HandleReport) -> None:
