@@ -33,6 +33,7 @@ from .exceptions import EventExistsError, EventNotPendingError, InvalidKeyError
 from .keys import (
     ATTEMPTS_TAG,
     MAX_KEY_BYTES,
+    check_not_reserved,
     dead_letter_key,
     dead_letter_prefix,
     encode_key,
@@ -247,12 +248,14 @@ def requeue(
 
     Raises before any request: `InvalidKeyError` for a key that is not a dead letter of the
     scheduler, `TypeError` for a ``when`` of another type, `ValueError` for a name over
-    S3's 1,024 bytes, `TargetNotAllowedError` for a target outside ``allowed`` (parsed
+    S3's 1,024 bytes or a target that is the scheduler's (or a shard's) lease, a dead letter
+    or a series marker, `TargetNotAllowedError` for a target outside ``allowed`` (parsed
     allowed targets, None: any). `EventNotPendingError` when the dead letter is not there.
     """
     event = letter(key, path, shards=shards)
     due = _due(when, now)
     check_allowed(allowed, event.bucket, event.path)
+    check_not_reserved(path, shards, bucket, event.bucket, event.path)
     prefix = listing_prefix(path if shards == 1 else shard_path(path, shard_of(event.bucket, event.path, shards)))
     new_key = encode_key(prefix, due, event.bucket, event.path)
     moved = occurrences.move(client, bucket, key, new_key, old_prefix=None, new_prefix=prefix)

@@ -330,6 +330,20 @@ def is_reserved_in_shards(path: str, schedule_bucket: str, bucket: str, target: 
     )
 
 
+def check_not_reserved(path: str, shards: int, schedule_bucket: str, bucket: str, target: str) -> None:
+    """Raise `ValueError` where ``bucket``/``target`` is the lease, a dead letter or a series
+    marker of the scheduler at ``path`` in ``schedule_bucket`` (with ``shards`` > 1, of any
+    of its shards): no event may be written for it."""
+    if (
+        is_reserved(listing_prefix(path), schedule_bucket, bucket, target)
+        if shards == 1
+        else is_reserved_in_shards(path, schedule_bucket, bucket, target)
+    ):
+        where = f"s3://{bucket}/{normalize_target(target)}"
+        msg = f"the target {where} is this scheduler's lease, a dead letter or a series marker"
+        raise ValueError(msg)
+
+
 def to_utc(when: datetime) -> datetime:
     """Return ``when`` as an aware UTC datetime; a naive ``when`` is taken as UTC.
 

@@ -38,12 +38,11 @@ from .exceptions import (
 from .keys import (
     Window,
     check_name,
+    check_not_reserved,
     check_shards,
     decode_key,
     encode_key,
     event_prefix,
-    is_reserved,
-    is_reserved_in_shards,
     lease_key,
     listing_prefix,
     listing_window,
@@ -372,14 +371,7 @@ class Scheduler:
             series = started.metadata()
             check_metadata_size(metadata, series)
         key = encode_key(self._prefix_for(bucket, path), when, bucket, path)
-        if (
-            is_reserved(self._prefix, self._bucket, bucket, path)
-            if self._shards is None
-            else is_reserved_in_shards(self._path, self._bucket, bucket, path)
-        ):
-            target = f"s3://{bucket}/{normalize_target(path)}"
-            msg = f"the target {target} is this scheduler's lease, a dead letter or a series marker"
-            raise ValueError(msg)
+        check_not_reserved(self._path, self.shards, self._bucket, bucket, path)
         check_allowed(self._allowed, bucket, normalize_target(path))
         return key, body, series
 
@@ -592,8 +584,10 @@ class Scheduler:
         Raises, before any request, `InvalidKeyError` for a key that is not a dead letter of
         this scheduler (with shards: of any shard, or of the unsharded scheduler), `TypeError`
         for a ``when`` of another type, `TargetNotAllowedError` for a target outside
-        ``allowed_targets``, and `ValueError` for a new name over S3's 1,024 bytes;
-        `EventNotPendingError` (a `LookupError`) when the dead letter is not there.
+        ``allowed_targets``, and `ValueError` for a new name over S3's 1,024 bytes or a
+        target `schedule` refuses (this scheduler's, or any shard's, lease, dead letters or
+        series markers); `EventNotPendingError` (a `LookupError`) when the dead letter is
+        not there.
         """
         now, allowed = self.now(), self._allowed
         return deadletters.requeue(self._s3_client, self._bucket, key, when, self._path, self.shards, now, allowed)

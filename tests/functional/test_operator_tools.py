@@ -373,6 +373,23 @@ def test_requeue_refuses_bad_times_and_disallowed_targets_before_any_request(s3:
     assert s3.counter.total == 0
 
 
+@pytest.mark.parametrize(("path", "shards", "aim"), [("jobs", 1, "jobs/.lease"), ("jobs/0", 4, "jobs/2/.lease")])
+def test_requeue_refuses_a_dead_letter_aimed_at_a_lease_before_any_request(
+    s3: S3, clock: Clock, path: str, shards: int, aim: str
+) -> None:
+    """A dead letter (a rejected event's) aimed at the scheduler's lease, or with shards at another
+    shard's: requeue refuses it as schedule() refuses that target, before any request."""
+    scheduler = s3.scheduler(clock=clock, shards=shards)
+    prefix = keys.listing_prefix(path)
+    letter = keys.dead_letter_key(prefix, keys.encode_key(prefix, T0, s3.schedule_bucket, aim), "0badcafe")
+    s3.client.put_object(Bucket=s3.schedule_bucket, Key=letter, Body=b"x")
+    s3.counter.calls.clear()
+
+    with pytest.raises(ValueError, match="lease, a dead letter or a series marker"):
+        scheduler.requeue(letter)
+    assert s3.counter.total == 0
+
+
 def test_requeue_with_shards_writes_into_the_shard_of_the_target(s3: S3, clock: Clock) -> None:
     """With shards, a dead letter of the unsharded scheduler or of any shard goes back to its target's shard."""
     scheduler = s3.scheduler(clock=clock, shards=4)
