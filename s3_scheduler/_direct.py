@@ -18,14 +18,13 @@ fraction of that:
   client's credentials, refreshed as botocore refreshes them.
 - **How.** The client's ``before-send`` handlers see the request first, as they would
   botocore's (moto's mock, a test's or a benchmark's hook): a reply from one is the
-  reply, and a request one rewrites (its URL, method, headers or body) is sent as rewritten
-  through the client's HTTP session, as botocore sends it. Otherwise it goes over a
-  keep-alive connection (`_Connection`, kept for the client: HTTP/1.1, what these
-  replies need), with the client's timeouts, its socket
-  options (TCP_NODELAY, and SO_KEEPALIVE with ``tcp_keepalive``; TCP_QUICKACK before
-  each read, see `_QUICK_ACK`) and its TLS verification (its CA bundle, or none where
-  the client verifies none); a client with a proxy or a client certificate sends
-  through its own HTTP session.
+  reply, and a request one rewrites (its URL, method, headers or body) is sent as
+  rewritten through the client's HTTP session, as botocore sends it. Otherwise it goes
+  over a keep-alive connection (`_Connection`, kept for the client: HTTP/1.1, what these
+  replies need), with the client's timeouts, its socket options (TCP_NODELAY, and
+  SO_KEEPALIVE with ``tcp_keepalive``; TCP_QUICKACK before each read, see `_QUICK_ACK`)
+  and its TLS verification (its CA bundle, or none where the client verifies none); a
+  client with a proxy or a client certificate sends through its own HTTP session.
 - **Only success is taken.** A copy is done only on a reply botocore takes as success:
   status 200 with a ``CopyObjectResult`` body (S3 can answer 200 with an error in the
   body); a listing on status 200 with a ``ListBucketResult``, read with ElementTree (keys

@@ -144,8 +144,8 @@ class ShardRun:
     ``scheduler.shards`` or more (written by a writer with more shards): each window then
     starts with one LIST (`Scheduler.shards_found`), and each such place is delivered by
     ``strays(its path)``, made once and kept, and made to reject an event aimed at any
-    shard's lease, dead letters or markers (`within_shards`). So the loops of shards 0 to N-1, the first
-    one with ``strays``, leave nothing undelivered. ``on_delivery`` is then called from
+    shard's lease, dead letters or markers (`within_shards`). So the loops of shards 0 to
+    N-1, the first one with ``strays``, leave nothing undelivered. ``on_delivery`` is then called from
     those threads, one call at a time; the window's report is the totals, with each place's
     report in ``shards``; an error of one place is raised once every place's run ended.
     """
