@@ -64,7 +64,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -365,21 +365,16 @@ def throughput_table(server: str, due: int, latency_ms: float, runs: dict[str, l
         f"  {'shards':>8}  {'wall s':<22} {'events/s':<22} {'client CPU ms/event':<22} {'vs 1 shard':>10}"
         f"  {'server CPU s':<22} {'busy cores':>10}  {'load':<18}"
     )
-    one = statistics.median(ms_per_event(r) for r in runs["1"])
+    grown = growth(runs, ms_per_event)
     for label, rs in runs.items():
-        cpu = statistics.median(ms_per_event(r) for r in rs)
         out(
             f"  {label:>8}  {spread([r['seconds'] for r in rs]):<22} {spread([rate(r) for r in rs], '{:.0f}'):<22}"
-            f" {spread([ms_per_event(r) for r in rs]):<22} {(cpu / one - 1) * 100:+9.1f}%"
+            f" {spread([ms_per_event(r) for r in rs]):<22} {grown[label] * 100:+9.1f}%"
             f"  {spread([r['server_cpu'] for r in rs]):<22} {statistics.median(r['busy_cores'] for r in rs):10.2f}"
             f"  {spread([r['load'] for r in rs]):<18}".rstrip()
         )
     for apart, how in ((False, "together"), (True, "apart (one after another)")):
-        growths = [
-            statistics.median(ms_per_event(r) for r in rs) / one - 1
-            for label, rs in runs.items()
-            if label != "1" and rs[0]["apart"] is apart
-        ]
+        growths = [grown[label] for label, rs in runs.items() if label != "1" and rs[0]["apart"] is apart]
         if not growths:
             continue
         worst = max(growths)
@@ -395,13 +390,18 @@ def throughput_table(server: str, due: int, latency_ms: float, runs: dict[str, l
         " at every shard count,\n  so on a machine whose speed drifts between runs the ratio shows the"
         " handlers' growth with that drift taken out"
     )
-    base = statistics.median(relative(r) for r in runs["1"])
+    grown = growth(runs, relative)
     for label, rs in runs.items():
-        ratio = statistics.median(relative(r) for r in rs)
         out(
-            f"  {label:>8}  {spread([relative(r) for r in rs], '{:.3f}'):<26} {(ratio / base - 1) * 100:+9.1f}%"
+            f"  {label:>8}  {spread([relative(r) for r in rs], '{:.3f}'):<26} {grown[label] * 100:+9.1f}%"
             f"  server ms/event {spread([r['server_cpu'] * 1000 / r['delivered'] for r in rs])}"
         )
+
+
+def growth(runs: dict[str, list[dict[str, Any]]], measure: Callable[[dict[str, Any]], float]) -> dict[str, float]:
+    """Each series' median of ``measure`` over one shard's ("1"), less 1."""
+    one = statistics.median(measure(r) for r in runs["1"])
+    return {label: statistics.median(measure(r) for r in rs) / one - 1 for label, rs in runs.items()}
 
 
 def relative(run: dict[str, Any]) -> float:

@@ -739,7 +739,6 @@ class Direct:
         prepared = self._prepared(
             method=method, url=url, headers=self._headers(headers), body=body, stream_output=False
         )
-        built = list(prepared.headers.items())  # a copy: items() is a view of the headers
         for _, answer in self._client.meta.events.emit(f"before-send.s3.{operation}", request=prepared):
             if answer is not None:  # moto's mock, a test's or a benchmark's hook
                 return int(answer.status_code), bytes(answer.content)
@@ -747,7 +746,7 @@ class Direct:
             prepared.url != url
             or prepared.method != method
             or prepared.body is not body
-            or list(prepared.headers.items()) != built
+            or dict(prepared.headers.items()) != headers  # the headers the connection sends
         )
         if rewritten or not self._connections.usable_for(url):
             answer = self._client._endpoint.http_session.send(prepared)
